@@ -1,0 +1,283 @@
+"""Data sets by name or path, scaled for training, split for validation.
+
+Nothing here imports TensorFlow: the bundled and generated sets are numpy arrays, and the
+Keras-cached MNIST files are read with numpy and gzip directly, so nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradtui.errors import DataError, one_of
+from gradtui.preset import NAMED_DATASETS, DataSpec
+
+#: input shape and class count of each named data set, known without loading it
+NAMED_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((64,), 10),
+    "mnist": ((28, 28), 10),
+    "fashion_mnist": ((28, 28), 10),
+    "spiral": ((2,), 2),
+    "circles": ((2,), 2),
+    "xor": ((2,), 2),
+    "gaussian": ((2,), 2),
+}
+
+FASHION_FILES = (
+    "train-labels-idx1-ubyte.gz",
+    "train-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+)
+
+
+@dataclass
+class Dataset:
+    """Training and validation arrays ready for ``model.fit``."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+
+def keras_home() -> Path:
+    """Keras's cache folder (``$KERAS_HOME`` or ``~/.keras``)."""
+    return Path(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")))
+
+
+def _cache_help(name: str, where: Path) -> str:
+    loader = "fashion_mnist" if name == "fashion_mnist" else "mnist"
+    return (
+        f"{name} is not in Keras's local cache ({where}); on a machine with internet run "
+        f'`python -c "import keras; keras.datasets.{loader}.load_data()"` and copy '
+        f"{keras_home() / 'datasets'} here, or use a .npz file"
+    )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _load_mnist_like(name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    if name == "mnist":
+        candidates = [
+            keras_home() / "datasets" / "mnist.npz",
+            Path("/tmp/.keras/datasets/mnist.npz"),
+        ]
+        for path in candidates:
+            if path.is_file():
+                with np.load(path, allow_pickle=False) as f:
+                    return f["x_train"], f["y_train"], 10
+        raise DataError(_cache_help(name, candidates[0]), key="data.dataset")
+    for base in (keras_home(), Path("/tmp/.keras")):
+        folder = base / "datasets" / "fashion-mnist"
+        if all((folder / f).is_file() for f in FASHION_FILES):
+            y = _read_idx(folder / FASHION_FILES[0])
+            x = _read_idx(folder / FASHION_FILES[1])
+            return x, y, 10
+    raise DataError(_cache_help(name, keras_home() / "datasets" / "fashion-mnist"), key="data.dataset")
+
+
+def generate(name: str, samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D two-class toy set like TensorFlow Playground's, seeded."""
+    rng = np.random.default_rng(seed)
+    n = samples
+    half = n // 2
+    if name == "spiral":
+        # two interleaved spirals, as in the Playground
+        out = []
+        for label, delta in ((0, 0.0), (1, np.pi)):
+            i = np.arange(half if label == 0 else n - half)
+            r = i / max(len(i), 1) * 5
+            t = 1.75 * i / max(len(i), 1) * 2 * np.pi + delta
+            pts = np.stack([r * np.sin(t), r * np.cos(t)], axis=1)
+            out.append((pts + rng.normal(0, noise * 5 * 0.2, pts.shape), np.full(len(i), label)))
+        x = np.concatenate([o[0] for o in out])
+        y = np.concatenate([o[1] for o in out])
+    elif name == "circles":
+        r_in = rng.uniform(0, 2.5, half)
+        r_out = rng.uniform(3.5, 5.0, n - half)
+        a = rng.uniform(0, 2 * np.pi, n)
+        r = np.concatenate([r_in, r_out])
+        x = np.stack([r * np.sin(a), r * np.cos(a)], axis=1) + rng.normal(0, noise, (n, 2))
+        y = np.concatenate([np.zeros(half), np.ones(n - half)])
+    elif name == "xor":
+        pts = rng.uniform(-5, 5, (n, 2))
+        pts += np.sign(pts) * 0.3  # keep points off the axes, as the Playground does
+        y = (pts[:, 0] * pts[:, 1] < 0).astype(np.int64)
+        x = pts + rng.normal(0, noise, (n, 2))
+    elif name == "gaussian":
+        a = rng.normal(2.0, 1.0 + noise, (half, 2))
+        b = rng.normal(-2.0, 1.0 + noise, (n - half, 2))
+        x = np.concatenate([a, b])
+        y = np.concatenate([np.zeros(half), np.ones(n - half)])
+    else:  # pragma: no cover - guarded by the preset validator
+        raise DataError(f"unknown generated data set '{name}'", key="data.dataset")
+    order = rng.permutation(n)
+    return x[order].astype(np.float32), y[order].astype(np.int64)
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            missing = [k for k in ("x_train", "y_train") if k not in keys]
+            if missing:
+                raise DataError(
+                    f"has no array {missing[0]}; a .npz needs x_train and y_train "
+                    f"(optional x_test, y_test), it has {', '.join(sorted(keys)) or 'none'}",
+                    file=str(path),
+                    key=missing[0],
+                )
+            return np.asarray(f["x_train"]), np.asarray(f["y_train"])
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"not a readable .npz file ({exc})", file=str(path)) from None
+
+
+def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError("not a UTF-8 text file; a .csv needs a header row", file=str(path)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read it: {exc.strerror or exc}", file=str(path)) from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        raise DataError("needs a header row and at least one data row", file=str(path))
+    header = [h.strip() for h in lines[0].split(",")]
+    if len(header) < 2:
+        raise DataError("needs at least two columns (features and a label)", file=str(path))
+    label_col = header.index("label") if "label" in header else len(header) - 1
+    rows = []
+    for n, line in enumerate(lines[1:], start=2):
+        cells = line.split(",")
+        if len(cells) != len(header):
+            raise DataError(f"row has {len(cells)} cells, the header has {len(header)}", file=f"{path}:{n}")
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            raise DataError(
+                "a cell is not a number; every column must be numeric", file=f"{path}:{n}"
+            ) from None
+    table = np.asarray(rows, dtype=np.float64)
+    y = table[:, label_col]
+    x = np.delete(table, label_col, axis=1)
+    return x, y
+
+
+def _labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:
+    y = np.asarray(y).reshape(-1) if np.asarray(y).ndim > 1 and np.asarray(y).shape[1] == 1 else np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(
+            f"labels must be one integer class per sample, got shape {y.shape}",
+            file=source,
+            key="y_train",
+        )
+    if y.dtype.kind not in "iuf" or y.size == 0:
+        raise DataError("labels must be integers 0..K-1", file=source, key="y_train")
+    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
+        raise DataError("labels must be whole numbers 0..K-1", file=source, key="y_train")
+    if y.min() < 0:
+        raise DataError(
+            f"label {int(y.min())} is out of range; labels are 0..K-1", file=source, key="y_train"
+        )
+    k = int(y.max()) + 1
+    if k > 100_000:
+        raise DataError(f"label {k - 1} is out of range; at most 100000 classes", file=source, key="y_train")
+    return y.astype(np.int64), max(k, 2)
+
+
+def input_spec(spec: DataSpec) -> tuple[tuple[int, ...], int]:
+    """Input shape and number of classes, without loading a named data set."""
+    if spec.dataset in NAMED_SHAPES:
+        return NAMED_SHAPES[spec.dataset]
+    ds = load(spec, seed=0)
+    return ds.input_shape, ds.num_classes
+
+
+def load(spec: DataSpec, *, seed: int) -> Dataset:
+    """Load, scale and split the data set a preset names."""
+    name = spec.dataset
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = digits.data.astype(np.float32) / 16.0
+        y, k = digits.target.astype(np.int64), 10
+    elif name in ("mnist", "fashion_mnist"):
+        raw_x, raw_y, k = _load_mnist_like(name)
+        x = raw_x.astype(np.float32) / 255.0
+        y = raw_y.astype(np.int64)
+    elif name in ("spiral", "circles", "xor", "gaussian"):
+        x, y = generate(name, spec.samples, spec.noise, seed)
+        x = x / 5.0  # the Playground's [-6, 6] square, scaled to about [-1, 1]
+        k = 2
+    else:
+        path = Path(name)
+        if path.suffix.lower() not in (".npz", ".csv"):
+            raise DataError(
+                f"unknown data set; {one_of(NAMED_DATASETS)}, or a .npz/.csv file",
+                key="data.dataset",
+            )
+        if not path.is_file():
+            raise DataError("no such data file", file=str(path), key="data.dataset")
+        raw_x, raw_y = _load_npz(path) if path.suffix.lower() == ".npz" else _load_csv(path)
+        y, k = _labels(raw_y, str(path))
+        x = _scale(raw_x, str(path))
+        if len(x) != len(y):
+            raise DataError(
+                f"x_train has {len(x)} samples but y_train has {len(y)}",
+                file=str(path),
+                key="y_train",
+            )
+        if len(x) < 2:
+            raise DataError("needs at least 2 samples", file=str(path), key="x_train")
+    return _split(name, x.astype(np.float32), y, k, spec.validation_split, seed)
+
+
+def _scale(x: np.ndarray, source: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "iuf" or x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(
+            f"x_train must be a numeric array of samples x features, got {x.dtype} {x.shape}",
+            file=source,
+            key="x_train",
+        )
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise DataError("x_train holds NaN or Inf values", file=source, key="x_train")
+    if x.min() >= 0.0 and x.max() <= 1.0:
+        return x.astype(np.float32)
+    mean = x.mean(axis=0, keepdims=True)
+    std = x.std(axis=0, keepdims=True)
+    return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, k: int, validation_split: float, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    n_val = int(round(len(x) * validation_split))
+    if n_val == 0 or n_val >= len(x):
+        return Dataset(Path(name).stem, x, y, None, None, k)
+    return Dataset(Path(name).stem, x[n_val:], y[n_val:], x[:n_val], y[:n_val], k)

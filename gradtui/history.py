@@ -1,0 +1,149 @@
+"""Bounded in-memory history of the statistics, for sparklines and charts.
+
+Each series keeps at most ``size`` points: when it fills, neighbouring pairs are averaged and
+every later point stands for twice as many steps. A million steps cost what a thousand do, and
+the oldest part of the curve stays visible at a coarser grain.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class Series:
+    """A fixed-size, downsampling series of ``(step, value)``.
+
+    Args:
+        size (int): points kept at most (even). Defaults to 256.
+    """
+
+    __slots__ = ("size", "steps", "values", "stride", "_acc", "_acc_step", "count")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = max(2, size - size % 2)
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self.stride = 1
+        self._acc: list[float] = []
+        self._acc_step = 0
+        self.count = 0
+
+    def add(self, step: int, value: float) -> None:
+        """Add one raw point."""
+        self.count += 1
+        if not self._acc:
+            self._acc_step = step
+        self._acc.append(value)
+        if len(self._acc) < self.stride:
+            return
+        self._push(self._acc_step, _mean(self._acc))
+        self._acc = []
+
+    def _push(self, step: int, value: float) -> None:
+        self.steps.append(step)
+        self.values.append(value)
+        if len(self.values) >= self.size:
+            self.values = [_mean(self.values[i : i + 2]) for i in range(0, len(self.values), 2)]
+            self.steps = self.steps[::2]
+            self.stride *= 2
+
+    @property
+    def last(self) -> float:
+        """The newest raw value (``nan`` when empty)."""
+        if self._acc:
+            return self._acc[-1]
+        return self.values[-1] if self.values else math.nan
+
+    def points(self) -> list[float]:
+        """Every kept value, oldest first, with the partial newest bucket."""
+        return self.values + ([_mean(self._acc)] if self._acc else [])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+class History:
+    """Per-layer series of every statistic, and the loss, fed with ``stats.jsonl`` records."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.loss = Series(size)
+        self.layers: dict[str, dict[str, Series]] = {}
+        self.last_step = -1
+        self.last_epoch = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Add one record."""
+        step = int(record["step"])
+        self.last_step = step
+        self.last_epoch = int(record.get("epoch", 0))
+        self.loss.add(step, float(record.get("loss", math.nan)))
+        for name, stats in record["layers"].items():
+            layer = self.layers.setdefault(name, {})
+            for key, value in stats.items():
+                series = layer.get(key)
+                if series is None:
+                    series = layer[key] = Series(self.size)
+                series.add(step, float(value))
+
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        """Add several records."""
+        for r in records:
+            self.add(r)
+
+    def series(self, layer: str, key: str) -> Series | None:
+        """One layer's series of one statistic, if recorded."""
+        return self.layers.get(layer, {}).get(key)
+
+    def latest(self, layer: str) -> dict[str, float]:
+        """The newest value of each statistic of a layer."""
+        return {k: s.last for k, s in self.layers.get(layer, {}).items()}
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(
+    values: list[float],
+    width: int = 24,
+    *,
+    log: bool = True,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> str:
+    """A unicode sparkline of the last ``width`` values; log scale by default.
+
+    ``lo`` and ``hi`` fix the scale (in the values' units) so several lines compare: with one
+    scale for every layer, vanishing shows as rows fading toward the input. Non-finite values
+    are drawn as ``!``, zeros (on a log scale) as a space.
+    """
+    vals = values[-width:]
+    if not vals:
+        return ""
+
+    def tr(v: float) -> float:
+        if not math.isfinite(v):
+            return math.nan
+        if log:
+            return math.log10(v) if v > 0 else -math.inf
+        return v
+
+    t = [tr(v) for v in vals]
+    finite = [v for v in t if math.isfinite(v)]
+    if not finite:
+        return "".join("!" if not math.isfinite(v) else " " for v in vals)
+    low = tr(lo) if lo is not None and lo > 0 else min(finite)
+    high = tr(hi) if hi is not None and hi > 0 else max(finite)
+    span = high - low
+    out = []
+    for raw, v in zip(vals, t, strict=True):
+        if not math.isfinite(raw):
+            out.append("!")
+        elif v == -math.inf:
+            out.append(" ")
+        else:
+            frac = 0.5 if span <= 0 else (v - low) / span
+            out.append(SPARK[min(len(SPARK) - 1, max(0, int(frac * (len(SPARK) - 1) + 0.5)))])
+    return "".join(out)

@@ -1,0 +1,241 @@
+"""One monitored training: the instrumented step, the run directory, the diagnoses, listeners.
+
+:class:`Monitor` is shared by ``gradtui run``, the TUI and :func:`watch`, so all three record
+the same statistics and diagnoses into the same run directory layout.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gradtui.diagnose import Diagnoser, Diagnosis
+from gradtui.history import History
+from gradtui.preset import Thresholds, TrainSpec
+from gradtui.probe import Instrument, describe, make_callback
+from gradtui.runlog import RunDir
+from gradtui.stack import LayerInfo
+
+#: called with the new records and the diagnoses they raised
+RecordListener = Callable[[list[dict[str, Any]], list[Diagnosis]], None]
+
+
+class Monitor:
+    """Records per-layer statistics of a model's training and diagnoses them.
+
+    Args:
+        model: a built Keras model.
+        layers: its :class:`LayerInfo`; derived from the model when omitted.
+        out: the run directory to write, or ``None`` to keep everything in memory.
+        every (int): record statistics every N optimizer steps. Defaults to 1.
+        thresholds: diagnosis thresholds. Defaults to :class:`Thresholds`.
+        train: the preset's training settings (for advice). Defaults to None.
+        stop_on_nonfinite (bool): stop training at the first NaN/Inf. Defaults to True.
+        overwrite (bool): allow writing into an existing run directory. Defaults to False.
+        name (str): the run's name in ``summary.json``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        layers: list[LayerInfo] | None = None,
+        *,
+        out: str | Path | None = None,
+        every: int = 1,
+        thresholds: Thresholds | None = None,
+        train: TrainSpec | None = None,
+        stop_on_nonfinite: bool = True,
+        overwrite: bool = False,
+        name: str | None = None,
+        history_size: int = 256,
+        run: RunDir | None = None,
+    ) -> None:
+        self.model = model
+        self.layers = layers if layers is not None else describe(model)
+        self.name = name or getattr(model, "name", "model")
+        self.run = run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
+        self.instrument = Instrument(model, self.layers, every=every)
+        self.diagnoser = Diagnoser(self.layers, thresholds, train)
+        self.history = History(history_size)
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.listeners: list[RecordListener] = []
+        self.epoch_listeners: list[Callable[[int, dict[str, Any]], None]] = []
+        self.callback = make_callback(self.flush, self._on_epoch)
+        self.callback.flush_every = max(1, self.instrument.capacity // 2) * self.instrument.every
+        self.initial_loss: float | None = None
+        self.last_loss: float | None = None
+        self.last_logs: dict[str, Any] = {}
+        self.epochs_done = 0
+        self.nonfinite_stop = False
+        self.device = "CPU"
+        self._lock = threading.Lock()
+        self._start_iterations = self._iterations()
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        """What was found so far."""
+        return self.diagnoser.diagnoses
+
+    @property
+    def records_written(self) -> int:
+        """Records drained so far."""
+        return self.instrument.read_count
+
+    def _iterations(self) -> int:
+        opt = getattr(self.model, "optimizer", None)
+        try:
+            return int(opt.iterations.numpy()) if opt is not None else 0
+        except Exception:
+            return 0
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken since the monitor was attached."""
+        return self._iterations() - self._start_iterations
+
+    def flush(self, why: str = "") -> list[dict[str, Any]]:
+        """Drain new statistics: write them, diagnose them, tell the listeners."""
+        with self._lock:
+            rows = self.instrument.drain()
+            if not rows:
+                return []
+            epoch = getattr(self.callback, "epoch", 0)
+            records = [self.instrument.to_record(step, epoch, loss, stats) for step, loss, stats in rows]
+            if self.initial_loss is None:
+                self.initial_loss = records[0]["loss"]
+            self.last_loss = records[-1]["loss"]
+            if self.run is not None:
+                self.run.append(records)
+            self.history.extend(records)
+            new = self.diagnoser.feed_all(records)
+            if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
+                self.nonfinite_stop = True
+                self.model.stop_training = True
+        for listener in list(self.listeners):
+            listener(records, new)
+        return records
+
+    def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
+        self.epochs_done = epoch + 1
+        self.last_logs = {k: _float(v) for k, v in logs.items()}
+        for listener in list(self.epoch_listeners):
+            listener(epoch, self.last_logs)
+
+    def summary(
+        self, status: str, *, error: str | None = None, params: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """The ``summary.json`` content for the run so far."""
+        final = {
+            k: self.last_logs[k]
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if k in self.last_logs
+        }
+        if "loss" not in final and self.last_loss is not None:
+            final["loss"] = self.last_loss
+        if params is None:
+            params = _params(self.model)
+        kinds = {d.kind for d in self.diagnoses}
+        return {
+            "name": self.name,
+            "status": status,
+            "steps": self.steps,
+            "epochs": self.epochs_done,
+            "device": self.device,
+            "params": params,
+            "initial": {"loss": self.initial_loss},
+            "final": final,
+            "diagnoses": [d.to_dict() for d in self.diagnoses],
+            "healthy": not kinds & {"vanishing", "exploding", "non_finite"},
+            "error": error,
+            "every": self.instrument.every,
+            "records": self.records_written,
+            "lost_records": self.instrument.lost,
+        }
+
+    def finish(
+        self, status: str, *, error: str | None = None, params: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Drain what is left and write ``summary.json``; returns the summary."""
+        try:
+            self.flush("finish")
+        except Exception:  # the model may be in a broken state after a failure
+            pass
+        summary = self.summary(status, error=error, params=params)
+        if self.run is not None:
+            self.run.write_summary(summary)
+        return summary
+
+
+def _float(v: Any) -> Any:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return f if math.isfinite(f) else f
+
+
+def _params(model: Any) -> dict[str, int]:
+    from gradtui.build import keras_param_counts
+
+    return keras_param_counts(model)
+
+
+class Watch(Monitor):
+    """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
+
+
+def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: Any) -> Watch:
+    """Instrument a user's Keras model so its own ``fit`` records a gradtui run directory.
+
+    Args:
+        model: a built Keras model (Sequential with an Input, or functional). Activation
+            statistics (saturation, dead units) need its layers' outputs; gradient
+            statistics work for any model.
+        out: the run directory to write. Defaults to ``runs/<timestamp>-<model name>``.
+        every (int): record statistics every N optimizer steps. Defaults to 1.
+        **kwargs: more :class:`Monitor` arguments (``thresholds``, ``stop_on_nonfinite``).
+
+    Returns:
+        The monitor; ``monitor.diagnoses`` lists what was found so far.
+
+    Example:
+        >>> monitor = gradtui.watch(model, out="runs/mine", every=1)
+        >>> model.fit(x, y, epochs=3)
+        >>> [d.kind for d in monitor.diagnoses]
+    """
+    from gradtui.build import device_name, import_keras
+    from gradtui.runlog import default_run_dir
+
+    import_keras()
+    if not model.built:
+        raise ValueError("gradtui.watch needs a built model: give it a keras.Input or call model.build()")
+    if out is None:
+        out = default_run_dir(getattr(model, "name", "model"))
+    monitor = Watch(model, None, out=out, every=every, **kwargs)
+    monitor.device = device_name()
+    original_fit = model.fit
+
+    def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:
+        cbs = list(callbacks or [])
+        if monitor.callback not in cbs:
+            cbs.append(monitor.callback)
+        status, error = "completed", None
+        try:
+            result = original_fit(*args, callbacks=cbs, **fit_kwargs)
+            if monitor.nonfinite_stop:
+                status = "stopped"
+            return result
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            monitor.finish(status, error=error)
+
+    model.fit = fit
+    return monitor

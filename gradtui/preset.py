@@ -1,0 +1,711 @@
+"""The preset: a layer stack, its data and its training, read from and written to TOML.
+
+Everything a user can write in a preset file is validated here, before TensorFlow is imported,
+so a mistake costs a fraction of a second and gives one line: the file, the key, what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradtui.errors import PresetError, did_you_mean, one_of
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LAYER_TYPES = ("dense", "flatten", "batch_norm", "activation", "dropout")
+ACTIVATIONS = (
+    "linear",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "selu",
+    "softmax",
+    "gelu",
+    "swish",
+)
+#: parameters each activation accepts in its table form, with their defaults
+ACTIVATION_PARAMS: dict[str, dict[str, float]] = {
+    "leaky_relu": {"negative_slope": 0.2},
+    "elu": {"alpha": 1.0},
+}
+#: initializer names and the parameters each accepts, with Keras's defaults
+INITIALIZERS: dict[str, dict[str, Any]] = {
+    "glorot_uniform": {},
+    "glorot_normal": {},
+    "he_uniform": {},
+    "he_normal": {},
+    "lecun_uniform": {},
+    "lecun_normal": {},
+    "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
+    "random_normal": {"mean": 0.0, "stddev": 0.05},
+    "random_uniform": {"minval": -0.05, "maxval": 0.05},
+    "truncated_normal": {"mean": 0.0, "stddev": 0.05},
+    "constant": {"value": 0.0},
+    "zeros": {},
+    "ones": {},
+    "orthogonal": {"gain": 1.0},
+}
+VS_MODES = ("fan_in", "fan_out", "fan_avg")
+VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform")
+BATCH_NORM = ("none", "before", "after")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
+NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian")
+DATA_SUFFIXES = (".npz", ".csv")
+
+TOP_KEYS = ("name", "description", "data", "layers", "train", "monitor")
+DATA_KEYS = ("dataset", "validation_split", "samples", "noise")
+TRAIN_KEYS = (
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "nesterov",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "epochs",
+    "batch_size",
+    "seed",
+    "max_steps",
+)
+LAYER_KEYS: dict[str, tuple[str, ...]] = {
+    "dense": (
+        "type",
+        "units",
+        "activation",
+        "initializer",
+        "bias_initializer",
+        "batch_norm",
+        "repeat",
+    ),
+    "flatten": ("type", "repeat"),
+    "batch_norm": ("type", "momentum", "epsilon", "repeat"),
+    "activation": ("type", "activation", "repeat"),
+    "dropout": ("type", "rate", "repeat"),
+}
+ALL_LAYER_KEYS = tuple(sorted({k for keys in LAYER_KEYS.values() for k in keys}))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Diagnosis thresholds, overridable in a preset's ``[monitor]`` table.
+
+    Attributes:
+        window: recorded steps a rule looks at (median) before it fires, so one noisy step
+            does not raise a warning.
+        vanishing_ratio: a lower Dense layer whose gradient norm is below this fraction of the
+            top Dense layer's is vanishing (3 orders of magnitude by default).
+        exploding_ratio: a lower Dense layer whose gradient norm is above this multiple of the
+            top layer's is exploding.
+        exploding_norm: any layer's gradient norm above this is exploding (cross-entropy
+            gradients of a sane network are O(1)).
+        exploding_loss: a loss above this is an avalanche (cross-entropy of a sane network
+            starts near ln(classes) and stays O(1)).
+        exploding_growth: a layer's gradient norm growing by this factor since its first
+            records is exploding.
+        weight_growth: a layer's weight norm growing by this factor since its first records is
+            exploding (healthy training moves weights by tens of percent, not tenfold).
+        saturation: fraction of a sigmoid/tanh layer's outputs on the flat ends of the curve
+            (derivative below 8% of its maximum) above which the layer is saturated.
+        dead: fraction of a ReLU layer's units that output 0 for a whole batch above which the
+            layer has dying units.
+    """
+
+    window: int = 3
+    vanishing_ratio: float = 1e-3
+    exploding_ratio: float = 1e3
+    exploding_norm: float = 1e4
+    exploding_loss: float = 1e3
+    exploding_growth: float = 1e3
+    weight_growth: float = 10.0
+    saturation: float = 0.5
+    dead: float = 0.5
+
+
+THRESHOLD_KEYS = tuple(f.name for f in dataclasses.fields(Thresholds))
+MONITOR_KEYS = ("every", "stop_on_nonfinite", *THRESHOLD_KEYS)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A named function with parameters: an initializer or an activation."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, key: str, default: Any = None) -> Any:
+        """The value of one parameter, or ``default``."""
+        return dict(self.params).get(key, default)
+
+    def to_toml(self) -> str | dict[str, Any]:
+        """The TOML form: a bare name, or a table when there are parameters."""
+        if not self.params:
+            return self.name
+        return {"name": self.name, **dict(self.params)}
+
+    def label(self) -> str:
+        """A short human label, e.g. ``variance_scaling(scale=2, fan_avg, uniform)``."""
+        if not self.params:
+            return self.name
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params)
+        return f"{self.name}({args})"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One ``[[layers]]`` entry; ``repeat`` copies stand for as many identical layers."""
+
+    type: str = "dense"
+    units: int | None = None
+    activation: Spec | None = None
+    initializer: Spec = Spec("glorot_uniform")
+    bias_initializer: Spec = Spec("zeros")
+    batch_norm: str = "none"
+    repeat: int = 1
+    rate: float | None = None
+    momentum: float | None = None
+    epsilon: float | None = None
+
+    def to_toml(self) -> dict[str, Any]:
+        """The TOML table of this entry, every key that applies to its type written out."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.type == "dense":
+            out["units"] = self.units
+            out["activation"] = (self.activation or Spec("linear")).to_toml()
+            out["initializer"] = self.initializer.to_toml()
+            out["bias_initializer"] = self.bias_initializer.to_toml()
+            out["batch_norm"] = self.batch_norm
+        elif self.type == "activation":
+            out["activation"] = (self.activation or Spec("linear")).to_toml()
+        elif self.type == "dropout":
+            out["rate"] = self.rate
+        elif self.type == "batch_norm":
+            out["momentum"] = self.momentum
+            out["epsilon"] = self.epsilon
+        out["repeat"] = self.repeat
+        return out
+
+    @property
+    def activation_name(self) -> str:
+        """The activation's name (``linear`` when there is none)."""
+        return self.activation.name if self.activation else "linear"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The ``[data]`` table."""
+
+    dataset: str = "digits"
+    validation_split: float = 0.1
+    samples: int = 1000
+    noise: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The ``[train]`` table."""
+
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    clipnorm: float | None = None
+    clipvalue: float | None = None
+    global_clipnorm: float | None = None
+    epochs: int = 5
+    batch_size: int = 32
+    seed: int = 0
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """The ``[monitor]`` table: how often statistics are recorded and what counts as a problem."""
+
+    every: int = 1
+    stop_on_nonfinite: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A complete, validated preset."""
+
+    name: str
+    description: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+    layers: tuple[LayerSpec, ...] = ()
+    train: TrainSpec = field(default_factory=TrainSpec)
+    monitor: MonitorSpec = field(default_factory=MonitorSpec)
+
+    def expanded(self) -> list[tuple[int, LayerSpec]]:
+        """Each layer entry repeated ``repeat`` times, with the index of its entry."""
+        return [(i, spec) for i, spec in enumerate(self.layers) for _ in range(spec.repeat)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved preset as TOML-ready data (every default written out)."""
+        train = {k: v for k, v in dataclasses.asdict(self.train).items() if v is not None}
+        monitor: dict[str, Any] = {
+            "every": self.monitor.every,
+            "stop_on_nonfinite": self.monitor.stop_on_nonfinite,
+            **dataclasses.asdict(self.monitor.thresholds),
+        }
+        return {
+            "name": self.name,
+            "description": self.description,
+            "data": dataclasses.asdict(self.data),
+            "layers": [layer.to_toml() for layer in self.layers],
+            "train": train,
+            "monitor": monitor,
+        }
+
+    def to_toml(self) -> str:
+        """The preset as TOML text that :func:`loads` reads back into an equal preset."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def replace(self, **changes: Any) -> Preset:
+        """A copy with top-level fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(
+        self,
+        *,
+        epochs: int | None = None,
+        seed: int | None = None,
+        dataset: str | None = None,
+        max_steps: int | None = None,
+        every: int | None = None,
+    ) -> Preset:
+        """A copy with command-line overrides applied (``None`` leaves a value as it is)."""
+        train = self.train
+        if epochs is not None:
+            train = dataclasses.replace(train, epochs=epochs)
+        if seed is not None:
+            train = dataclasses.replace(train, seed=seed)
+        if max_steps is not None:
+            train = dataclasses.replace(train, max_steps=max_steps)
+        data = self.data if dataset is None else dataclasses.replace(self.data, dataset=dataset)
+        monitor = self.monitor
+        if every is not None:
+            monitor = dataclasses.replace(monitor, every=every)
+        # Re-validate through the same path a file takes, so an override gets the same errors.
+        return from_dict(
+            dataclasses.replace(self, train=train, data=data, monitor=monitor).to_dict(),
+            source="command line",
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def presets_dir() -> Path:
+    """The folder of bundled presets (``presets/`` in a checkout, packaged in a wheel)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "presets", here.parent / "presets"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "presets"
+
+
+def bundled_presets() -> dict[str, Path]:
+    """Bundled preset names mapped to their files, sorted by name."""
+    folder = presets_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def resolve(name_or_path: str) -> Path:
+    """The file of a bundled preset's name or a path to a ``.toml`` file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path or path.exists():
+        if not path.is_file():
+            raise PresetError("no such preset file", file=str(path))
+        return path
+    bundled = bundled_presets()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    raise PresetError(
+        f"no bundled preset of that name{did_you_mean(name_or_path, bundled)}; "
+        f"`gradtui presets` lists them, or give a path to a .toml file",
+        key=name_or_path,
+    )
+
+
+def load(name_or_path: str) -> Preset:
+    """Load and validate a bundled preset by name or a preset file by path."""
+    path = resolve(name_or_path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PresetError(f"cannot read it: {exc.strerror or exc}", file=str(path)) from None
+    return loads(raw, source=str(path), default_name=path.stem)
+
+
+def loads(text: str | bytes, *, source: str = "<preset>", default_name: str = "preset") -> Preset:
+    """Parse and validate preset TOML text."""
+    if isinstance(text, bytes):
+        if b"\x00" in text:
+            raise PresetError("not a TOML text file (it holds binary data)", file=source)
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PresetError("not UTF-8 text; a preset is a TOML file", file=source) from None
+    if not text.strip():
+        raise PresetError("the file is empty; a preset needs at least [[layers]]", file=source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"not valid TOML: {exc}", file=source) from None
+    return from_dict(data, source=source, default_name=default_name)
+
+
+def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: str = "preset") -> Preset:
+    """Validate TOML-shaped data into a :class:`Preset`."""
+    v = _Validator(source)
+    if not isinstance(data, dict):
+        raise PresetError("a preset is a TOML table", file=source)
+    v.unknown_keys(data, TOP_KEYS, "")
+    name = v.string(data, "name", default_name, "")
+    if not name.strip():
+        raise PresetError("must not be empty", file=source, key="name")
+    description = v.string(data, "description", "", "")
+
+    data_tbl = v.table(data, "data")
+    v.unknown_keys(data_tbl, DATA_KEYS, "data.")
+    dataset = v.string(data_tbl, "dataset", "digits", "data.")
+    if dataset not in NAMED_DATASETS and not dataset.lower().endswith(DATA_SUFFIXES):
+        raise PresetError(
+            f"'{dataset}' is neither a known data set nor a .npz/.csv file; allowed: "
+            f"{one_of(NAMED_DATASETS)}, or a path to .npz/.csv{did_you_mean(dataset, NAMED_DATASETS)}",
+            file=source,
+            key="data.dataset",
+        )
+    data_spec = DataSpec(
+        dataset=dataset,
+        validation_split=v.number(data_tbl, "validation_split", 0.1, "data.", lo=0.0, hi=0.9),
+        samples=v.integer(data_tbl, "samples", 1000, "data.", lo=16, hi=10_000_000),
+        noise=v.number(data_tbl, "noise", 0.1, "data.", lo=0.0, hi=100.0),
+    )
+
+    layers_raw = data.get("layers")
+    if layers_raw is None:
+        raise PresetError("missing; a preset needs at least one [[layers]] entry", file=source, key="layers")
+    if not isinstance(layers_raw, list) or not all(isinstance(x, dict) for x in layers_raw):
+        raise PresetError("must be an array of tables ([[layers]])", file=source, key="layers")
+    if not layers_raw:
+        raise PresetError("is empty; a preset needs at least one [[layers]] entry", file=source, key="layers")
+    layers = tuple(v.layer(entry, i) for i, entry in enumerate(layers_raw))
+    if not any(layer.type == "dense" for layer in layers):
+        raise PresetError("needs at least one dense layer", file=source, key="layers")
+    total = sum(layer.repeat for layer in layers)
+    if total > 10_000:
+        raise PresetError(f"{total} layers in all; at most 10000 are allowed", file=source, key="layers")
+
+    train_tbl = v.table(data, "train")
+    v.unknown_keys(train_tbl, TRAIN_KEYS, "train.")
+    optimizer = v.choice(train_tbl, "optimizer", "sgd", OPTIMIZERS, "train.")
+    momentum = v.number(train_tbl, "momentum", 0.0, "train.", lo=0.0, hi=0.9999)
+    if momentum and optimizer not in ("sgd", "rmsprop"):
+        raise PresetError(
+            f"momentum applies to sgd and rmsprop, not {optimizer}; remove it or set optimizer = 'sgd'",
+            file=source,
+            key="train.momentum",
+        )
+    nesterov = v.boolean(train_tbl, "nesterov", False, "train.")
+    clipnorm = v.optional_number(train_tbl, "clipnorm", "train.")
+    global_clipnorm = v.optional_number(train_tbl, "global_clipnorm", "train.")
+    if clipnorm is not None and global_clipnorm is not None:
+        raise PresetError(
+            "clipnorm and global_clipnorm cannot both be set (Keras allows one); keep one of them",
+            file=source,
+            key="train.global_clipnorm",
+        )
+    train = TrainSpec(
+        optimizer=optimizer,
+        learning_rate=v.number(train_tbl, "learning_rate", 0.01, "train.", lo=0.0, hi=1e3, lo_open=True),
+        momentum=momentum,
+        nesterov=nesterov,
+        clipnorm=clipnorm,
+        clipvalue=v.optional_number(train_tbl, "clipvalue", "train."),
+        global_clipnorm=global_clipnorm,
+        epochs=v.integer(train_tbl, "epochs", 5, "train.", lo=1, hi=100_000),
+        batch_size=v.integer(train_tbl, "batch_size", 32, "train.", lo=1, hi=1_000_000),
+        seed=v.integer(train_tbl, "seed", 0, "train.", lo=0, hi=2**31 - 1),
+        max_steps=v.optional_integer(train_tbl, "max_steps", "train.", lo=1),
+    )
+
+    mon_tbl = v.table(data, "monitor")
+    v.unknown_keys(mon_tbl, MONITOR_KEYS, "monitor.")
+    defaults = Thresholds()
+    thresholds = Thresholds(
+        window=v.integer(mon_tbl, "window", defaults.window, "monitor.", lo=1, hi=1000),
+        **{
+            k: v.number(mon_tbl, k, getattr(defaults, k), "monitor.", lo=0.0, hi=1e30, lo_open=True)
+            for k in THRESHOLD_KEYS
+            if k not in ("window", "saturation", "dead")
+        },
+        saturation=v.number(mon_tbl, "saturation", defaults.saturation, "monitor.", lo=0.0, hi=1.0),
+        dead=v.number(mon_tbl, "dead", defaults.dead, "monitor.", lo=0.0, hi=1.0),
+    )
+    monitor = MonitorSpec(
+        every=v.integer(mon_tbl, "every", 1, "monitor.", lo=1, hi=1_000_000),
+        stop_on_nonfinite=v.boolean(mon_tbl, "stop_on_nonfinite", True, "monitor."),
+        thresholds=thresholds,
+    )
+    return Preset(
+        name=name,
+        description=description,
+        data=data_spec,
+        layers=layers,
+        train=train,
+        monitor=monitor,
+    )
+
+
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    dict: "a table",
+    list: "an array",
+}
+
+
+def _type_name(value: Any) -> str:
+    for t, n in _TYPE_NAMES.items():
+        if type(value) is t:
+            return n
+    return type(value).__name__
+
+
+class _Validator:
+    """Reads typed values out of TOML tables, raising :class:`PresetError` with the key's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> PresetError:
+        return PresetError(message, file=self.source, key=key)
+
+    def unknown_keys(self, table: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(
+                    prefix + key,
+                    f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                )
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table ([{key}]), not {_type_name(value)}")
+        return value
+
+    def string(self, table: dict[str, Any], key: str, default: str, prefix: str) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            raise self.fail(prefix + key, f"must be a string, not {_type_name(value)}")
+        return value
+
+    def boolean(self, table: dict[str, Any], key: str, default: bool, prefix: str) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(prefix + key, f"must be true or false, not {_type_name(value)}")
+        return value
+
+    def choice(
+        self, table: dict[str, Any], key: str, default: str, choices: tuple[str, ...], prefix: str
+    ) -> str:
+        value = self.string(table, key, default, prefix)
+        if value not in choices:
+            raise self.fail(
+                prefix + key,
+                f"'{value}' is not allowed{did_you_mean(value, choices)}; {one_of(choices)}",
+            )
+        return value
+
+    def number(
+        self,
+        table: dict[str, Any],
+        key: str,
+        default: float,
+        prefix: str,
+        *,
+        lo: float,
+        hi: float,
+        lo_open: bool = False,
+    ) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(prefix + key, f"must be a number, not {_type_name(value)}")
+        value = float(value)
+        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+            raise self.fail(prefix + key, f"{value:g} is out of range; must be {low} and <= {hi:g}")
+        return value
+
+    def optional_number(self, table: dict[str, Any], key: str, prefix: str) -> float | None:
+        if key not in table:
+            return None
+        return self.number(table, key, 0.0, prefix, lo=0.0, hi=1e30, lo_open=True)
+
+    def integer(self, table: dict[str, Any], key: str, default: int, prefix: str, *, lo: int, hi: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(prefix + key, f"must be an integer, not {_type_name(value)}")
+        if value < lo or value > hi:
+            raise self.fail(prefix + key, f"{value} is out of range; must be between {lo} and {hi}")
+        return value
+
+    def optional_integer(self, table: dict[str, Any], key: str, prefix: str, *, lo: int) -> int | None:
+        if key not in table:
+            return None
+        return self.integer(table, key, lo, prefix, lo=lo, hi=2**62)
+
+    # ---- layers
+
+    def layer(self, entry: dict[str, Any], index: int) -> LayerSpec:
+        prefix = f"layers[{index}]."
+        kind = self.choice(entry, "type", "dense", LAYER_TYPES, prefix)
+        allowed = LAYER_KEYS[kind]
+        for key in entry:
+            if key not in allowed:
+                hint = did_you_mean(key, ALL_LAYER_KEYS)
+                if key in ALL_LAYER_KEYS:
+                    msg = f"does not apply to a {kind} layer; allowed: {', '.join(allowed)}"
+                else:
+                    msg = f"unknown key{hint}; allowed for {kind}: {', '.join(allowed)}"
+                raise self.fail(prefix + key, msg)
+        repeat = self.integer(entry, "repeat", 1, prefix, lo=1, hi=10_000)
+        if kind == "dense":
+            if "units" not in entry:
+                raise self.fail(prefix + "units", "missing; a dense layer needs units (an integer >= 1)")
+            return LayerSpec(
+                type=kind,
+                units=self.integer(entry, "units", 1, prefix, lo=1, hi=10**9),
+                activation=self.activation(entry.get("activation", "linear"), prefix + "activation"),
+                initializer=self.initializer(
+                    entry.get("initializer", "glorot_uniform"), prefix + "initializer"
+                ),
+                bias_initializer=self.initializer(
+                    entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
+                ),
+                batch_norm=self.choice(entry, "batch_norm", "none", BATCH_NORM, prefix),
+                repeat=repeat,
+            )
+        if kind == "activation":
+            if "activation" not in entry:
+                raise self.fail(prefix + "activation", f"missing; {one_of(ACTIVATIONS)}")
+            return LayerSpec(
+                type=kind,
+                activation=self.activation(entry["activation"], prefix + "activation"),
+                repeat=repeat,
+            )
+        if kind == "dropout":
+            return LayerSpec(
+                type=kind,
+                rate=self.number(entry, "rate", 0.2, prefix, lo=0.0, hi=0.99),
+                repeat=repeat,
+            )
+        if kind == "batch_norm":
+            return LayerSpec(
+                type=kind,
+                momentum=self.number(entry, "momentum", 0.99, prefix, lo=0.0, hi=1.0),
+                epsilon=self.number(entry, "epsilon", 1e-3, prefix, lo=0.0, hi=1.0, lo_open=True),
+                repeat=repeat,
+            )
+        return LayerSpec(type=kind, repeat=repeat)
+
+    def _named(
+        self, value: Any, key: str, choices: dict[str, dict[str, Any]], what: str
+    ) -> tuple[str, dict[str, Any]]:
+        if isinstance(value, str):
+            name, params = value, {}
+        elif isinstance(value, dict):
+            if "name" not in value:
+                raise self.fail(key + ".name", f"missing; the {what} table needs a name")
+            name = value["name"]
+            if not isinstance(name, str):
+                raise self.fail(key + ".name", f"must be a string, not {_type_name(name)}")
+            params = {k: v for k, v in value.items() if k != "name"}
+        else:
+            raise self.fail(key, f"must be a name or a table with a name, not {_type_name(value)}")
+        if name not in choices:
+            raise self.fail(
+                key,
+                f"'{name}' is not a known {what}{did_you_mean(name, choices)}; {one_of(choices)}",
+            )
+        allowed = choices[name]
+        for p in params:
+            if p not in allowed:
+                ok = ", ".join(allowed) if allowed else "none"
+                raise self.fail(
+                    f"{key}.{p}",
+                    f"{name} takes no parameter '{p}'{did_you_mean(p, allowed)}; allowed: {ok}",
+                )
+        return name, params
+
+    def activation(self, value: Any, key: str) -> Spec:
+        choices = {a: ACTIVATION_PARAMS.get(a, {}) for a in ACTIVATIONS}
+        name, params = self._named(value, key, choices, "activation")
+        checked = []
+        for p in ACTIVATION_PARAMS.get(name, {}):
+            if p in params:
+                checked.append((p, self.number(params, p, 0.0, key + ".", lo=0.0, hi=100.0)))
+        return Spec(name, tuple(checked))
+
+    def initializer(self, value: Any, key: str) -> Spec:
+        name, params = self._named(value, key, INITIALIZERS, "initializer")
+        prefix = key + "."
+        checked: list[tuple[str, Any]] = []
+        for p in INITIALIZERS[name]:
+            if p not in params:
+                continue
+            if p == "mode":
+                checked.append((p, self.choice(params, p, "fan_in", VS_MODES, prefix)))
+            elif p == "distribution":
+                checked.append((p, self.choice(params, p, "truncated_normal", VS_DISTRIBUTIONS, prefix)))
+            elif p in ("stddev", "scale", "gain"):
+                checked.append((p, self.number(params, p, 1.0, prefix, lo=0.0, hi=1e6, lo_open=True)))
+            else:
+                checked.append((p, self.number(params, p, 0.0, prefix, lo=-1e6, hi=1e6)))
+        spec = Spec(name, tuple(checked))
+        if name == "random_uniform" and spec.param("minval", -0.05) >= spec.param("maxval", 0.05):
+            raise self.fail(prefix + "maxval", "must be greater than minval")
+        return spec
+
+
+def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
+    """A copy of the preset with a diagnosis's ``fix`` applied.
+
+    ``fix`` has optional ``entries`` (indices of ``[[layers]]`` entries) with ``set`` (keys of
+    those entries to change, in their TOML form) and ``train`` (keys of ``[train]`` to change).
+    """
+    if not fix:
+        return preset
+    data = preset.to_dict()
+    for i in fix.get("entries", []):
+        if 0 <= i < len(data["layers"]) and data["layers"][i]["type"] == "dense":
+            data["layers"][i].update(fix.get("set", {}))
+    train_set = dict(fix.get("train", {}))
+    if "clipnorm" in train_set:
+        data["train"].pop("global_clipnorm", None)
+    data["train"].update(train_set)
+    return from_dict(data, source="fix", default_name=preset.name)

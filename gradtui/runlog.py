@@ -1,0 +1,170 @@
+"""The run directory (SPEC section 3): ``preset.toml``, ``stats.jsonl``, ``summary.json``.
+
+``stats.jsonl`` is appended one whole line per ``os.write``, so a process killed mid-run leaves
+only whole lines; ``summary.json`` and ``preset.toml`` are written to a temporary file and
+renamed, so a reader never sees half of one. A run directory without ``summary.json`` reads back
+as ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradtui.errors import GradtuiError
+
+STATUSES = ("completed", "stopped", "interrupted", "failed")
+
+
+def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
+    """``runs/<UTC timestamp>-<name>``."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = Path(root) / f"{stamp}-{safe}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stamp}-{safe}-{n}"
+    return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Inf: they are written as strings ``"nan"``, ``"inf"``, ``"-inf"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _unclean(value: Any) -> Any:
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _unclean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unclean(v) for v in value]
+    return value
+
+
+class RunDir:
+    """Writes one run directory.
+
+    Args:
+        path: the folder; created with its parents.
+        overwrite (bool): replace an existing run directory's files. Defaults to False, and an
+            existing non-empty folder is then refused.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise GradtuiError("exists and is not a folder", file=str(self.path), key="--out")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise GradtuiError(
+                    "already holds a run; choose another --out or pass --overwrite",
+                    file=str(self.path),
+                    key="--out",
+                )
+            for name in ("stats.jsonl", "summary.json", "preset.toml"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / name).unlink()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path / "stats.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise GradtuiError(
+                f"cannot write the run directory: {exc.strerror or exc}", file=str(self.path)
+            ) from None
+        self.closed = False
+
+    def write_preset(self, toml_text: str) -> None:
+        """Write the fully resolved preset (atomically)."""
+        atomic_write(self.path / "preset.toml", toml_text)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append records to ``stats.jsonl``, each line in one write."""
+        if self.closed:
+            return
+        for record in records:
+            line = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False) + "\n"
+            os.write(self._fd, line.encode("utf-8"))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json`` (atomically)."""
+        atomic_write(
+            self.path / "summary.json",
+            json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n",
+        )
+
+    def close(self) -> None:
+        """Close ``stats.jsonl``."""
+        if not self.closed:
+            os.close(self._fd)
+            self.closed = True
+
+
+@dataclass
+class Run:
+    """A run directory read back."""
+
+    path: Path
+    status: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    preset_text: str | None = None
+
+
+def read_run(path: str | os.PathLike[str]) -> Run:
+    """Read a run directory; one without ``summary.json`` has status ``incomplete``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise GradtuiError("no such run directory", file=str(path))
+    records = []
+    stats = path / "stats.jsonl"
+    if stats.exists():
+        for line in stats.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(_unclean(json.loads(line)))
+            except json.JSONDecodeError:
+                break  # a torn last line from a killed process
+    summary: dict[str, Any] = {}
+    status = "incomplete"
+    summary_path = path / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = _unclean(json.loads(summary_path.read_text(encoding="utf-8")))
+            status = str(summary.get("status", "incomplete"))
+        except json.JSONDecodeError:
+            status = "incomplete"
+    preset_path = path / "preset.toml"
+    preset_text = preset_path.read_text(encoding="utf-8") if preset_path.exists() else None
+    return Run(path, status, summary, records, preset_text)

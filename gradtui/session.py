@@ -1,0 +1,264 @@
+"""One training run from a preset: data, model, monitor, run directory, start/stop/pause.
+
+Used by ``gradtui run`` (in the main thread) and by the TUI (in a worker thread): it reports
+through a listener object and can be stopped or paused from another thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gradtui.data import Dataset
+from gradtui.diagnose import Diagnosis
+from gradtui.errors import GradtuiError
+from gradtui.history import History
+from gradtui.preset import Preset
+from gradtui.runlog import RunDir, default_run_dir
+from gradtui.stack import LayerInfo, check_memory, param_counts, plan
+
+
+class Listener(Protocol):
+    """What a session tells its audience; every method is optional."""
+
+    def on_status(self, text: str) -> None: ...
+    def on_start(self, info: StartInfo) -> None: ...
+    def on_records(
+        self, records: list[dict[str, Any]], diagnoses: list[Diagnosis], history: History
+    ) -> None: ...
+    def on_epoch(self, epoch: int, logs: dict[str, Any]) -> None: ...
+    def on_end(self, summary: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class StartInfo:
+    """What is known when training starts."""
+
+    name: str
+    out: Path
+    layers: list[LayerInfo]
+    params: dict[str, int]
+    device: str
+    total_steps: int
+    steps_per_epoch: int
+    epochs: int
+    every: int
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Prepared:
+    """A preset whose data is loaded and whose model fits in memory, not yet built."""
+
+    preset: Preset
+    data: Dataset
+    layers: list[LayerInfo]
+    steps_per_epoch: int
+    total_steps: int
+
+
+def prepare(preset: Preset) -> Prepared:
+    """Load the data and check the model against it and against memory (bad input -> error)."""
+    from gradtui.data import load
+
+    data = load(preset.data, seed=preset.train.seed)
+    layers = plan(preset, data.input_shape, data.num_classes)
+    check_memory(preset, layers)
+    steps_per_epoch = max(1, math.ceil(len(data.x_train) / preset.train.batch_size))
+    total = steps_per_epoch * preset.train.epochs
+    if preset.train.max_steps is not None:
+        total = min(total, preset.train.max_steps)
+    return Prepared(preset, data, layers, steps_per_epoch, total)
+
+
+class Session:
+    """Train one preset, recording a run directory.
+
+    Args:
+        preset: the validated preset.
+        out: the run directory. Defaults to ``runs/<UTC timestamp>-<name>``.
+        listener: receives progress; see :class:`Listener`.
+        overwrite (bool): allow an existing run directory. Defaults to False.
+        prepared: a :func:`prepare` result, if the caller already has one.
+    """
+
+    def __init__(
+        self,
+        preset: Preset,
+        out: str | Path | None = None,
+        *,
+        listener: Any = None,
+        overwrite: bool = False,
+        prepared: Prepared | None = None,
+        flush_interval: float = 0.2,
+    ) -> None:
+        self.preset = preset
+        self.out = Path(out) if out is not None else default_run_dir(preset.name)
+        self.listener = listener
+        self.overwrite = overwrite
+        self.prepared = prepared
+        self.flush_interval = flush_interval
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self.monitor: Any = None
+        self.summary: dict[str, Any] | None = None
+        self.status = "idle"
+
+    # ------------------------------------------------------------------ control (any thread)
+
+    def stop(self) -> None:
+        """Ask training to stop after the current step (status ``stopped``)."""
+        self._stop.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        """Hold training before the next step."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        """Continue a paused training."""
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        """Whether training is held."""
+        return not self._resume.is_set()
+
+    def _emit(self, method: str, *args: Any) -> None:
+        fn = getattr(self.listener, method, None)
+        if fn is not None:
+            fn(*args)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end; returns the summary. Bad input raises :class:`GradtuiError`
+        before the run directory is created; anything after that is recorded in it."""
+        self._emit("on_status", "loading data")
+        prepared = self.prepared or prepare(self.preset)
+        preset = prepared.preset
+        run = RunDir(self.out, overwrite=self.overwrite)
+        run.write_preset(preset.to_toml())
+        status, error = "failed", None
+        monitor = None
+        params = param_counts(prepared.layers)
+        try:
+            self._emit("on_status", "starting TensorFlow")
+            from gradtui.build import build, device_name, import_keras
+            from gradtui.monitor import Monitor
+
+            keras = import_keras()
+            self._emit("on_status", "building the model")
+            model, layers = build(preset, prepared.data.input_shape, prepared.data.num_classes)
+            from gradtui.build import keras_param_counts
+
+            params = keras_param_counts(model)
+            monitor = Monitor(
+                model,
+                layers,
+                every=preset.monitor.every,
+                thresholds=preset.monitor.thresholds,
+                train=preset.train,
+                stop_on_nonfinite=preset.monitor.stop_on_nonfinite,
+                name=preset.name,
+                run=run,
+            )
+            monitor.callback.interval = self.flush_interval
+            monitor.device = device_name()
+            self.monitor = monitor
+            monitor.listeners.append(lambda recs, new: self._emit("on_records", recs, new, monitor.history))
+            monitor.epoch_listeners.append(lambda e, logs: self._emit("on_epoch", e, logs))
+            info = StartInfo(
+                name=preset.name,
+                out=self.out,
+                layers=layers,
+                params=params,
+                device=monitor.device,
+                total_steps=prepared.total_steps,
+                steps_per_epoch=prepared.steps_per_epoch,
+                epochs=preset.train.epochs,
+                every=preset.monitor.every,
+            )
+            self._emit("on_start", info)
+            self.status = "running"
+            control = _control_callback(keras, self, prepared.total_steps)
+            data = prepared.data
+            validation = (data.x_val, data.y_val) if data.x_val is not None else None
+            model.fit(
+                data.x_train,
+                data.y_train,
+                batch_size=preset.train.batch_size,
+                epochs=preset.train.epochs,
+                validation_data=validation,
+                shuffle=True,
+                verbose=0,
+                callbacks=[monitor.callback, control],
+            )
+            status = "stopped" if monitor.nonfinite_stop or self._stop.is_set() else "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except GradtuiError as exc:
+            status, error = "failed", exc.one_line()
+        except Exception as exc:  # a Keras or TensorFlow error: recorded, not lost
+            status, error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+            self.traceback = traceback.format_exc()
+        finally:
+            self.status = status
+            if monitor is not None:
+                self.summary = monitor.finish(status, error=error, params=params)
+            else:
+                self.summary = _bare_summary(preset, status, error, params)
+                run.write_summary(self.summary)
+            run.close()
+            self._emit("on_end", self.summary)
+        return self.summary
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _bare_summary(preset: Preset, status: str, error: str | None, params: dict[str, int]) -> dict[str, Any]:
+    return {
+        "name": preset.name,
+        "status": status,
+        "steps": 0,
+        "epochs": 0,
+        "device": "CPU",
+        "params": params,
+        "initial": {"loss": None},
+        "final": {},
+        "diagnoses": [],
+        "healthy": True,
+        "error": error,
+    }
+
+
+def _control_callback(keras: Any, session: Session, total_steps: int) -> Any:
+    class Control(keras.callbacks.Callback):
+        """Pause, stop and ``max_steps`` for a session."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if not session._resume.is_set():
+                session.status = "paused"
+                session._resume.wait()
+                session.status = "running"
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.steps += 1
+            if session._stop.is_set() or self.steps >= total_steps:
+                self.model.stop_training = True
+
+    return Control()
