@@ -386,7 +386,11 @@ def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self._batches += 1
             now = time.monotonic()
-            if now - self._last >= self.interval or self._batches >= self.flush_every:
+            # Keras hands batch callbacks Python floats already: a NaN loss costs nothing to
+            # see, and draining at once stops a diverging run within a step.
+            loss = (logs or {}).get("loss", 0.0)
+            blown = isinstance(loss, float) and not math.isfinite(loss)
+            if blown or now - self._last >= self.interval or self._batches >= self.flush_every:
                 self._last = now
                 self._batches = 0
                 flush("batch")
