@@ -15,7 +15,7 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
-from gradtui.errors import GradtuiError
+from gradtui.errors import GradtuiError, in_file
 
 KINDS = ("vanishing", "exploding", "non_finite", "saturation", "dead_units")
 
@@ -24,19 +24,24 @@ class _OneLineErrors(TyperGroup):
     """Bad options and arguments end in one line on stderr and exit 2, like bad presets."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        # standalone_mode=False hands every error to us instead of click's multi-line display;
+        # typer then turns KeyboardInterrupt into a return value of 130 by itself.
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except _click.exceptions.UsageError as exc:
             cmd = exc.ctx.command_path if exc.ctx else "gradtui"
             _fail(f"{cmd}: {exc.format_message()} (see `{cmd} --help`)")
-        except _click.exceptions.Abort:
-            sys.exit(130)
+        except _click.exceptions.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code if exc.exit_code > 0 else 2)
+        except typer.Abort:
+            _fail("aborted", 1)
         except GradtuiError as exc:
-            _fail(exc.one_line())
+            _fail(exc.one_line(), exc.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _fail(message: str, code: int = 2) -> None:
+    message = " ".join(str(message).split())  # one line, whatever the message held
     sys.stderr.write(f"gradtui: error: {message}\n")
     sys.stderr.flush()
     sys.exit(code)
@@ -120,9 +125,10 @@ def check(
     from gradtui.stack import check_memory, plan, preflight
 
     p = load(preset)
-    shape, classes = input_spec(p.data)
-    layers = plan(p, shape, classes)
-    check_memory(p, layers)
+    with in_file(p.source):
+        shape, classes = input_spec(p.data)
+        layers = plan(p, shape, classes)
+        check_memory(p, layers)
     from gradtui.build import build, keras_param_counts
 
     model, layers = build(p, shape, classes, compile=False)

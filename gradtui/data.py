@@ -133,75 +133,128 @@ def generate(name: str, samples: int, noise: float, seed: int) -> tuple[np.ndarr
     return x[order].astype(np.float32), y[order].astype(np.int64)
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+#: what a user data file must hold, repeated in every error about one
+NPZ_FORM = "a .npz holds x_train (samples x features) and y_train (integer labels 0..K-1) from numpy.savez"
+CSV_FORM = (
+    "a .csv is UTF-8 text: a header row, then one row of numbers per sample, "
+    "labels in a column named 'label' (else the last)"
+)
+
+
+@dataclass
+class _Raw:
+    """A user data file's arrays before checking, with the names errors give their parts."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_key: str = "x_train"
+    y_key: str = "y_train"
+
+
+def _load_npz(path: Path) -> _Raw:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else np.load would unpickle
+        raise DataError(f"not a .npz file (not a zip archive); {NPZ_FORM}", file=str(path))
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
             missing = [k for k in ("x_train", "y_train") if k not in keys]
             if missing:
                 raise DataError(
-                    f"has no array {missing[0]}; a .npz needs x_train and y_train "
-                    f"(optional x_test, y_test), it has {', '.join(sorted(keys)) or 'none'}",
+                    f"has no array {missing[0]} (it has {', '.join(sorted(keys)) or 'none'}); {NPZ_FORM}",
                     file=str(path),
                     key=missing[0],
                 )
-            return np.asarray(f["x_train"]), np.asarray(f["y_train"])
+            return _Raw(np.asarray(f["x_train"]), np.asarray(f["y_train"]))
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"not a readable .npz file ({exc})", file=str(path)) from None
+    except Exception as exc:  # zipfile, zlib, numpy format errors: all mean a damaged file
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"not a readable .npz file ({reason}); {NPZ_FORM}", file=str(path)) from None
 
 
-def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_csv(path: Path) -> _Raw:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError("not a UTF-8 text file; a .csv needs a header row", file=str(path)) from None
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read it: {exc.strerror or exc}", file=str(path)) from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if b"\x00" in raw:
+        raise DataError(f"holds binary data, not text; {CSV_FORM}", file=str(path))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start}); {CSV_FORM}", file=str(path)) from None
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if len(lines) < 2:
-        raise DataError("needs a header row and at least one data row", file=str(path))
-    header = [h.strip() for h in lines[0].split(",")]
+        what = "is empty" if not lines else "has a header but no data rows"
+        raise DataError(f"{what}; {CSV_FORM}", file=str(path))
+    header = [h.strip() for h in lines[0][1].split(",")]
     if len(header) < 2:
-        raise DataError("needs at least two columns (features and a label)", file=str(path))
+        raise DataError(f"has one column; it needs features and a label; {CSV_FORM}", file=str(path))
     label_col = header.index("label") if "label" in header else len(header) - 1
     rows = []
-    for n, line in enumerate(lines[1:], start=2):
+    for n, line in lines[1:]:
         cells = line.split(",")
         if len(cells) != len(header):
-            raise DataError(f"row has {len(cells)} cells, the header has {len(header)}", file=f"{path}:{n}")
-        try:
-            rows.append([float(c) for c in cells])
-        except ValueError:
             raise DataError(
-                "a cell is not a number; every column must be numeric", file=f"{path}:{n}"
-            ) from None
+                f"the row has {len(cells)} cells but the header has {len(header)}; "
+                "every row needs one cell per header column",
+                file=str(path),
+                key=f"line {n}",
+            )
+        row = []
+        for name, cell in zip(header, cells, strict=True):
+            try:
+                row.append(float(cell))
+            except ValueError:
+                raise DataError(
+                    f"{cell.strip()[:20]!r} is not a number; every cell below the header must be numeric",
+                    file=str(path),
+                    key=f"line {n}, column '{name}'",
+                ) from None
+        rows.append(row)
     table = np.asarray(rows, dtype=np.float64)
     y = table[:, label_col]
     x = np.delete(table, label_col, axis=1)
-    return x, y
+    label = header[label_col]
+    return _Raw(x, y, x_key="feature columns", y_key=f"column '{label}'")
 
 
-def _labels(y: np.ndarray, source: str) -> tuple[np.ndarray, int]:
-    y = np.asarray(y).reshape(-1) if np.asarray(y).ndim > 1 and np.asarray(y).shape[1] == 1 else np.asarray(y)
+def _labels(y: np.ndarray, source: str, key: str = "y_train") -> tuple[np.ndarray, int]:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
     if y.ndim != 1:
+        hint = " (one-hot? store y.argmax(axis=1))" if y.ndim == 2 else ""
         raise DataError(
-            f"labels must be one integer class per sample, got shape {y.shape}",
+            f"labels have shape {y.shape}; they must be one integer class 0..K-1 per sample{hint}",
             file=source,
-            key="y_train",
+            key=key,
         )
     if y.dtype.kind not in "iuf" or y.size == 0:
-        raise DataError("labels must be integers 0..K-1", file=source, key="y_train")
-    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
-        raise DataError("labels must be whole numbers 0..K-1", file=source, key="y_train")
+        raise DataError(
+            f"labels are {y.dtype} with {y.size} values; they must be integers 0..K-1", file=source, key=key
+        )
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise DataError(
+                f"label {y[bad][0]:g} is not a whole number; labels must be integers 0..K-1",
+                file=source,
+                key=key,
+            )
     if y.min() < 0:
         raise DataError(
-            f"label {int(y.min())} is out of range; labels are 0..K-1", file=source, key="y_train"
+            f"label {int(y.min())} is out of range; labels must be integers 0..K-1", file=source, key=key
         )
     k = int(y.max()) + 1
     if k > 100_000:
-        raise DataError(f"label {k - 1} is out of range; at most 100000 classes", file=source, key="y_train")
+        raise DataError(
+            f"label {k - 1} is out of range; labels must be 0..K-1 with K <= 100000 classes",
+            file=source,
+            key=key,
+        )
     return y.astype(np.int64), max(k, 2)
 
 
@@ -238,34 +291,40 @@ def load(spec: DataSpec, *, seed: int) -> Dataset:
                 key="data.dataset",
             )
         if not path.is_file():
-            raise DataError("no such data file", file=str(path), key="data.dataset")
-        raw_x, raw_y = _load_npz(path) if path.suffix.lower() == ".npz" else _load_csv(path)
-        y, k = _labels(raw_y, str(path))
-        x = _scale(raw_x, str(path))
+            # no file here: the caller names the preset whose data.dataset this is
+            what = f"{name} is a folder" if path.is_dir() else f"there is no file {name}"
+            raise DataError(
+                f"{what}; give a .npz or .csv file (a relative path is read from the "
+                "preset's folder), or a data set: " + one_of(NAMED_DATASETS),
+                key="data.dataset",
+            )
+        raw = _load_npz(path) if path.suffix.lower() == ".npz" else _load_csv(path)
+        y, k = _labels(raw.y, str(path), raw.y_key)
+        x = _scale(raw.x, str(path), raw.x_key)
         if len(x) != len(y):
             raise DataError(
-                f"x_train has {len(x)} samples but y_train has {len(y)}",
+                f"{raw.x_key} has {len(x)} samples but {raw.y_key} has {len(y)}; they must match",
                 file=str(path),
-                key="y_train",
+                key=raw.y_key,
             )
         if len(x) < 2:
-            raise DataError("needs at least 2 samples", file=str(path), key="x_train")
+            raise DataError("has fewer than 2 samples; at least 2 are needed", file=str(path), key=raw.x_key)
     return _split(name, x.astype(np.float32), y, k, spec.validation_split, seed)
 
 
-def _scale(x: np.ndarray, source: str) -> np.ndarray:
+def _scale(x: np.ndarray, source: str, key: str = "x_train") -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "iuf" or x.ndim < 2 or x.shape[0] == 0:
         raise DataError(
-            f"x_train must be a numeric array of samples x features, got {x.dtype} {x.shape}",
+            f"is {x.dtype} of shape {x.shape}; it must be a numeric array of samples x features",
             file=source,
-            key="x_train",
+            key=key,
         )
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):
-        raise DataError("x_train holds NaN or Inf values", file=source, key="x_train")
+        raise DataError("holds NaN or Inf; every feature must be a finite number", file=source, key=key)
     if x.min() >= 0.0 and x.max() <= 1.0:
         return x.astype(np.float32)
     mean = x.mean(axis=0, keepdims=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class GradtuiError(Exception):
@@ -22,6 +23,22 @@ class GradtuiError(Exception):
         parts = [p for p in (self.file, self.key) if p]
         parts.append(self.detail)
         return ": ".join(parts).replace("\n", " ")
+
+
+@contextlib.contextmanager
+def in_file(file: str | None) -> Iterator[None]:
+    """Name ``file`` in any :class:`GradtuiError` raised inside that names no file yet.
+
+    The model checks (output units against the data's classes, memory) know the key but not
+    which preset file it came from; the caller does.
+    """
+    try:
+        yield
+    except GradtuiError as exc:
+        if exc.file is None and file:
+            exc.file = file
+            exc.args = (exc.one_line(),)
+        raise
 
 
 class PresetError(GradtuiError):

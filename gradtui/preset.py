@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,8 @@ class Preset:
     layers: tuple[LayerSpec, ...] = ()
     train: TrainSpec = field(default_factory=TrainSpec)
     monitor: MonitorSpec = field(default_factory=MonitorSpec)
+    #: the file it was read from, named in errors found later (not part of the preset's value)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def expanded(self) -> list[tuple[int, LayerSpec]]:
         """Each layer entry repeated ``repeat`` times, with the index of its entry."""
@@ -306,10 +309,16 @@ class Preset:
         if every is not None:
             monitor = dataclasses.replace(monitor, every=every)
         # Re-validate through the same path a file takes, so an override gets the same errors.
-        return from_dict(
-            dataclasses.replace(self, train=train, data=data, monitor=monitor).to_dict(),
-            source="command line",
-        )
+        try:
+            checked = from_dict(
+                dataclasses.replace(self, train=train, data=data, monitor=monitor).to_dict(),
+                source="command line",
+            )
+        except PresetError as exc:
+            if dataset is not None and exc.key == "data.dataset":
+                raise PresetError(exc.detail, key="--dataset") from None
+            raise
+        return dataclasses.replace(checked, source=self.source)
 
 
 # --------------------------------------------------------------------------- loading
@@ -354,7 +363,17 @@ def load(name_or_path: str) -> Preset:
         raw = path.read_bytes()
     except OSError as exc:
         raise PresetError(f"cannot read it: {exc.strerror or exc}", file=str(path)) from None
-    return loads(raw, source=str(path), default_name=path.stem)
+    preset = loads(raw, source=str(path), default_name=path.stem)
+    dataset = preset.data.dataset
+    if dataset.lower().endswith(DATA_SUFFIXES) and not os.path.isabs(os.path.expanduser(dataset)):
+        # A data file named in a preset is found next to the preset, wherever gradtui runs
+        # from; made absolute so the run directory's copy of the preset finds it too.
+        resolved = os.path.abspath(path.parent / dataset)
+        preset = dataclasses.replace(preset, data=dataclasses.replace(preset.data, dataset=resolved))
+    return preset
+
+
+_TOML_POSITION = re.compile(r"\s*\(at (line \d+, column \d+|end of document)\)\s*$")
 
 
 def loads(text: str | bytes, *, source: str = "<preset>", default_name: str = "preset") -> Preset:
@@ -371,7 +390,16 @@ def loads(text: str | bytes, *, source: str = "<preset>", default_name: str = "p
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"not valid TOML: {exc}", file=source) from None
+        # tomllib ends its message with the position: make that the key of the one line
+        text_msg = str(exc)
+        found = _TOML_POSITION.search(text_msg)
+        where = found.group(1) if found else None
+        what = _TOML_POSITION.sub("", text_msg) if found else text_msg
+        raise PresetError(
+            f"not valid TOML: {what}; write key = value lines, [tables] and [[layers]] (https://toml.io)",
+            file=source,
+            key=where,
+        ) from None
     return from_dict(data, source=source, default_name=default_name)
 
 
@@ -383,7 +411,11 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
     v.unknown_keys(data, TOP_KEYS, "")
     name = v.string(data, "name", default_name, "")
     if not name.strip():
-        raise PresetError("must not be empty", file=source, key="name")
+        raise PresetError(
+            "must not be empty; give the preset a name, or leave name out to use the file's name",
+            file=source,
+            key="name",
+        )
     description = v.string(data, "description", "", "")
 
     data_tbl = v.table(data, "data")
@@ -475,6 +507,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         layers=layers,
         train=train,
         monitor=monitor,
+        source=source,
     )
 
 
@@ -555,7 +588,10 @@ class _Validator:
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(prefix + key, f"must be a number, not {_type_name(value)}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a TOML integer has no size limit; a float has
+            value = math.copysign(math.inf, value)
         if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
             low = f"> {lo:g}" if lo_open else f">= {lo:g}"
             raise self.fail(prefix + key, f"{value:g} is out of range; must be {low} and <= {hi:g}")
@@ -688,7 +724,11 @@ class _Validator:
                 checked.append((p, self.number(params, p, 0.0, prefix, lo=-1e6, hi=1e6)))
         spec = Spec(name, tuple(checked))
         if name == "random_uniform" and spec.param("minval", -0.05) >= spec.param("maxval", 0.05):
-            raise self.fail(prefix + "maxval", "must be greater than minval")
+            raise self.fail(
+                prefix + "maxval",
+                f"{spec.param('maxval', 0.05):g} is not above minval {spec.param('minval', -0.05):g}; "
+                "maxval must be greater than minval",
+            )
         return spec
 
 
@@ -708,4 +748,4 @@ def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
     if "clipnorm" in train_set:
         data["train"].pop("global_clipnorm", None)
     data["train"].update(train_set)
-    return from_dict(data, source="fix", default_name=preset.name)
+    return dataclasses.replace(from_dict(data, source="fix", default_name=preset.name), source=preset.source)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from gradtui.data import Dataset
 from gradtui.diagnose import Diagnosis
-from gradtui.errors import GradtuiError
+from gradtui.errors import GradtuiError, in_file
 from gradtui.history import History
 from gradtui.preset import Preset
 from gradtui.runlog import RunDir, default_run_dir
@@ -66,9 +66,10 @@ def prepare(preset: Preset) -> Prepared:
     """Load the data and check the model against it and against memory (bad input -> error)."""
     from gradtui.data import load
 
-    data = load(preset.data, seed=preset.train.seed)
-    layers = plan(preset, data.input_shape, data.num_classes)
-    check_memory(preset, layers)
+    with in_file(preset.source):
+        data = load(preset.data, seed=preset.train.seed)
+        layers = plan(preset, data.input_shape, data.num_classes)
+        check_memory(preset, layers)
     steps_per_epoch = max(1, math.ceil(len(data.x_train) / preset.train.batch_size))
     total = steps_per_epoch * preset.train.epochs
     if preset.train.max_steps is not None:
