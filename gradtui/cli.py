@@ -197,6 +197,8 @@ def run(
                     key="--fail-on",
                 )
             kinds.add(kind)
+    if dataset is not None and dataset.lower().endswith((".npz", ".csv")) and not Path(dataset).is_file():
+        raise GradtuiError(f"there is no file {dataset}; give an existing .npz or .csv file", key="--dataset")
     from gradtui.preset import load
     from gradtui.session import Session, prepare
 

@@ -344,15 +344,20 @@ def resolve(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or os.sep in name_or_path or path.exists():
         if not path.is_file():
-            raise PresetError("no such preset file", file=str(path))
+            what = "is a folder" if path.is_dir() else "no such preset file"
+            raise PresetError(
+                f"{what}; give a .toml preset file or a bundled preset's name (`gradtui presets`)",
+                file=str(path),
+                key="PRESET",
+            )
         return path
     bundled = bundled_presets()
     if name_or_path in bundled:
         return bundled[name_or_path]
     raise PresetError(
-        f"no bundled preset of that name{did_you_mean(name_or_path, bundled)}; "
+        f"'{name_or_path}' is not a bundled preset{did_you_mean(name_or_path, bundled)}; "
         f"`gradtui presets` lists them, or give a path to a .toml file",
-        key=name_or_path,
+        key="PRESET",
     )
 
 

@@ -84,7 +84,11 @@ class RunDir:
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise GradtuiError("exists and is not a folder", file=str(self.path), key="--out")
+            raise GradtuiError(
+                "exists and is not a folder; --out names a folder for the run directory",
+                file=str(self.path),
+                key="--out",
+            )
         if self.path.is_dir() and any(self.path.iterdir()):
             if not overwrite:
                 raise GradtuiError(
