@@ -1,0 +1,587 @@
+"""The gradtui Textual application: build a stack, train it live, see every layer, fix it.
+
+:func:`create_app` is the one factory the CLI (:func:`run_app`) and the tests use.
+
+Threads: TensorFlow is imported by a background worker as the app opens (the status line says
+"loading" until it is done), and each training runs in a thread worker that talks to the screen
+only through messages (:mod:`gradtui.tui.messages`). The screen repaints the newest statistics at
+most :data:`REPAINT_HZ` times a second, whatever the rate they arrive at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from gradtui.diagnose import Diagnosis
+from gradtui.errors import GradtuiError
+from gradtui.preset import Preset, apply_fix, load, loads
+from gradtui.runlog import atomic_write, default_run_dir
+from gradtui.session import Session
+from gradtui.tui.feed import Snapshot
+from gradtui.tui.messages import (
+    ApplyFix,
+    KerasReady,
+    StackChanged,
+    StatsUpdated,
+    TrainingEnded,
+    TrainingStarted,
+    TrainingStatus,
+)
+from gradtui.tui.screens.load_dialog import LoadDialog
+from gradtui.tui.screens.save_dialog import SaveDialog
+from gradtui.tui.trainer import TuiListener, train
+from gradtui.tui.widgets.builder_view import BuilderView
+from gradtui.tui.widgets.compare_view import CompareView
+from gradtui.tui.widgets.monitor_view import MonitorView
+from gradtui.tui.widgets.run_status import RunStatus
+from gradtui.tui.widgets.warnings_panel import WarningsPanel
+
+DEFAULT_PRESET = "vanishing-sigmoid"
+#: the most repaints of the monitor per second
+REPAINT_HZ = 5
+#: how long ``q`` waits for a stopped training to write its run directory before leaving
+QUIT_GRACE_S = 1.5
+
+
+def state_dir() -> Path:
+    """Where an unsaved stack is kept between sessions (``$GRADTUI_STATE_DIR`` or XDG state)."""
+    if os.environ.get("GRADTUI_STATE_DIR"):
+        return Path(os.environ["GRADTUI_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "gradtui"
+
+
+def describe_fix(fix: dict[str, Any] | None) -> str:
+    """A fix in words: ``layers[0]: activation=relu, initializer=he_normal; clipnorm=1.0``."""
+    if not fix:
+        return "nothing to change"
+    parts = []
+    if fix.get("entries") and fix.get("set"):
+        changes = ", ".join(f"{k}={v['name'] if isinstance(v, dict) else v}" for k, v in fix["set"].items())
+        entries = ",".join(str(i) for i in fix["entries"])
+        parts.append(f"layers[{entries}]: {changes}")
+    if fix.get("train"):
+        parts.append(
+            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fix["train"].items())
+        )
+    return "; ".join(parts)
+
+
+class GradtuiApp(App[int]):
+    """Build a layer stack, train it with every layer's gradients live, apply the remedy.
+
+    Args:
+        preset: the stack to start with.
+        preset_path: the file it came from (the default path for ``ctrl+s``), if any.
+        runs_root: the folder run directories go in. Defaults to ``runs``.
+        load_keras (bool): import TensorFlow in the background at start. Defaults to True;
+            snapshot tests turn it off to stay deterministic and fast.
+        auto_train (bool): start training once the app is up. Defaults to False.
+        exit_after_train (bool): exit when that training ends (``--headless --train``).
+        state: where an unsaved stack is kept on quit. Defaults to :func:`state_dir`.
+        dirty (bool): the stack starts as unsaved changes (restored from a previous session).
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "gradtui"
+    SUB_TITLE = "every layer's gradients, live"
+
+    BINDINGS = [
+        Binding("t", "toggle_training", "Train/Stop"),
+        Binding("p", "pause", "Pause/Resume"),
+        Binding("f", "apply_fix", "Apply fix"),
+        Binding("o", "load", "Load"),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("1", "tab('builder')", "Builder", show=False),
+        Binding("2", "tab('monitor')", "Monitor", show=False),
+        Binding("3", "tab('compare')", "Compare", show=False),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        preset: Preset,
+        *,
+        preset_path: str | None = None,
+        runs_root: str | Path = "runs",
+        load_keras: bool = True,
+        auto_train: bool = False,
+        exit_after_train: bool = False,
+        state: Path | None = None,
+        dirty: bool = False,
+    ) -> None:
+        super().__init__()
+        self.preset = preset
+        self.preset_path = preset_path
+        self.saved_toml = "" if dirty else preset.to_toml()
+        self.runs_root = Path(runs_root)
+        self.load_keras = load_keras
+        self.auto_train = auto_train
+        self.exit_after_train = exit_after_train
+        self.state = state if state is not None else state_dir()
+        self.restored = dirty
+        self.session: Session | None = None
+        self.keras_ready = False
+        self.device = ""
+        #: finished runs, oldest first; the compare view shows the newest two
+        self.runs: list[Snapshot] = []
+        self.current: Snapshot | None = None
+        self.errors: list[Text] = []
+        self.last_summary: dict[str, Any] | None = None
+        self.last_error: str | None = None
+        self.last_trace: str | None = None
+        self.kept_unsaved: Path | None = None
+        self._pending: Snapshot | None = None
+        self._quitting = False
+        self.repaints = 0
+        #: leave right after the first screen (``--headless`` without ``--train``)
+        self.exit_on_mount = False
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        """Header, the three tabs, the status line, the footer with the keys."""
+        yield Header(show_clock=False, icon="∇")
+        with TabbedContent(initial="builder", id="tabs"):
+            with TabPane("Builder [1]", id="builder"):
+                yield BuilderView(self.preset, id="builder-view")
+            with TabPane("Monitor [2]", id="monitor"):
+                yield MonitorView(id="monitor-view")
+            with TabPane("Compare [3]", id="compare"), VerticalScroll():
+                yield CompareView(id="compare-view")
+        yield RunStatus(id="run-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start importing TensorFlow in the background; repaint at a bounded rate."""
+        status = self.query_one(RunStatus)
+        if self.load_keras:
+            status.set_state("loading", "importing TensorFlow in the background…")
+            self._import_keras()
+        else:
+            status.set_state("ready", "")
+        self.set_interval(1 / REPAINT_HZ, self._repaint)
+        self.query_one("#layer-table").focus()
+        if self.restored:
+            self.notify(
+                f"restored the unsaved stack of your last session ({self.state / 'unsaved.toml'})",
+                title="Unsaved stack restored",
+            )
+        if self.exit_on_mount:
+            self.call_after_refresh(self.exit, 0)
+        elif self.auto_train:
+            self.call_after_refresh(self.action_toggle_training)
+
+    @property
+    def training(self) -> bool:
+        """Whether a training is under way (including stopping)."""
+        return self.session is not None
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the stack differs from the last saved or loaded one."""
+        return self.preset.to_toml() != self.saved_toml
+
+    # ------------------------------------------------------------------ TensorFlow
+
+    @work(thread=True, exclusive=True, group="keras", exit_on_error=False)
+    def _import_keras(self) -> None:
+        """Import TensorFlow/Keras (seconds) off the main thread."""
+        try:
+            from gradtui.build import device_name, import_keras
+
+            import_keras()
+            device = device_name()
+        except Exception as exc:  # noqa: BLE001 - a broken TF install is shown, not raised
+            self.post_message(KerasReady("", error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(KerasReady(device))
+
+    def on_keras_ready(self, message: KerasReady) -> None:
+        """TensorFlow is loaded (or failed to load)."""
+        status = self.query_one(RunStatus)
+        if message.error:
+            status.set_state("failed", f"TensorFlow could not be imported: {message.error}")
+            return
+        self.keras_ready = True
+        self.device = message.device
+        if not self.training:
+            status.set_state("ready", "TensorFlow loaded", device=message.device)
+        else:
+            status.device = message.device
+
+    # ------------------------------------------------------------------ training
+
+    def action_toggle_training(self) -> None:
+        """Start training the stack, or stop the training under way."""
+        if self.session is not None:
+            self.session.stop()
+            self.query_one(RunStatus).set_state("stopping", "stopping after the current step…")
+            return
+        self.start_training()
+
+    def start_training(self) -> None:
+        """Train the current stack in a thread worker, writing a new run directory."""
+        if self.current is not None:
+            self.runs.append(self.current)
+        self.current = None
+        self._pending = None
+        self.errors = []
+        out = default_run_dir(self.preset.name, root=self.runs_root)
+        session = Session(self.preset, out)
+        listener = TuiListener(self.post_message, session)
+        session.listener = listener
+        self.session = session
+        status = self.query_one(RunStatus)
+        status.snapshot = None
+        detail = "loading data" if self.keras_ready else "waiting for TensorFlow to finish loading"
+        status.set_state("starting", detail)
+        self.query_one(MonitorView).show(Snapshot(name=self.preset.name), [])
+        self.action_tab("monitor")
+        self._train(session, listener)
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def _train(self, session: Session, listener: TuiListener) -> None:
+        """The training thread: run the session, then post how it ended."""
+        self.post_message(train(session, listener))
+
+    def on_training_status(self, message: TrainingStatus) -> None:
+        """Progress before the first step."""
+        if self.session is not None and not self._quitting:
+            self.query_one(RunStatus).set_state("starting", message.text)
+
+    def on_training_started(self, message: TrainingStarted) -> None:
+        """The model is built: show its layers."""
+        self._pending = message.snapshot
+        self.query_one(RunStatus).set_state("running", "t stops, p pauses", device=message.snapshot.device)
+
+    def on_stats_updated(self, message: StatsUpdated) -> None:
+        """Keep the newest statistics; the repaint timer draws them."""
+        self._pending = message.snapshot
+
+    def _repaint(self) -> None:
+        """Draw the newest snapshot, if a new one arrived (at most REPAINT_HZ times a second)."""
+        snap = self._pending
+        if snap is None:
+            return
+        self._pending = None
+        self.current = snap
+        self.repaints += 1
+        self.query_one(MonitorView).show(snap, self.errors)
+        status = self.query_one(RunStatus)
+        status.set_progress(snap)
+        if self.session is not None and not self._quitting:
+            state = "paused" if self.session.paused else "running"
+            if status.state not in ("stopping",) and status.state != state:
+                status.set_state(state, "p resumes" if state == "paused" else "t stops, p pauses")
+        self._show_compare()
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        """Training finished, stopped or failed: show how, keep the stack, record the run."""
+        self.session = None
+        self.last_summary = message.summary
+        self.last_error = message.error
+        self.last_trace = message.trace
+        snap = message.snapshot or Snapshot(name=self.preset.name)
+        snap.status = str(message.summary.get("status", "failed"))
+        self._pending = None
+        self.current = snap
+        status = self.query_one(RunStatus)
+        status.set_progress(snap)
+        if message.error:
+            line = Text("✖ training failed\n", "bold red")
+            line.append(message.error, "red")
+            line.append("\n  the stack is unchanged; fix the input and press t", "dim")
+            self.errors = [line]
+            status.set_state("failed", message.error)
+            self.notify(message.error, title="Training failed", severity="error", timeout=12)
+        else:
+            steps = message.summary.get("steps", snap.steps_done)
+            status.set_state(snap.status, f"{steps} steps; run directory {snap.out}")
+        self.query_one(MonitorView).show(snap, self.errors)
+        self._show_compare()
+        if self._quitting:
+            self.exit(self.return_code or 0)
+        elif self.exit_after_train:
+            self.exit(1 if snap.status == "failed" else 0)
+
+    def action_pause(self) -> None:
+        """Pause or resume the training."""
+        session = self.session
+        status = self.query_one(RunStatus)
+        if session is None:
+            self.notify("nothing to pause: press t to train", severity="warning", timeout=3)
+            return
+        if session.paused:
+            session.resume()
+            status.set_state("running", "t stops, p pauses")
+        else:
+            session.pause()
+            status.set_state("paused", "p resumes")
+
+    def _show_compare(self) -> None:
+        before = self.runs[-1] if self.runs else None
+        self.query_one(CompareView).show(before, self.current)
+
+    # ------------------------------------------------------------------ fix
+
+    def action_apply_fix(self) -> None:
+        """Apply the highlighted diagnosis's remedy to the stack."""
+        diagnosis = self.query_one(WarningsPanel).selected
+        if diagnosis is None:
+            self.notify("no diagnosis to fix: train first (t)", severity="warning", timeout=4)
+            return
+        self.post_message(ApplyFix(diagnosis))
+
+    def on_apply_fix(self, message: ApplyFix) -> None:
+        """Change the stack as the diagnosis's fix says, ready to train again."""
+        self.apply_diagnosis(message.diagnosis)
+
+    def apply_diagnosis(self, diagnosis: Diagnosis) -> bool:
+        """Apply ``diagnosis.fix`` to the stack; returns whether the stack changed."""
+        if self.training:
+            self.notify("stop the training first (t), then apply the fix", severity="warning", timeout=4)
+            return False
+        if not diagnosis.fix:
+            self.notify(f"{diagnosis.kind}: {diagnosis.advice}", title="No automatic fix", timeout=6)
+            return False
+        try:
+            preset = apply_fix(self.preset, diagnosis.fix)
+        except GradtuiError as exc:
+            self.notify(exc.one_line(), title="The fix does not fit this stack", severity="error")
+            return False
+        self.set_preset(preset)
+        self.notify(
+            f"{describe_fix(diagnosis.fix)} — press t to train again",
+            title=f"Applied the fix for {diagnosis.kind}",
+            timeout=8,
+        )
+        return True
+
+    # ------------------------------------------------------------------ stack
+
+    def set_preset(self, preset: Preset, *, saved: bool = False, path: str | None = None) -> None:
+        """Make ``preset`` the stack (loaded, fixed or edited) and show it in the builder."""
+        self.preset = preset
+        if saved:
+            self.saved_toml = preset.to_toml()
+        if path is not None:
+            self.preset_path = path
+        self.query_one(BuilderView).show(preset, cursor=0)
+
+    def on_stack_changed(self, message: StackChanged) -> None:
+        """An edit in the builder."""
+        self.preset = message.preset
+
+    def save_to(self, path: str) -> str | None:
+        """Save the stack as preset TOML at ``path``; returns an error message or ``None``."""
+        target = Path(path).expanduser()
+        if target.suffix != ".toml":
+            target = target.with_suffix(".toml")
+        text = self.preset.to_toml()
+        try:
+            loads(text, source=str(target))  # what `gradtui run` will read back
+            atomic_write(target, text)
+        except GradtuiError as exc:
+            return exc.one_line()
+        except OSError as exc:
+            return f"{target}: cannot write: {exc.strerror or exc}"
+        self.saved_toml = text
+        self.preset_path = str(target)
+        if self.restored:
+            self._forget_unsaved()
+        self.notify(f"saved {target}", title="Saved", timeout=4)
+        return None
+
+    def action_save(self) -> None:
+        """Ask where to save the stack (ctrl+s)."""
+        default = self.preset_path
+        if not default or Path(default).parent == Path(__file__).resolve().parents[2] / "presets":
+            default = f"{self.preset.name}.toml"
+        self.push_screen(SaveDialog(default, self.save_to))
+
+    def open_preset(self, name: str) -> str | None:
+        """Load a preset by name or path into the builder; returns an error message or ``None``."""
+        try:
+            preset = load(name)
+        except GradtuiError as exc:
+            return exc.one_line()
+        self.set_preset(preset, saved=True, path=name if name.endswith(".toml") else None)
+        self.notify(f"loaded {name}", timeout=3)
+        self.action_tab("builder")
+        return None
+
+    def action_load(self) -> None:
+        """Choose a preset to load into the builder."""
+        self.push_screen(LoadDialog(self.open_preset))
+
+    def action_tab(self, tab: str) -> None:
+        """Show the builder, monitor or compare tab."""
+        self.query_one(TabbedContent).active = tab
+
+    # ------------------------------------------------------------------ quit
+
+    def _keep_unsaved(self) -> None:
+        """Keep an unsaved stack for the next start instead of losing it."""
+        if not self.dirty:
+            if self.restored:
+                self._forget_unsaved()
+            return
+        path = self.state / "unsaved.toml"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, self.preset.to_toml())
+            self.kept_unsaved = path
+        except OSError as exc:
+            self.kept_unsaved = None
+            self.notify(f"cannot keep the unsaved stack: {exc}", severity="error")
+
+    def _forget_unsaved(self) -> None:
+        try:
+            (self.state / "unsaved.toml").unlink()
+        except OSError:
+            pass
+        self.restored = False
+
+    async def action_quit(self) -> None:
+        """Quit; during training, stop the worker first and leave within two seconds."""
+        self._keep_unsaved()
+        if self.session is None:
+            self.exit(0)
+            return
+        if self._quitting:  # a second q: leave now
+            self.exit(0)
+            return
+        self._quitting = True
+        self.session.stop()
+        self.query_one(RunStatus).set_state("stopping", "stopping the training to quit…")
+        self.set_timer(QUIT_GRACE_S, lambda: self.exit(0))
+
+
+def create_app(
+    preset: str | None = None,
+    *,
+    runs_root: str | Path = "runs",
+    load_keras: bool = True,
+    auto_train: bool = False,
+    exit_after_train: bool = False,
+    state: Path | None = None,
+) -> GradtuiApp:
+    """The one factory of the app, used by the CLI and the tests.
+
+    Args:
+        preset: a bundled preset's name or a ``.toml`` path; ``None`` restores the unsaved
+            stack of the last session if there is one, else opens :data:`DEFAULT_PRESET`.
+        runs_root: the folder run directories go in. Defaults to ``runs``.
+        load_keras (bool): import TensorFlow in the background at start. Defaults to True.
+        auto_train (bool): start training once the app is up. Defaults to False.
+        exit_after_train (bool): exit when that training ends. Defaults to False.
+        state: where an unsaved stack is kept. Defaults to :func:`state_dir`.
+
+    Raises:
+        GradtuiError: the preset cannot be loaded.
+    """
+    state = state if state is not None else state_dir()
+    unsaved = state / "unsaved.toml"
+    if preset is None and unsaved.is_file():
+        try:
+            restored = load(str(unsaved))
+        except GradtuiError:
+            restored = None
+        if restored is not None:
+            return GradtuiApp(
+                restored,
+                runs_root=runs_root,
+                load_keras=load_keras,
+                auto_train=auto_train,
+                exit_after_train=exit_after_train,
+                state=state,
+                dirty=True,
+            )
+    name = preset or DEFAULT_PRESET
+    return GradtuiApp(
+        load(name),
+        preset_path=name if name.endswith(".toml") else None,
+        runs_root=runs_root,
+        load_keras=load_keras,
+        auto_train=auto_train,
+        exit_after_train=exit_after_train,
+        state=state,
+    )
+
+
+@contextlib.contextmanager
+def screen_off_fd2(log: Path) -> Iterator[None]:
+    """Give Textual its own copy of the terminal and point file descriptor 2 at ``log``.
+
+    Textual draws on ``sys.__stderr__`` (fd 2). TensorFlow's C++ code writes to fd 2 too, and
+    :func:`gradtui.build.import_keras` points fd 2 at /dev/null while it imports, which would
+    blank the screen for those seconds. With the screen on a duplicate of the terminal's
+    descriptor, nothing TensorFlow writes (or hides) touches the screen; it lands in ``log``.
+    """
+    original = sys.__stderr__
+    if original is None:
+        yield
+        return
+    try:
+        original.flush()
+        term_fd = os.dup(2)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        yield
+        return
+    terminal = open(term_fd, "w", encoding=original.encoding, errors="replace", closefd=False)  # noqa: SIM115
+    saved_err = sys.stderr
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.__stderr__ = terminal
+    sys.stderr = terminal
+    try:
+        yield
+    finally:
+        terminal.flush()
+        os.dup2(term_fd, 2)
+        os.close(term_fd)
+        sys.__stderr__ = original
+        sys.stderr = saved_err
+
+
+def run_app(preset: str | None, *, headless: bool, train: bool) -> int:
+    """Run the TUI (the ``gradtui tui`` command); returns the exit code.
+
+    With ``headless`` and ``train`` it trains once without a terminal, writes the run directory
+    and returns 0 (1 when training failed). ``headless`` alone opens and closes the app.
+    """
+    try:
+        app = create_app(preset, auto_train=train, exit_after_train=headless and train)
+    except GradtuiError as exc:
+        sys.stderr.write(f"gradtui: error: {exc.one_line()}\n")
+        return 2
+    app.exit_on_mount = headless and not train
+    if headless:
+        code = app.run(headless=True)
+    else:
+        with screen_off_fd2(app.state / "tui-stderr.log"):
+            code = app.run()
+    if app.kept_unsaved is not None:
+        sys.stderr.write(
+            f"gradtui: your unsaved stack is kept in {app.kept_unsaved}; "
+            f"`gradtui` restores it, `gradtui tui {app.kept_unsaved}` opens it\n"
+        )
+    if app.last_error and headless:
+        sys.stderr.write(f"gradtui: training failed: {app.last_error}\n")
+    return int(code or 0)

@@ -1,0 +1,1 @@
+"""Modal screens: load and save a preset."""

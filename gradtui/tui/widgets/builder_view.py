@@ -1,0 +1,201 @@
+"""The builder tab: the layer table with its buttons and pre-flight advice, the two forms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Static
+
+from gradtui.errors import GradtuiError
+from gradtui.preset import Preset
+from gradtui.tui import edit
+from gradtui.tui.messages import StackChanged
+from gradtui.tui.stackinfo import StackInfo, stack_info
+from gradtui.tui.widgets.advice_panel import AdvicePanel
+from gradtui.tui.widgets.layer_form import LayerForm
+from gradtui.tui.widgets.layer_table import LayerTable
+from gradtui.tui.widgets.train_form import TrainForm
+
+BUTTONS = (
+    ("add", "+ Add", "add a layer after the highlighted one"),
+    ("insert", "Insert", "insert a layer before the highlighted one"),
+    ("duplicate", "Duplicate", "copy the highlighted layer"),
+    ("delete", "Delete", "delete the highlighted layer"),
+    ("up", "↑ Up", "move the highlighted layer up"),
+    ("down", "↓ Down", "move the highlighted layer down"),
+)
+
+
+class BuilderView(Widget):
+    """Build the layer stack and its training settings; every valid edit posts StackChanged."""
+
+    DEFAULT_CSS = """
+    BuilderView { layout: horizontal; height: 1fr; }
+    BuilderView #builder-left { width: 1fr; }
+    BuilderView #builder-right { width: 58; border-left: vkey $secondary; padding: 0 1; }
+    BuilderView #stack-title { height: 1; text-style: bold; color: $accent; }
+    BuilderView #stack-buttons { height: 1; margin: 0 0 1 0; }
+    BuilderView #stack-buttons Button { min-width: 8; margin-right: 1; height: 1; border: none; }
+    BuilderView #builder-right TrainForm { margin-top: 1; }
+    """
+
+    BINDINGS = [
+        Binding("a", "add", "Add"),
+        Binding("i", "insert", "Insert", show=False),
+        Binding("c", "duplicate", "Dup"),
+        Binding("x,delete", "delete", "Delete"),
+        Binding("left_square_bracket", "up", "Up"),
+        Binding("right_square_bracket", "down", "Down"),
+        Binding("e", "edit", "Edit", show=False),
+    ]
+
+    def __init__(self, preset: Preset, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.preset = preset
+        self.info: StackInfo = stack_info(preset)
+
+    def compose(self) -> ComposeResult:
+        """Table, buttons and advice on the left; the layer form and the training form on the right."""
+        with Vertical(id="builder-left"):
+            yield Static("", id="stack-title")
+            yield LayerTable(id="layer-table")
+            with Horizontal(id="stack-buttons"):
+                for key, label, tip in BUTTONS:
+                    button = Button(label, id=f"btn-{key}", compact=True)
+                    button.tooltip = tip
+                    yield button
+            yield AdvicePanel(id="advice")
+        with VerticalScroll(id="builder-right"):
+            yield LayerForm(id="layer-form")
+            yield TrainForm(id="train-form")
+
+    def on_mount(self) -> None:
+        """Show the preset."""
+        self.show(self.preset, cursor=0)
+
+    # ------------------------------------------------------------------ display
+
+    @property
+    def table(self) -> LayerTable:
+        """The layer table."""
+        return self.query_one(LayerTable)
+
+    @property
+    def index(self) -> int:
+        """The highlighted entry."""
+        return max(0, min(self.table.cursor_row, len(self.preset.layers) - 1))
+
+    def show(self, preset: Preset, cursor: int | None = None) -> None:
+        """Show ``preset`` (a new stack loaded, a fix applied, an edit made)."""
+        self.preset = preset
+        self.info = stack_info(preset)
+        self._title()
+        self.table.show(preset, self.info, cursor)
+        self.query_one(AdvicePanel).show(preset, self.info)
+        self.query_one(LayerForm).show(self.index, preset.layers[self.index])
+        self.query_one(TrainForm).show(preset)
+
+    def _apply(self, change: Callable[[], Preset], cursor: int | None = None) -> bool:
+        """Run one edit; a refused edit is shown and leaves the stack as it was."""
+        try:
+            preset = change()
+        except GradtuiError as exc:
+            self.notify(exc.one_line(), title="Not changed", severity="warning")
+            return False
+        self.show(preset, cursor)
+        self.post_message(StackChanged(preset))
+        return True
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        index = event.cursor_row
+        form = self.query_one(LayerForm)
+        # a redraw after an edit re-highlights the same row: leave the form as the user typed it
+        if index != form.index and 0 <= index < len(self.preset.layers):
+            self.query_one(LayerForm).show(index, self.preset.layers[index])
+
+    # ------------------------------------------------------------------ actions
+
+    def action_add(self) -> None:
+        """Add a layer after the highlighted one (before the output layer at the end)."""
+        at = min(self.index + 1, len(self.preset.layers) - 1) if len(self.preset.layers) > 1 else 0
+        self._apply(lambda: edit.insert_layer(self.preset, at), cursor=at)
+
+    def action_insert(self) -> None:
+        """Insert a layer before the highlighted one."""
+        at = self.index
+        self._apply(lambda: edit.insert_layer(self.preset, at), cursor=at)
+
+    def action_duplicate(self) -> None:
+        """Copy the highlighted layer right after itself."""
+        at = self.index
+        self._apply(lambda: edit.duplicate_layer(self.preset, at), cursor=at + 1)
+
+    def action_delete(self) -> None:
+        """Delete the highlighted layer."""
+        at = self.index
+        self._apply(lambda: edit.delete_layer(self.preset, at), cursor=at)
+
+    def action_up(self) -> None:
+        """Move the highlighted layer up."""
+        at = self.index
+        self._apply(lambda: edit.move_layer(self.preset, at, -1), cursor=max(0, at - 1))
+
+    def action_down(self) -> None:
+        """Move the highlighted layer down."""
+        at = self.index
+        last = len(self.preset.layers) - 1
+        self._apply(lambda: edit.move_layer(self.preset, at, 1), cursor=min(last, at + 1))
+
+    def action_edit(self) -> None:
+        """Focus the layer form."""
+        self.query_one("#f-type").focus()
+
+    @on(Button.Pressed, "#stack-buttons Button")
+    def _button(self, event: Button.Pressed) -> None:
+        event.stop()
+        getattr(self, f"action_{(event.button.id or '').removeprefix('btn-')}")()
+
+    @on(LayerForm.Edited)
+    def _layer_edited(self, event: LayerForm.Edited) -> None:
+        form = self.query_one(LayerForm)
+        try:
+            preset = edit.replace_layer(self.preset, event.index, event.table)
+        except GradtuiError as exc:
+            form.error = exc.one_line().replace("builder: ", "")
+            return
+        form.error = ""
+        self.preset = preset
+        self.info = stack_info(preset)
+        self.table.show(preset, self.info, event.index)
+        self.query_one(AdvicePanel).show(preset, self.info)
+        self._title()
+        self.post_message(StackChanged(preset))
+
+    @on(TrainForm.Edited)
+    def _train_edited(self, event: TrainForm.Edited) -> None:
+        form = self.query_one(TrainForm)
+        try:
+            preset = edit.set_training(self.preset, event.data, event.train, event.every)
+        except GradtuiError as exc:
+            form.error = exc.one_line().replace("builder: ", "")
+            return
+        form.error = ""
+        self.preset = preset
+        self.info = stack_info(preset)
+        self.table.show(preset, self.info)
+        self.query_one(AdvicePanel).show(preset, self.info)
+        self._title()
+        self.post_message(StackChanged(preset))
+
+    def _title(self) -> None:
+        n = sum(spec.repeat for spec in self.preset.layers)
+        self.query_one("#stack-title", Static).update(
+            f"Stack: {self.preset.name} — {len(self.preset.layers)} entries, {n} layers, "
+            f"{self.info.params.get('total', 0):,} parameters"
+        )

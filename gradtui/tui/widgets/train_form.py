@@ -1,0 +1,155 @@
+"""The training settings: data set, optimizer, learning rate, clipping, epochs, batch, seed, monitor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Label, Select, Static
+
+from gradtui.preset import NAMED_DATASETS, OPTIMIZERS, Preset
+from gradtui.tui.widgets.layer_form import _num
+
+#: the clipping choices and the ``[train]`` key each one sets
+CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global norm": "global_clipnorm"}
+
+
+class TrainForm(VerticalScroll):
+    """Edit ``[data]``, ``[train]`` and ``[monitor] every``; valid changes apply at once."""
+
+    DEFAULT_CSS = """
+    TrainForm { height: auto; max-height: 100%; }
+    TrainForm .field { height: 1; }
+    TrainForm .field > Label { width: 14; padding: 0 1 0 0; text-align: right; color: $text-muted; }
+    TrainForm .field > Input { width: 1fr; }
+    TrainForm .field > Select { width: 1fr; }
+    TrainForm #train-error { color: $error; height: auto; }
+    TrainForm #train-title { text-style: bold; color: $accent; }
+    """
+
+    class Edited(Message):
+        """The settings now read ``data``, ``train`` and ``every`` (not yet validated)."""
+
+        def __init__(self, data: dict[str, Any], train: dict[str, Any], every: Any) -> None:
+            self.data = data
+            self.train = train
+            self.every = every
+            super().__init__()
+
+    def compose(self) -> ComposeResult:
+        """The fields."""
+        yield Static("Training", id="train-title")
+        yield from self._field(
+            "dataset",
+            Input(
+                id="t-dataset",
+                placeholder="digits, spiral, ... or a .npz/.csv path",
+                suggester=SuggestFromList(NAMED_DATASETS),
+            ),
+        )
+        yield from self._field("val split", Input(id="t-validation_split"))
+        yield from self._field(
+            "optimizer", Select([(o, o) for o in OPTIMIZERS], allow_blank=False, id="t-optimizer")
+        )
+        yield from self._field("learning rate", Input(id="t-learning_rate"))
+        yield from self._field("momentum", Input(id="t-momentum"))
+        yield from self._field(
+            "clipping", Select([(c, c) for c in CLIPPING], allow_blank=False, id="t-clipping")
+        )
+        yield from self._field("  threshold", Input(id="t-clip"))
+        yield from self._field("epochs", Input(id="t-epochs", type="integer"))
+        yield from self._field("batch size", Input(id="t-batch_size", type="integer"))
+        yield from self._field("seed", Input(id="t-seed", type="integer"))
+        yield from self._field("max steps", Input(id="t-max_steps", type="integer", placeholder="all"))
+        yield from self._field("record every", Input(id="t-every", type="integer"))
+        yield Static("", id="train-error")
+
+    def _field(self, label: str, widget: Input | Select) -> ComposeResult:
+        with Horizontal(classes="field", id=f"row-{(widget.id or '')[2:]}"):
+            yield Label(label)
+            widget.compact = True
+            yield widget
+
+    def show(self, preset: Preset) -> None:
+        """Fill the form from ``preset`` without sending any change back."""
+        t, d = preset.train, preset.data
+        clip = next((name for name, key in CLIPPING.items() if key and getattr(t, key) is not None), "none")
+        clip_value = getattr(t, CLIPPING[clip]) if CLIPPING[clip] else None
+        values = {
+            "#t-dataset": d.dataset,
+            "#t-validation_split": f"{d.validation_split:g}",
+            "#t-learning_rate": f"{t.learning_rate:g}",
+            "#t-momentum": f"{t.momentum:g}",
+            "#t-clip": f"{clip_value:g}" if clip_value is not None else "",
+            "#t-epochs": str(t.epochs),
+            "#t-batch_size": str(t.batch_size),
+            "#t-seed": str(t.seed),
+            "#t-max_steps": str(t.max_steps) if t.max_steps else "",
+            "#t-every": str(preset.monitor.every),
+        }
+        with self.prevent(Input.Changed, Select.Changed):
+            for selector, value in values.items():
+                self.query_one(selector, Input).value = value
+            self.query_one("#t-optimizer", Select).value = t.optimizer
+            self.query_one("#t-clipping", Select).value = clip
+        self.query_one("#row-clip").display = clip != "none"
+        self.error = ""
+        self.shown = True
+
+    @property
+    def error(self) -> str:
+        """The validation error shown under the form."""
+        return str(self.query_one("#train-error", Static).content)
+
+    @error.setter
+    def error(self, text: str) -> None:
+        self.query_one("#train-error", Static).update(text)
+
+    def tables(self) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """``(data, train, every)`` in their TOML form, from the fields."""
+
+        def val(name: str) -> str:
+            return str(self.query_one(f"#t-{name}", Input).value).strip()
+
+        data = {"dataset": val("dataset"), "validation_split": _num(val("validation_split"))}
+        optimizer = str(self.query_one("#t-optimizer", Select).value)
+        train: dict[str, Any] = {
+            "optimizer": optimizer,
+            "learning_rate": _num(val("learning_rate")),
+            "epochs": _num(val("epochs")),
+            "batch_size": _num(val("batch_size")),
+            "seed": _num(val("seed")),
+        }
+        momentum = _num(val("momentum") or "0")
+        if momentum != 0 or optimizer in ("sgd", "rmsprop"):
+            train["momentum"] = momentum
+        clip_key = CLIPPING[str(self.query_one("#t-clipping", Select).value)]
+        if clip_key:
+            train[clip_key] = _num(val("clip") or "1.0")
+        if val("max_steps"):
+            train["max_steps"] = _num(val("max_steps"))
+        return data, train, _num(val("every") or "1")
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.shown = False
+
+    def _changed(self) -> None:
+        if not self.shown:  # the fields' own start-up events, before the preset is shown
+            return
+        clipping = str(self.query_one("#t-clipping", Select).value)
+        self.query_one("#row-clip").display = clipping != "none"
+        self.post_message(self.Edited(*self.tables()))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A choice changed: send the settings."""
+        event.stop()
+        self._changed()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A value was typed: send the settings."""
+        event.stop()
+        self._changed()

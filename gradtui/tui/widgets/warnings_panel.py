@@ -1,0 +1,85 @@
+"""Every diagnosis with its layer, step and advice, newest first; ``f`` applies the remedy."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from gradtui.diagnose import Diagnosis
+from gradtui.tui.messages import ApplyFix
+from gradtui.tui.render import STATUS_MARK, STATUS_STYLE
+
+
+def describe(d: Diagnosis) -> Text:
+    """A diagnosis as the panel shows it: kind, layer, step; message; advice; the fix hint."""
+    sev = d.severity if d.severity in STATUS_STYLE else "warning"
+    text = Text()
+    text.append(f"{STATUS_MARK[sev]} {d.kind}", STATUS_STYLE[sev])
+    text.append(f"  {d.layer or 'model'}  step {d.step}\n", "bold")
+    text.append(d.message + "\n")
+    text.append("→ " + d.advice, "italic")
+    if d.fix:
+        text.append("\n  [f] apply this fix to the stack", "dim")
+    return text
+
+
+class WarningsPanel(OptionList):
+    """The diagnoses of the run on screen, newest first; the highlighted one is the fix target."""
+
+    DEFAULT_CSS = """
+    WarningsPanel { height: 1fr; border: round $warning 60%; }
+    """
+
+    BINDINGS = [Binding("enter", "apply_fix", "Apply fix", show=False)]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.diagnoses: list[Diagnosis] = []
+        self.extra: list[Text] = []
+
+    def on_mount(self) -> None:
+        """Title the panel."""
+        self.border_title = "Warnings (newest first)"
+        self._rebuild()
+
+    def show(self, diagnoses: list[Diagnosis], extra: list[Text] | None = None) -> None:
+        """Show ``diagnoses`` (oldest first, as recorded) and any extra lines (errors) on top."""
+        extra = list(extra or [])
+        if [d.to_dict() for d in diagnoses] == [d.to_dict() for d in self.diagnoses] and [
+            str(x) for x in extra
+        ] == [str(x) for x in self.extra]:
+            return
+        self.diagnoses = list(diagnoses)
+        self.extra = extra
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.clear_options()
+        options: list[Option | None] = []
+        for i, line in enumerate(self.extra):
+            options.append(Option(line, id=f"extra-{i}"))
+        for i, d in reversed(list(enumerate(self.diagnoses))):
+            options.append(Option(describe(d), id=f"diag-{i}"))
+        if not options:
+            options.append(Option(Text("No problems found (yet).", "dim"), id="none", disabled=True))
+        self.add_options([o for o in options if o is not None])
+        self.border_subtitle = f"{len(self.diagnoses)} diagnoses" if self.diagnoses else ""
+        first = next((i for i, o in enumerate(options) if o and o.id and o.id.startswith("diag-")), None)
+        if first is not None:
+            self.highlighted = first
+
+    @property
+    def selected(self) -> Diagnosis | None:
+        """The highlighted diagnosis, or the newest one when none is highlighted."""
+        if self.highlighted is not None:
+            option = self.get_option_at_index(self.highlighted)
+            if option.id and option.id.startswith("diag-"):
+                return self.diagnoses[int(option.id.removeprefix("diag-"))]
+        return self.diagnoses[-1] if self.diagnoses else None
+
+    def action_apply_fix(self) -> None:
+        """Ask the app to apply the highlighted diagnosis's remedy."""
+        if self.selected is not None:
+            self.post_message(ApplyFix(self.selected))
