@@ -596,7 +596,7 @@ class _Validator:
         try:
             value = float(value)
         except OverflowError:  # a TOML integer has no size limit; a float has
-            value = math.copysign(math.inf, value)
+            value = math.inf if value > 0 else -math.inf
         if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
             low = f"> {lo:g}" if lo_open else f">= {lo:g}"
             raise self.fail(prefix + key, f"{value:g} is out of range; must be {low} and <= {hi:g}")
