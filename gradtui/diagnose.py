@@ -115,21 +115,38 @@ class Diagnoser:
         if len(self.first) < self.t.window:
             self.first.append(record)
         found: list[Diagnosis] = []
-        for rule in (
-            self._non_finite,
-            self._exploding,
-            self._vanishing,
-            self._saturation,
-            self._dead,
-        ):
-            if rule.__name__.strip("_") in self._seen:
+        rules = (
+            ("non_finite", self._non_finite),
+            ("exploding", self._exploding),
+            ("vanishing", self._vanishing),
+            ("saturation", self._saturation),
+            ("dead_units", self._dead),
+        )
+        for kind, rule in rules:
+            if kind in self._seen:
                 continue
             d = rule(record)
             if d is not None:
-                self._seen.add(rule.__name__.strip("_"))
-                self.diagnoses.append(d)
-                found.append(d)
+                self._add(d, found)
+        if "non_finite" in self._seen and "exploding" not in self._seen:
+            # Training is about to stop: judge the growth on the finite records it left, even
+            # if there are fewer than a window of them (NaN often comes at step 1 or 2).
+            finite = [r for r in self.window if _finite(r.get("loss", 0.0))]
+            if finite:
+                saved = self.window
+                self.window = deque(finite, maxlen=self.t.window)
+                try:
+                    d = self._exploding(finite[-1], force=True)
+                finally:
+                    self.window = saved
+                if d is not None:
+                    self._add(d, found)
         return found
+
+    def _add(self, d: Diagnosis, found: list[Diagnosis]) -> None:
+        self._seen.add(d.kind)
+        self.diagnoses.append(d)
+        found.append(d)
 
     def feed_all(self, records: list[dict[str, Any]]) -> list[Diagnosis]:
         """Feed several records; return every new diagnosis."""
@@ -177,8 +194,8 @@ class Diagnoser:
         advice, fix = self._explode_advice(bad or self._dense(record), nonfinite=True)
         return Diagnosis("non_finite", first, record["step"], "error", message, advice, bad, fix)
 
-    def _exploding(self, record: dict[str, Any]) -> Diagnosis | None:
-        if not self._full():
+    def _exploding(self, record: dict[str, Any], force: bool = False) -> Diagnosis | None:
+        if not self._full() and not force:
             return None
         dense = self._dense(record)
         t = self.t

@@ -210,8 +210,11 @@ def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: A
     from gradtui.runlog import default_run_dir
 
     import_keras()
-    if not model.built:
-        raise ValueError("gradtui.watch needs a built model: give it a keras.Input or call model.build()")
+    if not model.built or not model.trainable_weights:
+        raise ValueError(
+            "gradtui.watch needs a model whose weights exist: give it a keras.Input, or call it once "
+            "on a batch (model(x[:1])) before watch()"
+        )
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
     monitor = Watch(model, None, out=out, every=every, **kwargs)

@@ -1,0 +1,215 @@
+"""Every diagnosis rule on synthetic statistics: no TensorFlow, no training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradtui.diagnose import Diagnoser, diagnose
+from gradtui.preset import Preset, Spec, Thresholds, TrainSpec, apply_fix, loads
+from gradtui.stack import plan
+
+STACK = """
+[[layers]]
+type = "dense"
+units = 64
+activation = "{act}"
+initializer = {init}
+repeat = 4
+
+[[layers]]
+type = "dense"
+units = 10
+activation = "softmax"
+"""
+
+
+def layers_for(act: str = "sigmoid", init: str = '"glorot_uniform"'):
+    preset = loads(STACK.format(act=act, init=init))
+    return preset, plan(preset, (64,), 10)
+
+
+def record(
+    step: int,
+    norms: list[float],
+    *,
+    loss: float = 2.3,
+    act: dict | None = None,
+    weight: float = 1.0,
+    nonfinite: list[int] | None = None,
+) -> dict:
+    """One stats.jsonl record for dense..dense_4 with the given gradient norms."""
+    names = ["dense", "dense_1", "dense_2", "dense_3", "dense_4"]
+    layers = {}
+    for i, (name, g) in enumerate(zip(names, norms, strict=True)):
+        entry = {
+            "grad_norm": g,
+            "grad_max": g / 4,
+            "weight_norm": weight,
+            "update_ratio": 1e-3,
+            "nonfinite": (nonfinite or [0] * 5)[i],
+        }
+        if act and name in act:
+            entry.update(act[name])
+        layers[name] = entry
+    return {"step": step, "epoch": 0, "loss": loss, "layers": layers}
+
+
+HEALTHY = [0.5, 0.6, 0.55, 0.7, 0.8]
+
+
+def test_healthy_statistics_raise_nothing() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    assert diagnose([record(s, HEALTHY) for s in range(20)], layers) == []
+
+
+def test_vanishing_is_flagged_after_window_records_with_stack_advice() -> None:
+    _, layers = layers_for()
+    d = Diagnoser(layers)
+    recs = [record(s, [4e-8, 1e-6, 1e-4, 1e-2, 0.5]) for s in range(3)]
+    assert d.feed(recs[0]) == [] and d.feed(recs[1]) == []
+    found = d.feed(recs[2])
+    assert [x.kind for x in found] == ["vanishing"]
+    v = found[0]
+    assert v.layer == "dense" and v.step == 2 and v.severity == "error"
+    assert "8e-08 x that of dense_4" in v.message
+    assert v.layers == ["dense", "dense_1", "dense_2"]
+    assert v.advice.startswith("dense..dense_2 use sigmoid with glorot_uniform: use relu with he_normal")
+    assert v.fix == {"entries": [0], "set": {"activation": "relu", "initializer": "he_normal"}}
+
+
+def test_vanishing_severity_warning_between_thresholds() -> None:
+    _, layers = layers_for()
+    (v,) = diagnose([record(s, [1e-4, 1e-3, 0.1, 0.3, 0.5]) for s in range(3)], layers)
+    assert v.kind == "vanishing" and v.severity == "warning" and v.layers == ["dense"]
+
+
+def test_one_noisy_step_does_not_fire() -> None:
+    _, layers = layers_for()
+    recs = [record(s, HEALTHY) for s in range(10)]
+    recs[5] = record(5, [1e-9, 0.6, 0.55, 0.7, 0.8])
+    assert diagnose(recs, layers) == []
+
+
+def test_exploding_by_huge_norm_names_the_too_wide_initializer() -> None:
+    _, layers = layers_for("relu", '{ name = "random_normal", stddev = 1.0 }')
+    (e,) = diagnose([record(s, [2e7, 1e7, 1e6, 1e5, 1e3], loss=3e7) for s in range(3)], layers)
+    assert e.kind == "exploding" and e.layer == "dense"
+    assert "above 1e+04" in e.message
+    assert "random_normal(stddev=1)" in e.advice and "he_normal" in e.advice
+    assert e.fix["set"] == {"initializer": "he_normal"}
+
+
+def test_exploding_by_ratio_and_by_loss_and_by_growth() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    (r,) = diagnose([record(s, [50.0, 5.0, 1.0, 0.1, 0.01]) for s in range(3)], layers)
+    assert r.kind == "exploding" and "x that of dense_4" in r.message
+    (loss,) = diagnose([record(s, HEALTHY, loss=5e3) for s in range(3)], layers)
+    assert loss.kind == "exploding" and "avalanche" in loss.message
+    growing = [record(s, [0.5 * 10 ** (s / 2)] + HEALTHY[1:]) for s in range(12)]
+    kinds = [(d.kind, d.layer) for d in diagnose(growing, layers)]
+    assert ("exploding", "dense") in kinds
+    weights = [record(s, HEALTHY, weight=2.0**s) for s in range(8)]
+    (w,) = diagnose(weights, layers)
+    assert w.kind == "exploding" and "weight norm of" in w.message
+
+
+def test_exploding_with_clipping_on_suggests_a_lower_learning_rate() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    d = Diagnoser(layers, train=TrainSpec(clipnorm=1.0, learning_rate=0.1))
+    d.feed_all([record(s, HEALTHY, loss=5e3) for s in range(3)])
+    (e,) = d.diagnoses
+    assert "already clipped" in e.advice and e.fix == {"train": {"learning_rate": 0.01}}
+
+
+def test_non_finite_fires_at_once_with_first_layer_and_step() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    d = Diagnoser(layers)
+    assert d.feed(record(0, HEALTHY)) == []
+    (n,) = d.feed(record(1, [math.nan, 0.6, math.inf, 0.7, 0.8], loss=math.nan, nonfinite=[0, 0, 3, 9, 0]))
+    assert n.kind == "non_finite" and n.layer == "dense_2" and n.step == 1 and n.severity == "error"
+    assert n.layers == ["dense_2", "dense_3"]
+    assert "clipnorm = 1.0" in n.advice or "he_normal" in n.advice
+
+
+def test_non_finite_loss_alone_has_no_layer() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    (n,) = diagnose([record(0, HEALTHY, loss=math.inf)], layers)
+    assert n.kind == "non_finite" and n.layer is None and "the loss" in n.message
+
+
+def test_saturation_of_hidden_layers_only() -> None:
+    _, layers = layers_for("tanh", '{ name = "random_normal", stddev = 2.0 }')
+    act = {name: {"saturation": 0.95} for name in ("dense", "dense_1", "dense_2", "dense_3")}
+    act["dense_4"] = {"saturation": 1.0}  # the output layer never counts
+    (s,) = diagnose([record(i, HEALTHY, act=act) for i in range(3)], layers)
+    assert s.kind == "saturation" and s.severity == "error"
+    assert s.layers == ["dense", "dense_1", "dense_2", "dense_3"]
+    assert "95%" in s.message and "glorot_uniform" in s.advice
+    assert s.fix["set"] == {"initializer": "glorot_uniform"}
+    low = {name: {"saturation": 0.3} for name in ("dense", "dense_1")}
+    assert diagnose([record(i, HEALTHY, act=low) for i in range(3)], layers) == []
+
+
+def test_dead_units_advice_is_leaky_relu() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    act = {"dense_1": {"dead": 0.75}}
+    (d,) = diagnose([record(i, HEALTHY, act=act) for i in range(3)], layers)
+    assert d.kind == "dead_units" and d.layer == "dense_1" and d.severity == "warning"
+    assert "leaky_relu" in d.advice
+    assert d.fix["set"]["activation"] == {"name": "leaky_relu", "negative_slope": 0.2}
+
+
+def test_each_kind_is_reported_once() -> None:
+    _, layers = layers_for()
+    recs = [record(s, [4e-8, 1e-6, 1e-4, 1e-2, 0.5]) for s in range(30)]
+    assert [d.kind for d in diagnose(recs, layers)] == ["vanishing"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "norms", "fires"),
+    [
+        ("vanishing_ratio", 1e-9, [4e-8, 1e-6, 1e-4, 1e-2, 0.5], False),
+        ("exploding_norm", 1e9, [2e7, 2e7, 2e7, 2e7, 2e7], False),
+        ("window", 1, [4e-8, 1e-6, 1e-4, 1e-2, 0.5], True),
+    ],
+)
+def test_thresholds_are_overridable(field: str, value: float, norms: list[float], fires: bool) -> None:
+    _, layers = layers_for()
+    t = Thresholds(**{field: value})
+    d = Diagnoser(layers, t)
+    found = d.feed(record(0, norms))
+    if field == "window":
+        assert [x.kind for x in found] == ["vanishing"]
+    else:
+        d.feed_all([record(s, norms) for s in range(1, 5)])
+        assert (len(d.diagnoses) > 0) == fires
+
+
+def test_monitor_table_overrides_thresholds_in_a_preset() -> None:
+    p = loads(
+        STACK.format(act="sigmoid", init='"glorot_uniform"')
+        + "\n[monitor]\nvanishing_ratio = 1e-9\nwindow = 5\n"
+    )
+    assert p.monitor.thresholds.vanishing_ratio == 1e-9 and p.monitor.thresholds.window == 5
+
+
+def test_fix_applies_to_the_preset() -> None:
+    preset, layers = layers_for()
+    (v,) = diagnose([record(s, [4e-8, 1e-6, 1e-4, 1e-2, 0.5]) for s in range(3)], layers)
+    fixed = apply_fix(preset, v.fix)
+    assert isinstance(fixed, Preset)
+    assert fixed.layers[0].activation == Spec("relu") and fixed.layers[0].initializer == Spec("he_normal")
+    assert fixed.layers[1] == preset.layers[1]
+    clipped = apply_fix(preset, {"train": {"clipnorm": 1.0}})
+    assert clipped.train.clipnorm == 1.0
+
+
+def test_nan_right_after_huge_gradients_also_reports_exploding() -> None:
+    _, layers = layers_for("relu", '{ name = "random_normal", stddev = 1.0 }')
+    d = Diagnoser(layers)
+    d.feed(record(0, [2e7, 1e7, 1e6, 1e5, 1e3], loss=3e7))
+    found = d.feed(record(1, [math.nan] * 5, loss=math.nan, nonfinite=[5, 5, 5, 5, 5]))
+    assert [x.kind for x in found] == ["non_finite", "exploding"]
+    assert found[1].step == 0 and found[1].layer == "dense"
