@@ -7,6 +7,7 @@ need them, never at module level (a test checks ``sys.modules`` in a fresh inter
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,10 @@ def run(
             kinds.add(kind)
     if dataset is not None and dataset.lower().endswith((".npz", ".csv")) and not Path(dataset).is_file():
         raise GradtuiError(f"there is no file {dataset}; give an existing .npz or .csv file", key="--dataset")
+    if out is not None:
+        from gradtui.runlog import check_out
+
+        check_out(out, overwrite=overwrite)  # before any data is loaded
     from gradtui.preset import load
     from gradtui.session import Session, prepare
 
@@ -213,6 +218,8 @@ def run(
     try:
         summary = session.run()
     except KeyboardInterrupt:
+        # the run directory is complete: a second Ctrl-C must not turn the exit into a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         view.close()
         if session.summary is not None:
             view.print_summary(session.summary)

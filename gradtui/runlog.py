@@ -72,6 +72,30 @@ def _unclean(value: Any) -> Any:
     return value
 
 
+def check_out(path: Path, *, overwrite: bool = False) -> bool:
+    """Refuse a run directory that is a file, or that holds files unless ``overwrite``.
+
+    Returns whether the folder holds files (that ``overwrite`` allows replacing). Called early by
+    the CLI too, so a refused ``--out`` costs no data loading.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GradtuiError(
+            "exists and is not a folder; --out names a folder for the run directory",
+            file=str(path),
+            key="--out",
+        )
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise GradtuiError(
+                "already holds a run; choose another --out or pass --overwrite",
+                file=str(path),
+                key="--out",
+            )
+        return True
+    return False
+
+
 class RunDir:
     """Writes one run directory.
 
@@ -83,19 +107,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise GradtuiError(
-                "exists and is not a folder; --out names a folder for the run directory",
-                file=str(self.path),
-                key="--out",
-            )
-        if self.path.is_dir() and any(self.path.iterdir()):
-            if not overwrite:
-                raise GradtuiError(
-                    "already holds a run; choose another --out or pass --overwrite",
-                    file=str(self.path),
-                    key="--out",
-                )
+        if check_out(self.path, overwrite=overwrite):
             for name in ("stats.jsonl", "summary.json", "preset.toml"):
                 with contextlib.suppress(FileNotFoundError):
                     (self.path / name).unlink()

@@ -6,10 +6,13 @@ through a listener object and can be stopped or paused from another thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,23 +211,58 @@ class Session:
         except GradtuiError as exc:
             status, error = "failed", exc.one_line()
         except Exception as exc:  # a Keras or TensorFlow error: recorded, not lost
-            status, error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+            status, error = "failed", f"{type(exc).__name__}: {_error_line(exc)}"
             self.traceback = traceback.format_exc()
         finally:
-            self.status = status
-            if monitor is not None:
-                self.summary = monitor.finish(status, error=error, params=params)
-            else:
-                self.summary = _bare_summary(preset, status, error, params)
-                run.write_summary(self.summary)
-            run.close()
+            with _interrupts_held():
+                self.status = status
+                if monitor is not None:
+                    self.summary = monitor.finish(status, error=error, params=params)
+                else:
+                    self.summary = _bare_summary(preset, status, error, params)
+                    run.write_summary(self.summary)
+                run.close()
             self._emit("on_end", self.summary)
         return self.summary
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ignore Ctrl-C while the run directory is finished.
+
+    A user often presses Ctrl-C twice; the second one must not cut the last records or
+    ``summary.json`` short. Only the main thread can handle signals; elsewhere (the TUI's
+    worker) there is nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler installed from C: leave it alone
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _error_line(exc: BaseException) -> str:
+    """The line of an exception's message that says what went wrong.
+
+    TensorFlow's errors start with ``Graph execution error:`` and the node's stack; the message
+    that matters (``Received a label value of 99 ...``) comes last.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:
+        useful = [ln for ln in lines[1:] if not ln.startswith(("File ", "[[", "Detected at node"))]
+        if useful:
+            text = f"{text} {useful[-1]}"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _bare_summary(preset: Preset, status: str, error: str | None, params: dict[str, int]) -> dict[str, Any]:
