@@ -176,7 +176,7 @@ def snapshot_from_records(
     final = summary.get("final") or {}
     logs = [final] if final else []
     steps = int(summary.get("steps") or history.last_step + 1)
-    return snapshot_from_history(
+    snap = snapshot_from_history(
         history,
         diagnoses=diagnoses,
         epoch_logs=logs,
@@ -188,6 +188,9 @@ def snapshot_from_records(
         status=str(summary.get("status", "incomplete")),
         out=out,
     )
+    # with ``every`` > 1 the last recorded step is not the last step taken
+    snap.step = max(snap.step, steps - 1)
+    return snap
 
 
 def snapshot_from_run(path: str | Path) -> Snapshot:

@@ -53,7 +53,7 @@ class LayerForm(VerticalScroll):
     DEFAULT_CSS = """
     LayerForm { height: auto; max-height: 100%; }
     LayerForm .field { height: 1; }
-    LayerForm .field > Label { width: 14; padding: 0 1 0 0; text-align: right; color: $text-muted; }
+    LayerForm .field > Label { width: 15; padding: 0 1 0 0; text-align: right; color: $text-muted; }
     LayerForm .field > Input { width: 1fr; }
     LayerForm .field > Select { width: 1fr; }
     LayerForm #form-error { color: $error; height: auto; }
@@ -231,8 +231,18 @@ class LayerForm(VerticalScroll):
         self.post_message(self.Edited(self.index, self.table()))
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        """A choice changed: send the entry."""
+        """A choice changed: send the entry (a new initializer starts from its defaults)."""
         event.stop()
+        if event.select.id == "f-init" and event.value in INITIALIZERS:
+            defaults = INITIALIZERS[str(event.value)]
+            with self.prevent(Input.Changed, Select.Changed):
+                for p in INIT_NUMBERS:
+                    v = defaults.get(p)
+                    self.query_one(f"#f-init-{p}", Input).value = f"{v:g}" if v is not None else ""
+                self.query_one("#f-init-mode", Select).value = defaults.get("mode", "fan_in")
+                self.query_one("#f-init-distribution", Select).value = defaults.get(
+                    "distribution", "truncated_normal"
+                )
         self._changed()
 
     def on_input_changed(self, event: Input.Changed) -> None:

@@ -23,7 +23,7 @@ class TrainForm(VerticalScroll):
     DEFAULT_CSS = """
     TrainForm { height: auto; max-height: 100%; }
     TrainForm .field { height: 1; }
-    TrainForm .field > Label { width: 14; padding: 0 1 0 0; text-align: right; color: $text-muted; }
+    TrainForm .field > Label { width: 15; padding: 0 1 0 0; text-align: right; color: $text-muted; }
     TrainForm .field > Input { width: 1fr; }
     TrainForm .field > Select { width: 1fr; }
     TrainForm #train-error { color: $error; height: auto; }
