@@ -348,7 +348,6 @@ def resolve(name_or_path: str) -> Path:
             raise PresetError(
                 f"{what}; give a .toml preset file or a bundled preset's name (`gradtui presets`)",
                 file=str(path),
-                key="PRESET",
             )
         return path
     bundled = bundled_presets()

@@ -241,8 +241,12 @@ def test_bad_run_options(args: list[str], key: str, allowed: str, tmp_path: Path
     [
         (["check", "vanishing-sigmod"], "PRESET", "did you mean 'vanishing-sigmoid'"),
         (["run", "vanishing-sigmod"], "PRESET", "did you mean 'vanishing-sigmoid'"),
-        (["check", "no-such-preset.toml"], "no-such-preset.toml: PRESET", "bundled preset's name"),
-        (["check", str(DATA)], "PRESET", "is a folder"),
+        (
+            ["check", "no-such-preset.toml"],
+            "no-such-preset.toml: no such preset file",
+            "bundled preset's name",
+        ),
+        (["check", str(DATA)], "data: is a folder", "a .toml preset file"),
         (["check"], "Missing argument", "--help"),
         (["run"], "Missing argument", "--help"),
         (["frobnicate"], "No such command", "--help"),
