@@ -210,7 +210,12 @@ def run(
     p = load(preset).with_overrides(
         epochs=epochs, seed=seed, dataset=dataset, max_steps=max_steps, every=every
     )
-    prepared = prepare(p)
+    try:
+        prepared = prepare(p)
+    except GradtuiError as exc:
+        if dataset is not None and exc.key == "data.dataset":  # the option's fault, not the preset's
+            raise GradtuiError(exc.detail, key="--dataset") from None
+        raise
     from gradtui.view import RichView
 
     view = RichView(quiet=quiet)

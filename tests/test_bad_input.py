@@ -370,3 +370,13 @@ def test_real_process_has_no_traceback(args: list[str], tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("gradtui: error: ")
     assert not (tmp_path / "runs").exists()
+
+
+def test_uncached_dataset_option_blames_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--dataset mnist`` without Keras's cache: one line on ``--dataset`` saying how to get it."""
+    if Path("/tmp/.keras/datasets/mnist.npz").exists():
+        pytest.skip("mnist is cached on this machine")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    result = runner.invoke(app, ["run", "he-relu", "--dataset", "mnist", "--out", str(tmp_path / "run")])
+    assert_one_line(result.exit_code, result.stderr, "--dataset", None, "load_data()")
+    assert result.stderr.startswith("gradtui: error: --dataset: ")
