@@ -198,7 +198,11 @@ def run(
                     key="--fail-on",
                 )
             kinds.add(kind)
-    if dataset is not None and dataset.lower().endswith((".npz", ".csv")) and not Path(dataset).is_file():
+    if (
+        dataset is not None
+        and dataset.lower().endswith((".npz", ".csv"))
+        and not Path(dataset).expanduser().is_file()
+    ):
         raise GradtuiError(f"there is no file {dataset}; give an existing .npz or .csv file", key="--dataset")
     if out is not None:
         from gradtui.runlog import check_out

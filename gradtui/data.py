@@ -152,8 +152,11 @@ class _Raw:
 
 
 def _load_npz(path: Path) -> _Raw:
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise DataError(f"cannot read it: {exc.strerror or exc}", file=str(path)) from None
     if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else np.load would unpickle
         raise DataError(f"not a .npz file (not a zip archive); {NPZ_FORM}", file=str(path))
     try:
@@ -284,7 +287,7 @@ def load(spec: DataSpec, *, seed: int) -> Dataset:
         x = x / 5.0  # the Playground's [-6, 6] square, scaled to about [-1, 1]
         k = 2
     else:
-        path = Path(name)
+        path = Path(name).expanduser()
         if path.suffix.lower() not in (".npz", ".csv"):
             raise DataError(
                 f"unknown data set; {one_of(NAMED_DATASETS)}, or a .npz/.csv file",

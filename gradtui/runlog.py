@@ -85,7 +85,11 @@ def check_out(path: Path, *, overwrite: bool = False) -> bool:
             file=str(path),
             key="--out",
         )
-    if path.is_dir() and any(path.iterdir()):
+    try:
+        holds_files = path.is_dir() and any(path.iterdir())
+    except OSError as exc:
+        raise GradtuiError(f"cannot read it: {exc.strerror or exc}", file=str(path), key="--out") from None
+    if holds_files:
         if not overwrite:
             raise GradtuiError(
                 "already holds a run; choose another --out or pass --overwrite",
