@@ -20,14 +20,17 @@ Y = np.arange(12) % 3
 
 
 def csv(rows: list[str]) -> str:
+    """Rows joined into CSV text."""
     return "\n".join(rows) + "\n"
 
 
 def good_rows() -> list[str]:
-    return [f"{a},{b},{c}" for (a, b), c in zip(X, Y)]
+    """Twelve valid rows: two features and a label 0..2."""
+    return [f"{a},{b},{c}" for (a, b), c in zip(X, Y, strict=True)]
 
 
 def npz(**arrays: np.ndarray) -> bytes:
+    """The bytes of a .npz holding ``arrays``."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -45,11 +48,20 @@ DATA: dict[str, tuple[str, bytes | str]] = {
     "npz-y-one-hot.npz": ("one-hot labels", npz(x_train=X, y_train=np.eye(3)[Y])),
     "npz-label-negative.npz": ("a label of -1", npz(x_train=X, y_train=np.where(Y == 2, -1, Y))),
     "npz-x-1d.npz": ("x_train is one number per sample", npz(x_train=X[:, 0], y_train=Y)),
-    "csv-ragged.csv": ("row 4 has 2 cells", csv(["x1,x2,label", *good_rows()[:2], "0.5,1", *good_rows()[3:]])),
-    "csv-non-numeric.csv": ("a cell reads 'abc'", csv(["x1,x2,label", *good_rows()[:3], "0.5,abc,1", *good_rows()[4:]])),
+    "csv-ragged.csv": (
+        "row 4 has 2 cells",
+        csv(["x1,x2,label", *good_rows()[:2], "0.5,1", *good_rows()[3:]]),
+    ),
+    "csv-non-numeric.csv": (
+        "a cell reads 'abc'",
+        csv(["x1,x2,label", *good_rows()[:3], "0.5,abc,1", *good_rows()[4:]]),
+    ),
     "csv-label-negative.csv": ("a label of -1", csv(["x1,x2,label", *good_rows(), "0.1,0.2,-1"])),
     "csv-label-non-integer.csv": ("a label of 1.5", csv(["x1,x2,label", *good_rows(), "0.1,0.2,1.5"])),
-    "csv-label-out-of-range.csv": ("label 7 for a 3-unit output", csv(["x1,x2,label", *good_rows(), "0.1,0.2,7"])),
+    "csv-label-out-of-range.csv": (
+        "label 7 for a 3-unit output",
+        csv(["x1,x2,label", *good_rows(), "0.1,0.2,7"]),
+    ),
     "csv-label-nan.csv": ("a label of nan", csv(["x1,x2,label", *good_rows(), "0.1,0.2,nan"])),
     "csv-x-inf.csv": ("a feature of inf", csv(["x1,x2,label", *good_rows(), "inf,0.2,1"])),
     "csv-empty.csv": ("an empty file", ""),
