@@ -136,6 +136,10 @@ class RunDir:
             line = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False) + "\n"
             os.write(self._fd, line.encode("utf-8"))
 
+    def write_text(self, name: str, text: str) -> None:
+        """Write another file of the run (atomically), e.g. ``traceback.txt``."""
+        atomic_write(self.path / name, text)
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` (atomically)."""
         atomic_write(

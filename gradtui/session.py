@@ -113,6 +113,7 @@ class Session:
         self.monitor: Any = None
         self.summary: dict[str, Any] | None = None
         self.status = "idle"
+        self.traceback: str | None = None
 
     # ------------------------------------------------------------------ control (any thread)
 
@@ -221,6 +222,9 @@ class Session:
                 else:
                     self.summary = _bare_summary(preset, status, error, params)
                     run.write_summary(self.summary)
+                if self.traceback:
+                    # summary.json has the one line; the whole story is kept beside it
+                    run.write_text("traceback.txt", self.traceback)
                 run.close()
             self._emit("on_end", self.summary)
         return self.summary

@@ -108,6 +108,7 @@ def test_keras_error_leaves_status_failed_with_the_message(tmp_path: Path) -> No
     run = read_run(out)
     assert run.status == "failed" and run.summary["error"] == summary["error"]
     assert load(str(out / "preset.toml")) == preset
+    assert "InvalidArgumentError" in (out / "traceback.txt").read_text()  # the whole story, kept
     _lines(out)
 
 
