@@ -65,15 +65,23 @@ def log_sparkline(values: Sequence[float], width: int, scale: tuple[float, float
         lo, hi = scale
     span = hi - lo
     top = len(BLOCKS) - 1
+    run, run_style = "", ""
     for v in vals:
         if not math.isfinite(v):
-            text.append("!", "bold red")
+            char, style = "!", "bold red"
         elif v <= 0:
-            text.append("·", RAMP[0])
+            char, style = "·", RAMP[0]
         else:
             frac = 0.5 if span <= 0 else (math.log10(v) - lo) / span
             level = min(top, max(0, int(frac * top + 0.5)))
-            text.append(BLOCKS[level], RAMP[level])
+            char, style = BLOCKS[level], RAMP[level]
+        if style != run_style and run:
+            text.append(run, run_style)  # one span per run of one colour: cheaper to draw
+            run = ""
+        run += char
+        run_style = style
+    if run:
+        text.append(run, run_style)
     return text
 
 
@@ -168,8 +176,16 @@ def braille_chart(
     lines = []
     for r in range(height):
         line = Text()
+        run, run_style = "", ""
         for c in range(width):
             bits = cells[r][c]
-            line.append(chr(0x2800 + bits) if bits else " ", styles[r][c] or "")
+            style = (styles[r][c] or "") if bits else ""
+            if style != run_style and run:
+                line.append(run, run_style)
+                run = ""
+            run += chr(0x2800 + bits) if bits else " "
+            run_style = style
+        if run:
+            line.append(run, run_style)
         lines.append(line)
     return lines

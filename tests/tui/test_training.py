@@ -58,7 +58,7 @@ async def test_training_reaches_monitor_and_warnings_then_fix_and_train_again(
         warnings = app.query_one(WarningsPanel)
         kinds = [d.kind for d in warnings.diagnoses]
         assert "vanishing" in kinds
-        text = str(app.query_one(LayerMonitor).render())
+        text = app.query_one(LayerMonitor).render_text()
         assert "dense_12" in text and "e-0" in text
         first = read_run(only_run(tmp_path / "runs"))
         assert first.status == "completed" and first.records

@@ -60,8 +60,9 @@ class CompareView(Widget):
 
     def show(self, before: Snapshot | None, after: Snapshot | None) -> None:
         """Compare ``before`` (A) with ``after`` (B)."""
+        rows = len(self._names())
         self.before, self.after = before, after
-        self.refresh(layout=True)
+        self.refresh(layout=len(self._names()) != rows)
 
     def _names(self) -> list[str]:
         names: list[str] = []

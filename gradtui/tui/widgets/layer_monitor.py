@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
-from rich.console import RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widget import Widget
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from gradtui.diagnose import Diagnosis
 from gradtui.tui.feed import LayerRow
@@ -14,6 +17,8 @@ from gradtui.tui.render import STATUS_MARK, STATUS_STYLE, fmt_num, fraction_bar,
 
 NAME_W = 20
 SPARK_W = 64
+#: columns besides the sparkline: mark, name, grad, update ratio, bar
+FIXED_W = 2 + NAME_W + 1 + 9 + 9 + 2 + 18
 
 
 def layer_status(rows: list[LayerRow], diagnoses: list[Diagnosis]) -> dict[str, str]:
@@ -21,69 +26,109 @@ def layer_status(rows: list[LayerRow], diagnoses: list[Diagnosis]) -> dict[str, 
     status = {r.name: "ok" for r in rows}
     rank = {"ok": 0, "warning": 1, "error": 2}
     for d in diagnoses:
+        severity = d.severity if d.severity in rank else "warning"
         for name in d.layers or ([d.layer] if d.layer else []):
-            if name in status and rank[d.severity if d.severity in rank else "warning"] > rank[status[name]]:
-                status[name] = d.severity if d.severity in rank else "warning"
+            if name in status and rank[severity] > rank[status[name]]:
+                status[name] = severity
     for r in rows:
-        if r.nonfinite or (isinstance(r.grad_norm, float) and not math.isfinite(r.grad_norm) and r.grad):
+        if r.nonfinite or (not math.isfinite(r.grad_norm) and r.grad):
             status[r.name] = "error"
     return status
 
 
-class LayerMonitor(Widget):
+class LayerMonitor(ScrollView):
     """The per-layer rows of the live monitor, input at the top, output at the bottom.
 
     Every sparkline shares one log10 scale (the lowest to the highest gradient norm of any
     layer), so a layer whose gradients are a millionth of the output layer's is drawn low and
     faint: vanishing shows as rows fading toward the input.
+
+    Only the rows in view are rendered (Textual's line API), so a 100-layer model costs what
+    a 30-layer one does on each repaint.
     """
 
     DEFAULT_CSS = """
-    LayerMonitor { height: auto; width: 1fr; }
+    LayerMonitor { height: 1fr; width: 1fr; border: round $primary 60%; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.rows: list[LayerRow] = []
         self.diagnoses: list[Diagnosis] = []
+        self._scale: tuple[float, float] | None = None
+        self._status: dict[str, str] = {}
+        self._cache: dict[int, Strip] = {}
+
+    def on_mount(self) -> None:
+        """Title the panel."""
+        self.border_title = "Layers (input at the top)"
 
     def show(self, rows: list[LayerRow], diagnoses: list[Diagnosis]) -> None:
         """Replace the rows (called at most a few times a second)."""
-        resized = len(rows) != len(self.rows)
         self.rows = rows
         self.diagnoses = diagnoses
-        self.refresh(layout=resized)
+        self._scale = log_range([r.grad for r in rows])
+        self._status = layer_status(rows, diagnoses)
+        self._cache.clear()
+        self.virtual_size = Size(self.size.width, len(rows) + 2 if rows else 1)
+        self.refresh()
 
-    def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[no-untyped-def]
-        """Two header lines and one line per layer."""
-        return len(self.rows) + 2 if self.rows else 1
+    def on_resize(self) -> None:
+        """Redraw at the new width."""
+        self._cache.clear()
 
-    def render(self) -> RenderableType:
-        """The header, then one line per layer."""
+    @property
+    def spark_width(self) -> int:
+        """Columns of each sparkline at the current width."""
+        return max(8, min(SPARK_W, self.scrollable_content_region.width - FIXED_W))
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the view: a header line, a rule, or one layer."""
+        index = y + self.scroll_offset.y
+        width = self.scrollable_content_region.width
+        strip = self._cache.get(index)
+        if strip is None:
+            strip = self._line(index, width)
+            self._cache[index] = strip
+        return strip.crop_extend(0, width, self.rich_style)
+
+    def _line(self, index: int, width: int) -> Strip:
+        text = self.line_text(index)
+        segments = list(text.render(self.app.console))
+        return Strip(Segment.apply_style(segments, Style()), text.cell_len)
+
+    def line_text(self, index: int) -> Text:
+        """The text of line ``index`` (0: header, 1: rule, then one per layer)."""
         if not self.rows:
-            return Text("No statistics yet: press t to train.", "dim")
-        spark_w = max(8, min(SPARK_W, self.size.width - NAME_W - 40))
-        scale = log_range([r.grad for r in self.rows])
-        status = layer_status(self.rows, self.diagnoses)
-        lo = f"{10 ** scale[0]:.0e}" if scale else ""
-        hi = f"{10 ** scale[1]:.0e}" if scale else ""
-        head = Text(
-            f"  {'layer':<{NAME_W}} {('grad norm, log scale ' + lo + ' … ' + hi):<{spark_w}} "
-            f"{'grad':>8} {'upd/w':>8}  {'sat/dead':<13}",
-            "bold",
-        )
-        lines = [head, Text("  " + "─" * (NAME_W + spark_w + 34), "dim")]
-        for row in self.rows:
-            st = status.get(row.name, "ok")
-            line = Text()
-            line.append(STATUS_MARK[st] + " ", STATUS_STYLE[st])
-            line.append(f"{row.name[:NAME_W]:<{NAME_W}} ", STATUS_STYLE[st] if st != "ok" else "")
-            line.append_text(log_sparkline(row.grad, spark_w, scale))
-            line.append(" " + fmt_num(row.grad_norm), "bold" if st == "ok" else STATUS_STYLE[st])
-            line.append(" " + fmt_num(row.update_ratio))
-            line.append("  ")
-            if row.act_key:
-                line.append_text(fraction_bar(row.act_value, 6))
-                line.append(" sat" if row.act_key == "saturation" else " dead", "dim")
-            lines.append(line)
-        return Text("\n").join(lines)
+            return Text("No statistics yet: press t to train." if index == 0 else "", "dim")
+        spark_w = self.spark_width
+        if index == 0:
+            scale = self._scale
+            label = "grad norm, one log scale"
+            if scale:
+                label += f" {10 ** scale[0]:.0e} … {10 ** scale[1]:.0e}"
+            return Text(
+                f"  {'layer':<{NAME_W}} {label:<{spark_w}} {'grad':>8} {'upd/w':>8}  {'sat/dead'}",
+                "bold",
+            )
+        if index == 1:
+            return Text("  " + "─" * (NAME_W + spark_w + 36), "dim")
+        if index - 2 >= len(self.rows):
+            return Text("")
+        row = self.rows[index - 2]
+        st = self._status.get(row.name, "ok")
+        line = Text()
+        line.append(STATUS_MARK[st] + " ", STATUS_STYLE[st])
+        line.append(f"{row.name[:NAME_W]:<{NAME_W}} ", STATUS_STYLE[st] if st != "ok" else "")
+        line.append_text(log_sparkline(row.grad, spark_w, self._scale))
+        line.append(" " + fmt_num(row.grad_norm), "bold" if st == "ok" else STATUS_STYLE[st])
+        line.append(" " + fmt_num(row.update_ratio))
+        line.append("  ")
+        if row.act_key:
+            line.append_text(fraction_bar(row.act_value, 6))
+            line.append(" sat" if row.act_key == "saturation" else " dead", "dim")
+        return line
+
+    def render_text(self) -> str:
+        """Every line as plain text (for tests and screen readers)."""
+        return "\n".join(self.line_text(i).plain for i in range(len(self.rows) + 2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.widget import Widget
 
 from gradtui.tui.feed import Snapshot
@@ -18,21 +18,15 @@ class MonitorView(Widget):
 
     DEFAULT_CSS = """
     MonitorView { layout: horizontal; height: 1fr; }
-    MonitorView #layers-scroll { width: 1fr; border: round $primary 60%; }
-    MonitorView #monitor-side { width: 62; }
+    MonitorView #monitor-side { width: 58; }
     """
 
     def compose(self) -> ComposeResult:
         """Layer rows, then chart above warnings."""
-        with VerticalScroll(id="layers-scroll"):
-            yield LayerMonitor(id="layer-monitor")
+        yield LayerMonitor(id="layer-monitor")
         with Vertical(id="monitor-side"):
             yield LossChart(id="loss-chart")
             yield WarningsPanel(id="warnings")
-
-    def on_mount(self) -> None:
-        """Title the layer panel."""
-        self.query_one("#layers-scroll").border_title = "Layers (input at the top)"
 
     def show(self, snapshot: Snapshot, errors: list[Text] | None = None) -> None:
         """Draw one snapshot."""

@@ -73,4 +73,4 @@ class RunStatus(Static):
                 text.append(f"  → {s.out}", "dim")
         else:
             text.append("press t to train the stack; q quits", "dim")
-        self.update(text)
+        self.update(text, layout=False)  # two lines, always
