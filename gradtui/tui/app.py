@@ -45,8 +45,10 @@ from gradtui.tui.screens.save_dialog import SaveDialog
 from gradtui.tui.trainer import TuiListener, train
 from gradtui.tui.widgets.builder_view import BuilderView
 from gradtui.tui.widgets.compare_view import CompareView
+from gradtui.tui.widgets.layer_form import LayerForm
 from gradtui.tui.widgets.monitor_view import MonitorView
 from gradtui.tui.widgets.run_status import RunStatus
+from gradtui.tui.widgets.train_form import TrainForm
 from gradtui.tui.widgets.warnings_panel import WarningsPanel
 
 DEFAULT_PRESET = "vanishing-sigmoid"
@@ -111,6 +113,7 @@ class GradtuiApp(App[int]):
         Binding("2", "tab('monitor')", "Monitor", show=False),
         Binding("3", "tab('compare')", "Compare", show=False),
         Binding("q", "quit", "Quit"),
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -442,6 +445,14 @@ class GradtuiApp(App[int]):
     def action_load(self) -> None:
         """Choose a preset to load into the builder."""
         self.push_screen(LoadDialog(self.open_preset))
+
+    def action_leave_field(self) -> None:
+        """Leave a form field (where letters are typed, not taken as keys) for the layer table."""
+        focused = self.focused
+        if focused is None or isinstance(self.screen, (SaveDialog, LoadDialog)):
+            return
+        if any(isinstance(node, (LayerForm, TrainForm)) for node in focused.ancestors):
+            self.query_one("#layer-table").focus()
 
     def action_tab(self, tab: str) -> None:
         """Show the builder, monitor or compare tab."""

@@ -266,3 +266,13 @@ async def test_unsaved_stack_is_kept_on_quit_and_restored(make_app, tmp_path: Pa
         await pilot.press("q")
     assert not app.kept_unsaved.exists()  # saved: nothing left to restore
     assert make_app(None).preset.name == "vanishing-sigmoid"
+
+
+async def test_escape_leaves_a_field_so_keys_work_again(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("vanishing-sigmoid")
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#f-units", Input).focus()
+        await pilot.press("escape")
+        assert app.focused is app.query_one(LayerTable)
+        await pilot.press("a")
+        assert len(app.preset.layers) == 3
