@@ -84,6 +84,12 @@ def describe_fix(fix: dict[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
+def _where(trace: str | None) -> str:
+    """The innermost ``File "...", line N, in f`` of a traceback, or an empty string."""
+    frames = [line.strip() for line in (trace or "").splitlines() if line.strip().startswith("File ")]
+    return frames[-1] if frames else ""
+
+
 class GradtuiApp(App[int]):
     """Build a layer stack, train it with every layer's gradients live, apply the remedy.
 
@@ -313,6 +319,9 @@ class GradtuiApp(App[int]):
         if message.error:
             line = Text("✖ training failed\n", "bold red")
             line.append(message.error, "red")
+            where = _where(message.trace)
+            if where:
+                line.append(f"\n  {where}", "dim")
             line.append("\n  the stack is unchanged; fix the input and press t", "dim")
             self.errors = [line]
             status.set_state("failed", message.error)

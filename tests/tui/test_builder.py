@@ -276,3 +276,24 @@ async def test_escape_leaves_a_field_so_keys_work_again(make_app) -> None:  # ty
         assert app.focused is app.query_one(LayerTable)
         await pilot.press("a")
         assert len(app.preset.layers) == 3
+
+
+async def test_batch_norm_and_dropout_entries_keep_their_settings(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("vanishing-sigmoid")
+    async with app.run_test(size=SIZE) as pilot:
+        form = app.query_one(LayerForm)
+        await pilot.press("i")
+        form.query_one("#f-type", Select).value = "batch_norm"
+        await pilot.pause()
+        assert form.query_one("#row-bn-momentum").display and not form.query_one("#row-units").display
+        form.query_one("#f-bn-momentum", Input).value = "0.9"
+        await pilot.pause()
+        assert app.preset.layers[0].type == "batch_norm" and app.preset.layers[0].momentum == 0.9
+        form.query_one("#f-repeat", Input).value = "2"
+        await pilot.pause()
+        assert app.preset.layers[0].momentum == 0.9 and app.preset.layers[0].repeat == 2
+        form.query_one("#f-type", Select).value = "dropout"
+        await pilot.pause()
+        form.query_one("#f-rate", Input).value = "0.3"
+        await pilot.pause()
+        assert (app.preset.layers[0].type, app.preset.layers[0].rate) == ("dropout", 0.3)

@@ -61,6 +61,19 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "GRADTUI_STATE_DIR": str(tmp_path / "state")}
 
 
+def test_headless_without_train_opens_and_closes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradtui", "tui", "vanishing-sigmoid", "--headless"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("module", CORE)
 def test_core_never_imports_textual(module: str) -> None:
     code = f"import sys, gradtui.{module}; assert 'textual' not in sys.modules, '{module}'"

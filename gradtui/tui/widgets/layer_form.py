@@ -100,6 +100,8 @@ class LayerForm(VerticalScroll):
         yield from self._field("  bias value", Input(id="f-bias-value"), id="row-bias-value")
         yield from self._field("batch_norm", Select(_options(BATCH_NORM), allow_blank=False, id="f-bn"))
         yield from self._field("rate", Input(id="f-rate"), id="row-rate")
+        yield from self._field("momentum", Input(id="f-bn-momentum"), id="row-bn-momentum")
+        yield from self._field("epsilon", Input(id="f-bn-epsilon"), id="row-bn-epsilon")
         yield from self._field("repeat", Input(id="f-repeat", type="integer"))
         yield Static("", id="form-error")
 
@@ -138,6 +140,8 @@ class LayerForm(VerticalScroll):
             self._set("#f-bias-value", f"{bias.param('value', 0.0):g}")
             self._set("#f-bn", spec.batch_norm)
             self._set("#f-rate", f"{spec.rate:g}" if spec.rate is not None else "0.2")
+            self._set("#f-bn-momentum", f"{spec.momentum:g}" if spec.momentum is not None else "0.99")
+            self._set("#f-bn-epsilon", f"{spec.epsilon:g}" if spec.epsilon is not None else "0.001")
             self._set("#f-repeat", str(spec.repeat))
         self.error = ""
         self._arrange()
@@ -163,6 +167,8 @@ class LayerForm(VerticalScroll):
             "#row-bias-value": dense and bias == "constant",
             "#row-bn": dense,
             "#row-rate": kind == "dropout",
+            "#row-bn-momentum": kind == "batch_norm",
+            "#row-bn-epsilon": kind == "batch_norm",
         }
         allowed = INITIALIZERS.get(str(init), {})
         for p in (*INIT_NUMBERS, "mode", "distribution"):
@@ -221,6 +227,9 @@ class LayerForm(VerticalScroll):
             out["batch_norm"] = val("#f-bn")
         if kind == "dropout":
             out["rate"] = _num(val("#f-rate"))
+        if kind == "batch_norm":
+            out["momentum"] = _num(val("#f-bn-momentum") or "0.99")
+            out["epsilon"] = _num(val("#f-bn-epsilon") or "0.001")
         out["repeat"] = _num(val("#f-repeat") or "1")
         return out
 
