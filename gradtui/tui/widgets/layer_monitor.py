@@ -18,7 +18,7 @@ from gradtui.tui.render import STATUS_MARK, STATUS_STYLE, fmt_num, fraction_bar,
 NAME_W = 20
 SPARK_W = 64
 #: columns besides the sparkline: mark, name, grad, update ratio, bar
-FIXED_W = 2 + NAME_W + 1 + 9 + 9 + 2 + 18
+FIXED_W = 2 + NAME_W + 1 + 9 + 9 + 2 + 20
 
 
 def layer_status(rows: list[LayerRow], diagnoses: list[Diagnosis]) -> dict[str, str]:
@@ -70,7 +70,7 @@ class LayerMonitor(ScrollView):
         self._scale = log_range([r.grad for r in rows])
         self._status = layer_status(rows, diagnoses)
         self._cache.clear()
-        self.virtual_size = Size(self.size.width, len(rows) + 2 if rows else 1)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(rows) + 2 if rows else 1)
         self.refresh()
 
     def on_resize(self) -> None:
