@@ -101,15 +101,9 @@ def tui(
 @app.command()
 def presets() -> None:
     """List the bundled presets with their one-line descriptions."""
-    from gradtui.preset import bundled_presets, load
+    from gradtui.preset import bundled_descriptions
 
-    rows = []
-    for name, path in bundled_presets().items():
-        try:
-            desc = load(str(path)).description
-        except GradtuiError as exc:
-            desc = f"(invalid: {exc.detail})"
-        rows.append((name, desc))
+    rows = bundled_descriptions()
     width = max((len(n) for n, _ in rows), default=0)
     for name, desc in rows:
         typer.echo(f"{name.ljust(width)}  {desc}")

@@ -339,6 +339,18 @@ def bundled_presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
+def bundled_descriptions() -> list[tuple[str, str]]:
+    """``(name, description)`` of each bundled preset; an invalid one says why instead."""
+    rows = []
+    for name, path in bundled_presets().items():
+        try:
+            desc = load(str(path)).description
+        except PresetError as exc:
+            desc = f"(invalid: {exc.detail})"
+        rows.append((name, desc))
+    return rows
+
+
 def resolve(name_or_path: str) -> Path:
     """The file of a bundled preset's name or a path to a ``.toml`` file."""
     path = Path(name_or_path)

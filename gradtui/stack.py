@@ -32,6 +32,8 @@ FUSABLE = (
     "elu",
     "leaky_relu",
 )
+#: the Keras class of each kind of separate activation layer
+ACTIVATION_CLASSES = {"prelu": "PReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "activation": "Activation"}
 KERAS_BASE_NAMES = {
     "dense": "dense",
     "batch_norm": "batch_normalization",
@@ -194,19 +196,18 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
         layers.append(LayerInfo(namer("flatten"), "Flatten", None, (math.prod(shape),)))
         shape = (math.prod(shape),)
 
-    def add_activation(entry: int, act: Spec, owner: LayerInfo) -> None:
+    def activation_info(entry: int, act: Spec) -> LayerInfo:
         kind = _activation_layer_kind(act)
-        cls = {
-            "prelu": "PReLU",
-            "leaky_relu": "LeakyReLU",
-            "elu": "ELU",
-            "activation": "Activation",
-        }[kind]
-        n = math.prod(shape) if kind == "prelu" else 0
-        info = LayerInfo(namer(kind), cls, entry, shape, params=n, trainable=n, activation=act.name)
+        n = math.prod(shape) if kind == "prelu" else 0  # PReLU learns one slope per unit
+        info = LayerInfo(
+            namer(kind), ACTIVATION_CLASSES[kind], entry, shape, params=n, trainable=n, activation=act.name
+        )
         info.activation_spec = act
         layers.append(info)
-        owner.activation_layer = info.name
+        return info
+
+    def add_activation(entry: int, act: Spec, owner: LayerInfo) -> None:
+        owner.activation_layer = activation_info(entry, act).name
 
     for pos, (entry, spec) in enumerate(expanded):
         key = f"layers[{entry}]"
@@ -222,21 +223,11 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
         elif spec.type == "activation":
             act = spec.activation or Spec("linear")
             owner = next((x for x in reversed(layers) if x.is_dense), None)
-            kind = _activation_layer_kind(act)
             if owner is not None and owner.activation == "linear" and owner.activation_layer is None:
                 owner.activation = act.name
                 add_activation(entry, act, owner)
             else:
-                n = math.prod(shape) if kind == "prelu" else 0
-                cls = {
-                    "prelu": "PReLU",
-                    "leaky_relu": "LeakyReLU",
-                    "elu": "ELU",
-                    "activation": "Activation",
-                }[kind]
-                info = LayerInfo(namer(kind), cls, entry, shape, params=n, trainable=n, activation=act.name)
-                info.activation_spec = act
-                layers.append(info)
+                activation_info(entry, act)
         else:  # dense
             if len(shape) != 1:
                 raise PresetError(

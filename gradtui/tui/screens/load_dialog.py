@@ -13,17 +13,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from gradtui.errors import GradtuiError
-from gradtui.preset import bundled_presets, load
+from gradtui.preset import bundled_descriptions
 
 
 def _bundled() -> list[Option]:
     options = []
-    for name, path in bundled_presets().items():
-        try:
-            desc = load(str(path)).description
-        except GradtuiError as exc:
-            desc = f"(invalid: {exc.detail})"
+    for name, desc in bundled_descriptions():
         prompt = Text(f"{name:<20}", "bold")
         prompt.append(desc, "dim")
         options.append(Option(prompt, id=name))
