@@ -2,11 +2,13 @@
 
 Keras callbacks never see gradients, so the statistics are computed in ``train_step`` itself,
 from the gradients the step already has and the activations of the same forward pass: no
-extra forward or backward pass. All layers are reduced together (one concatenation, segment
-sums), so the cost does not grow with the number of Keras ops per layer. Each recorded step
-writes one row into a ring buffer held in a ``tf.Variable``; a callback drains the ring a few
-times a second, so there is no device-to-host copy per step and nothing is added to the logs
-the user's ``fit`` shows.
+extra forward or backward pass. Each variable is reduced by a few reductions that read it once
+and materialize nothing (on a CPU, passes over big kernels and stacking or concatenating many
+small tensors are what cost), and everything per layer is done on the host, vectorized over the
+rows of a drain. Each recorded
+step writes one row into a ring buffer held in a ``tf.Variable``; a callback drains the ring a
+few times a second, so there is no device-to-host copy per step and nothing is added to the
+logs the user's ``fit`` shows. ``benchmarks/bench_overhead.py`` measures what it costs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ K = len(COLUMNS)
 SIGMOID_SAT = 0.0204  # s(1-s) < 0.02 = 8% of 0.25
 TANH_SAT = 0.959  # 1-t^2 < 0.08
 ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
+#: per-variable columns of a ring row: sum of squares of the gradient, its largest and smallest
+#: value, sums of squares of the weights and of the update, count of NaN/Inf in the gradient
+VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq", "nonfinite")
 
 
 @dataclass
@@ -166,11 +171,31 @@ def _relu_family(act: str) -> bool:
     return act in RELU_FAMILY
 
 
+def _f32(t: Any) -> Any:
+    import tensorflow as tf
+
+    t = tf.convert_to_tensor(t)
+    return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)
+
+
 class Instrument:
-    """Replaces a model's ``train_step`` with one that records per-layer statistics.
+    """Replaces a model's train step with one that records per-layer statistics.
+
+    The statistics come from the gradients the step already has and the activations of the same
+    forward pass. Each variable is reduced inside the compiled step (see :data:`VAR_COLUMNS`; the
+    NaN/Inf count only when its gradient is not finite), each activation tap to one fraction.
+    One float32 row per recorded step goes into a ring buffer held in a ``tf.Variable``;
+    :meth:`drain` turns the rows into per-layer statistics with numpy, vectorized over all the
+    rows it reads, so the per-layer combination costs nothing per step. Nothing is added to the
+    logs the user's ``fit`` shows.
+
+    With ``every > 1`` the model gets two compiled steps, Keras's own and the recording one, and
+    a Python dispatcher calls the recording one every ``every`` optimizer steps: the steps in
+    between cost exactly what plain ``fit`` costs. (With ``steps_per_execution > 1`` one call runs
+    several steps, so the cadence is decided inside the graph instead, with a ``tf.cond``.)
 
     Args:
-        model: a built Keras model (Sequential or functional for activation statistics).
+        model: a built, compiled Keras model (Sequential or functional for activation statistics).
         infos: the model's :class:`LayerInfo` (from :func:`gradtui.stack.plan` or
             :func:`describe`).
         every (int): record every N optimizer steps. Defaults to 1.
@@ -178,8 +203,7 @@ class Instrument:
 
     Example:
         >>> inst = Instrument(model, describe(model), every=1)
-        >>> model.fit(x, y, callbacks=[...])
-        >>> records = inst.drain()
+        >>> model.fit(x, y, callbacks=[make_callback(lambda why: print(inst.drain()))])
     """
 
     def __init__(self, model: Any, infos: list[LayerInfo], *, every: int = 1, capacity: int = 512) -> None:
@@ -187,26 +211,27 @@ class Instrument:
         import tensorflow as tf
 
         self.model = model
-        self.every = int(every)
+        self.every = max(1, int(every))
         self.capacity = int(capacity)
         self.tracked = tracked_layers(model, infos)
         self.layer_names = [t.name for t in self.tracked]
         n_layers = len(self.tracked)
         self.n_layers = n_layers
         weights = model.trainable_weights
-        # Segment id of every scalar of every trainable variable: one fused reduction per stat.
-        seg = np.zeros(sum(int(np.prod(w.shape)) for w in weights), dtype=np.int32)
-        offsets = np.cumsum([0] + [int(np.prod(w.shape)) for w in weights])
         self.owner = np.full(len(weights), -1, dtype=np.int32)
         for li, t in enumerate(self.tracked):
             for vi in t.variables:
-                seg[offsets[vi] : offsets[vi + 1]] = li
                 self.owner[vi] = li
-        self._seg = tf.constant(seg)
-        self._n_params = int(offsets[-1])
+        self._vars = [i for i in range(len(weights)) if self.owner[i] >= 0]
+        self.n_vars = len(self._vars)
+        # Host side: the per-variable columns of a row, sorted by layer, are combined per layer
+        # with one reduceat each.
+        layer_of_column = self.owner[self._vars]
+        self._perm = np.argsort(layer_of_column, kind="stable")
+        self._starts = np.searchsorted(layer_of_column[self._perm], np.arange(n_layers))
 
         # Activation taps: the same forward pass, with the activations as extra outputs.
-        self.taps: list[tuple[int, str]] = []  # (layer index, kind)
+        self.taps: list[tuple[int, str, str]] = []  # (layer index, kind, activation)
         self.probe_model = None
         tap_layers = [(li, t) for li, t in enumerate(self.tracked) if t.act_kind and not t.is_output]
         if tap_layers:
@@ -218,32 +243,68 @@ class Instrument:
                 # a subclassed or unbuilt model: gradient statistics only
                 self.probe_model = None
                 self.taps = []
+        self._act_layers = np.array([li for li, _, _ in self.taps], dtype=np.int64)
 
-        width = 1 + n_layers * K
-        self.width = width
+        # one row: step (int32 bits), loss, VAR_COLUMNS per variable, one per activation tap
+        self.width = 2 + len(VAR_COLUMNS) * self.n_vars + len(self.taps)
         with tf.init_scope():
-            self.buffer = tf.Variable(tf.zeros((self.capacity, width)), trainable=False, name="gradtui_ring")
-            self.steps = tf.Variable(
-                tf.zeros((self.capacity,), tf.int64), trainable=False, name="gradtui_steps"
+            self.buffer = tf.Variable(
+                tf.zeros((self.capacity, self.width)), trainable=False, name="gradtui_ring"
             )
             self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
-            self.snapshot = tf.Variable(tf.zeros((self._n_params,)), trainable=False, name="gradtui_snapshot")
         self.read_count = 0
         self.lost = 0
+        self._host_step: int | None = None
         self._original_train_step = model.train_step
         model.train_step = self.train_step
+        model.make_train_function = self._make_train_function
         model.make_train_function(force=True)
 
     def remove(self) -> None:
-        """Give the model back its own ``train_step``."""
+        """Give the model back its own ``train_step`` and compiled step."""
         self.model.train_step = self._original_train_step
+        if "make_train_function" in vars(self.model):
+            del self.model.make_train_function
         self.model.make_train_function(force=True)
 
-    # ------------------------------------------------------------------ in graph
+    # ------------------------------------------------------------------ compiled steps
+
+    def _make_train_function(self, force: bool = False) -> Any:
+        """The model's ``make_train_function``: the recording step, or a dispatcher for ``every``."""
+        model = self.model
+        self._host_step = None  # fit calls this first: re-read the step counter
+        if model.train_function is not None and not force:
+            return model.train_function
+        if self.every == 1:
+            fn = model._make_function(self._record_step)
+        elif model.steps_per_execution > 1:
+            fn = model._make_function(self.train_step)
+        else:
+            plain = model._make_function(self._original_train_step)
+            record = model._make_function(self._record_step)
+
+            def fn(iterator: Any) -> Any:
+                step = self._host_step
+                if step is None:
+                    step = int(model.optimizer.iterations.numpy())
+                out = (record if step % self.every == 0 else plain)(iterator)
+                self._host_step = step + 1
+                return out
+
+        model.train_function = fn
+        return fn
 
     def train_step(self, data: Any) -> Any:
-        """Keras's own TensorFlow ``train_step``, plus the statistics. Runs traced."""
+        """Keras's own TensorFlow ``train_step``, recording every ``every`` steps. Runs traced."""
+        return self._step(data, cadence=self.every > 1)
+
+    def _record_step(self, data: Any) -> Any:
+        """Keras's own TensorFlow ``train_step``, recording this step. Runs traced."""
+        return self._step(data, cadence=False)
+
+    def _step(self, data: Any, *, cadence: bool) -> Any:
         import tensorflow as tf
+        from keras.src import tree
         from keras.src.losses import loss as loss_module
         from keras.src.trainers.data_adapters import data_adapter_utils
 
@@ -254,70 +315,94 @@ class Instrument:
                 outs = self.probe_model(x, training=True)
                 n_out = len(model.outputs)
                 y_pred = outs[0] if n_out == 1 else outs[:n_out]
-                acts = outs[n_out:]
+                acts = list(outs[n_out:])
             else:
                 y_pred = model(x, training=True) if model._call_has_training_arg else model(x)
                 acts = []
             loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             model._loss_tracker.update_state(
                 loss_module.unscale_loss_for_distribution(loss),
-                sample_weight=tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0],
+                sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0],
             )
             raw_loss = loss
             if model.optimizer is not None:
                 loss = model.optimizer.scale_loss(loss)
         weights = model.trainable_weights
-        grads = tape.gradient(loss, weights)
-        step = tf.cast(model.optimizer.iterations, tf.int64)
-        record = tf.equal(step % self.every, 0)
+        if weights:
+            grads = tape.gradient(loss, weights)
+            # read before the update: the step's number and the weights the update starts from
+            step = tf.cast(model.optimizer.iterations, tf.int32)
+            before = self._weights_before(weights)
+            model.optimizer.apply_gradients(zip(grads, weights, strict=False))
 
-        def snap() -> Any:
-            self.snapshot.assign(tf.concat([tf.reshape(w, [-1]) for w in weights], 0))
-            return tf.constant(True)
+            def write() -> Any:
+                self._write(step, raw_loss, grads, before, weights, acts)
+                return tf.constant(True)
 
-        tf.cond(record, snap, lambda: tf.constant(False))
-        model.optimizer.apply_gradients(zip(grads, weights, strict=False))
-
-        def write() -> Any:
-            row = self._row(raw_loss, grads, weights, acts)
-            slot = self.count % self.capacity
-            self.buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), tf.reshape(row, [1, -1]))
-            self.steps.scatter_nd_update(tf.reshape(slot, [1, 1]), tf.reshape(step, [1]))
-            self.count.assign_add(1)
-            return tf.constant(True)
-
-        tf.cond(record, write, lambda: tf.constant(False))
+            if cadence:
+                tf.cond(tf.equal(step % self.every, 0), write, lambda: tf.constant(False))
+            else:
+                write()
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _row(self, loss: Any, grads: list[Any], weights: list[Any], acts: list[Any]) -> Any:
+    def _weights_before(self, weights: list[Any]) -> list[Any]:
+        # The read shares the variable's buffer; the optimizer's update then copies it before
+        # writing (TensorFlow's copy-on-write), so this is the only copy of the weights made.
+        return [_f32(weights[i]) for i in self._vars]
+
+    def _write(
+        self, step: Any, loss: Any, grads: list[Any], before: list[Any], weights: list[Any], acts: list[Any]
+    ) -> None:
         import tensorflow as tf
 
-        n = self.n_layers
-        g = tf.concat([tf.reshape(tf.cast(gr, tf.float32), [-1]) for gr in grads], 0)
-        w = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in weights], 0)
-        seg = self._seg
-        finite = tf.math.is_finite(g)
-        nonfinite = tf.math.unsorted_segment_sum(tf.cast(tf.logical_not(finite), tf.float32), seg, n)
-        grad_norm = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(g), seg, n))
-        grad_max = tf.math.unsorted_segment_max(tf.abs(g), seg, n)
-        weight_norm = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(w), seg, n))
-        update_norm = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(w - self.snapshot), seg, n))
-        act = tf.fill([n], -1.0)
-        if self.taps:
-            idx, vals = [], []
-            for (li, kind, name), a in zip(self.taps, acts, strict=True):
-                a = tf.cast(tf.reshape(a, [tf.shape(a)[0], -1]), tf.float32)
-                if kind == "dead":
-                    v = tf.reduce_mean(tf.cast(tf.reduce_max(a, axis=0) <= 0.0, tf.float32))
-                elif name == "sigmoid":
-                    v = tf.reduce_mean(tf.cast((a < SIGMOID_SAT) | (a > 1.0 - SIGMOID_SAT), tf.float32))
-                else:
-                    v = tf.reduce_mean(tf.cast(tf.abs(a) > TANH_SAT, tf.float32))
-                idx.append([li])
-                vals.append(v)
-            act = tf.tensor_scatter_nd_update(act, tf.constant(idx), tf.stack(vals))
-        stats = tf.stack([grad_norm, grad_max, weight_norm, update_norm, nonfinite, act], axis=1)
-        return tf.concat([tf.reshape(tf.cast(loss, tf.float32), [1]), tf.reshape(stats, [-1])], 0)
+        # Per variable, reductions only: l2_loss, max and min read their input without
+        # materializing a temporary (|g| or g*g would be one more pass over a big kernel). On a
+        # CPU the executor's cost per op is what counts for small tensors, so every scalar goes
+        # into one Pack and the row is one concat: no per-layer ops at all (see layer_stats).
+        g = [_f32(grads[i]) for i in self._vars]
+        w1 = [_f32(weights[i]) for i in self._vars]
+        scalars = [tf.bitcast(step, tf.float32), tf.cast(tf.reshape(loss, []), tf.float32)]
+        scalars += [tf.nn.l2_loss(x) for x in g]  # half the sum of squares
+        scalars += [tf.reduce_max(x) for x in g]
+        scalars += [tf.reduce_min(x) for x in g]
+        scalars += [tf.nn.l2_loss(x) for x in w1]
+        scalars += [tf.nn.l2_loss(a - b) for a, b in zip(w1, before, strict=True)]
+        scalars += self._act_stats(acts)
+        packed = tf.stack(scalars)
+
+        def count_nonfinite() -> Any:
+            return tf.stack(
+                [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32)) for x in g]
+            )
+
+        # the exact count is only worth its ops when a sum is not finite
+        nonfinite = tf.cond(
+            tf.reduce_all(tf.math.is_finite(packed)),
+            lambda: tf.zeros([self.n_vars], tf.float32),
+            count_nonfinite,
+        )
+        row = tf.concat([packed, nonfinite], 0)
+        slot = self.count % self.capacity
+        self.buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), tf.reshape(row, [1, -1]))
+        self.count.assign_add(1)
+
+    def _act_stats(self, acts: list[Any]) -> list[Any]:
+        """One scalar per activation tap: the fraction of saturated or dead units."""
+        import tensorflow as tf
+
+        out = []
+        for (_, kind, activation), a in zip(self.taps, acts, strict=True):
+            a = _f32(a)
+            if kind == "dead":
+                # a unit is dead when it outputs 0 (or less) for every sample of the batch
+                sat = tf.reduce_max(a, 0) <= 0.0
+            elif activation == "sigmoid":
+                # a < s or a > 1 - s, in one op
+                sat = tf.math.squared_difference(a, 0.5) > (0.5 - SIGMOID_SAT) ** 2
+            else:
+                sat = tf.abs(a) > TANH_SAT
+            out.append(tf.reduce_mean(tf.cast(sat, tf.float32)))
+        return out
 
     # ------------------------------------------------------------------ host side
 
@@ -334,22 +419,39 @@ class Instrument:
         if new > self.capacity:
             self.lost += new - self.capacity
             self.read_count = count - self.capacity
-            new = self.capacity
-        buf = self.buffer.numpy()
-        steps = self.steps.numpy()
-        out = []
-        for c in range(self.read_count, count):
-            slot = c % self.capacity
-            row = buf[slot]
-            out.append((int(steps[slot]), float(row[0]), row[1:].reshape(self.n_layers, K)))
+        slots = np.arange(self.read_count, count) % self.capacity
+        rows = self.buffer.numpy()[slots]
         self.read_count = count
+        stats = self.layer_stats(rows)
+        steps = rows[:, 0].copy().view(np.int32).tolist()
+        losses = rows[:, 1].astype(np.float64).tolist()
+        return list(zip(steps, losses, stats, strict=True))
+
+    def layer_stats(self, rows: np.ndarray) -> np.ndarray:
+        """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`COLUMNS`) of ring rows."""
+        v, n, t = self.n_vars, len(rows), len(self.taps)
+        # row: step, loss, 5 blocks of v per-variable values, t taps, v NaN/Inf counts
+        cols = rows[:, 2 : 2 + 5 * v].astype(np.float64).reshape(n, 5, v)[:, :, self._perm]
+        nonfinite = rows[:, 2 + 5 * v + t :].astype(np.float64)[:, self._perm]
+        add, hi = np.add.reduceat, np.maximum.reduceat
+        starts = self._starts
+        out = np.empty((n, self.n_layers, K))
+        if v:
+            # l2_loss is half the sum of squares
+            out[:, :, 0] = np.sqrt(2.0 * add(cols[:, 0], starts, axis=1))
+            out[:, :, 1] = hi(np.maximum(cols[:, 1], -cols[:, 2]), starts, axis=1)
+            out[:, :, 2] = np.sqrt(2.0 * add(cols[:, 3], starts, axis=1))
+            out[:, :, 3] = np.sqrt(2.0 * add(cols[:, 4], starts, axis=1))
+            out[:, :, 4] = add(nonfinite, starts, axis=1)
+        out[:, :, 5] = -1.0
+        if t:
+            out[:, self._act_layers, 5] = rows[:, 2 + 5 * v : 2 + 5 * v + t]
         return out
 
     def to_record(self, step: int, epoch: int, loss: float, stats: np.ndarray) -> dict[str, Any]:
         """One ``stats.jsonl`` record (SPEC section 3)."""
         layers: dict[str, dict[str, float]] = {}
-        for li, t in enumerate(self.tracked):
-            gn, gm, wn, un, nf, act = (float(v) for v in stats[li])
+        for t, (gn, gm, wn, un, nf, act) in zip(self.tracked, stats.tolist(), strict=True):
             entry = {
                 "grad_norm": gn,
                 "grad_max": gm,
@@ -367,7 +469,11 @@ Listener = Callable[[list[dict[str, Any]]], None]
 
 
 def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], None] | None = None) -> Any:
-    """A Keras callback that drains the ring a few times a second (and at epoch/train ends)."""
+    """A Keras callback that drains the ring a few times a second (and at epoch/train ends).
+
+    Its per-batch work is a clock read and a look at the loss Keras already converted to a
+    Python float (the TensorFlow backend runs batch callbacks synchronously whatever they do).
+    """
     keras = import_keras()
 
     class GradtuiCallback(keras.callbacks.Callback):
@@ -377,6 +483,8 @@ def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], 
             super().__init__()
             self.epoch = 0
             self.interval = 0.2
+            #: drain after this many batches at the latest (the ring must not overflow)
+            self.flush_every = 256
             self._last = 0.0
             self._batches = 0
 

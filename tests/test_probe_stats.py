@@ -1,0 +1,187 @@
+"""The probe's statistics, checked against values computed independently of it.
+
+A tiny model trains with plain SGD (no momentum) on known batches while the probe records it. A
+twin of the model, started from the same weights, replays each step eagerly: its gradients come
+from a ``tf.GradientTape`` on the same batch, its update is SGD's known ``w -= lr * g``, and the
+activation statistics are computed with numpy from a forward pass written out by hand. The
+recorded grad_norm, grad_max, weight_norm, update_ratio, nonfinite, saturation and dead must
+match, for ``every=1`` and ``every=3``, through the recording step, the ``every`` dispatcher
+and the in-graph cadence (``steps_per_execution > 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradtui.probe import SIGMOID_SAT, TANH_SAT, Instrument, describe, make_callback
+
+LR = 0.05
+BATCH = 16
+STEPS = 7
+
+
+def tiny_model(steps_per_execution: int = 1) -> Any:
+    """Dense sigmoid -> tanh -> relu -> BatchNorm -> softmax, initialized to saturate and die."""
+    from gradtui.build import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(3)
+    init = keras.initializers.RandomNormal(stddev=2.0, seed=1)
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(7, activation="sigmoid", kernel_initializer=init, name="sig"),
+            keras.layers.Dense(6, activation="tanh", kernel_initializer=init, name="tanh"),
+            keras.layers.Dense(
+                8,
+                activation="relu",
+                kernel_initializer=init,
+                bias_initializer=keras.initializers.Constant(-1.5),
+                name="relu",
+            ),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(LR),
+        loss="sparse_categorical_crossentropy",
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def data(bad_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 1.5, (STEPS * BATCH, 5)).astype("float32")
+    y = rng.integers(0, 3, STEPS * BATCH)
+    if bad_batch is not None:
+        x[bad_batch * BATCH] = np.nan
+    return x, y
+
+
+def record(model: Any, x: np.ndarray, y: np.ndarray, every: int) -> tuple[Instrument, list[dict[str, Any]]]:
+    """Train one epoch (one optimizer step per batch, in order) and collect the records."""
+    inst = Instrument(model, describe(model), every=every)
+    records: list[dict[str, Any]] = []
+
+    def flush(_why: str) -> None:
+        records.extend(inst.to_record(step, 0, loss, stats) for step, loss, stats in inst.drain())
+
+    callback = make_callback(flush)
+    callback.flush_every = 2  # drain often: also exercises draining between steps
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[callback])
+    return inst, records
+
+
+def replay(twin: Any, x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """Independent per-step statistics of every step, from the twin's eager SGD."""
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    names = ["sig", "tanh", "relu", "bn", "out"]
+    out = []
+    for step in range(STEPS):
+        xb, yb = x[step * BATCH : (step + 1) * BATCH], y[step * BATCH : (step + 1) * BATCH]
+        # activations of the forward pass, by hand in float64 (BatchNorm comes after them)
+        w = {layer.name: [v.numpy().astype("float64") for v in layer.weights] for layer in twin.layers}
+        a1 = 1.0 / (1.0 + np.exp(-(xb @ w["sig"][0] + w["sig"][1])))
+        a2 = np.tanh(a1 @ w["tanh"][0] + w["tanh"][1])
+        a3 = np.maximum(a2 @ w["relu"][0] + w["relu"][1], 0.0)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, twin(xb, training=True))
+        grads = tape.gradient(loss, twin.trainable_weights)
+        before = [v.numpy().copy() for v in twin.trainable_weights]
+        for v, g in zip(twin.trainable_weights, grads, strict=True):
+            v.assign(v - LR * g)
+        layers = {}
+        for name in names:
+            idx = [
+                i
+                for i, v in enumerate(twin.trainable_weights)
+                if any(v is lv for lv in twin.get_layer(name).trainable_weights)
+            ]
+            g = np.concatenate([grads[i].numpy().ravel().astype("float64") for i in idx])
+            w1 = np.concatenate([twin.trainable_weights[i].numpy().ravel().astype("float64") for i in idx])
+            w0 = np.concatenate([before[i].ravel().astype("float64") for i in idx])
+            layers[name] = {
+                "grad_norm": float(np.sqrt(np.sum(g**2))),
+                "grad_max": float(np.max(np.abs(g))),
+                "weight_norm": float(np.sqrt(np.sum(w1**2))),
+                "update_ratio": float(np.sqrt(np.sum((w1 - w0) ** 2)) / np.sqrt(np.sum(w1**2))),
+                "nonfinite": int(np.sum(~np.isfinite(g))),
+            }
+        layers["sig"]["saturation"] = float(np.mean((a1 < SIGMOID_SAT) | (a1 > 1.0 - SIGMOID_SAT)))
+        layers["tanh"]["saturation"] = float(np.mean(np.abs(a2) > TANH_SAT))
+        layers["relu"]["dead"] = float(np.mean(np.max(a3, axis=0) <= 0.0))
+        out.append({"step": step, "loss": float(loss), "layers": layers})
+    return out
+
+
+def twin_of(model: Any) -> Any:
+    twin = tiny_model()
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def close(a: float, b: float) -> bool:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.isnan(a) == math.isnan(b) and (math.isnan(a) or a == b)
+    return math.isclose(a, b, rel_tol=2e-4, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("every", "steps_per_execution"),
+    [(1, 1), (3, 1), (3, 2), (1, 3)],
+    ids=["every1", "every3-dispatch", "every3-in-graph", "every1-spe3"],
+)
+def test_recorded_statistics_match_an_independent_replay(every: int, steps_per_execution: int) -> None:
+    model = tiny_model(steps_per_execution)
+    twin = twin_of(model)
+    x, y = data()
+    _, records = record(model, x, y, every)
+    expected = replay(twin, x, y)
+    assert [r["step"] for r in records] == list(range(0, STEPS, every))
+    # the statistics describe something real: some saturation, some dead units, a moving step
+    assert any(e["layers"]["sig"]["saturation"] > 0 for e in expected)
+    assert any(0 < e["layers"]["relu"]["dead"] < 1 for e in expected)
+    for rec in records:
+        exp = expected[rec["step"]]
+        assert close(rec["loss"], exp["loss"]), (rec["step"], rec["loss"], exp["loss"])
+        assert list(rec["layers"]) == list(exp["layers"])
+        for name, stats in exp["layers"].items():
+            got = rec["layers"][name]
+            assert set(got) == set(stats), name
+            for key, value in stats.items():
+                assert close(got[key], value), (rec["step"], name, key, got[key], value)
+    # the model trained exactly as the twin did: the probe changed nothing
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nonfinite_gradients_are_counted_per_layer() -> None:
+    model = tiny_model()
+    twin = twin_of(model)
+    x, y = data(bad_batch=2)
+    _, records = record(model, x, y, 1)
+    expected = replay(twin, x, y)
+    bad = records[2]
+    assert bad["step"] == 2 and math.isnan(bad["loss"])
+    for name, stats in expected[2]["layers"].items():
+        assert bad["layers"][name]["nonfinite"] == stats["nonfinite"] > 0, name
+    assert all(v["nonfinite"] == 0 for r in records[:2] for v in r["layers"].values())
+
+
+def test_the_ring_keeps_up_and_remove_restores_keras_step() -> None:
+    model = tiny_model()
+    x, y = data()
+    inst, records = record(model, x, y, 1)
+    assert inst.lost == 0 and inst.pending() == 0 and len(records) == STEPS
+    inst.remove()
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    assert inst.pending() == 0  # Keras's own step records nothing
