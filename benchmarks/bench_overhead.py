@@ -14,11 +14,14 @@ Two kinds of instrumentation are measured:
 * ``probe``: the recording alone: the instrumented step and its callback, drained rows turned
   into records, no sinks (``--probe`` adds these rows).
 
-Data: the 12 x 64 sigmoid stack trains on scikit-learn's digits repeated 10 times (17,952
-samples, 561 steps per epoch). Fashion-MNIST is not in the local Keras cache here (no
-internet), so the ``fmnist-batchnorm`` model trains on generated data of Fashion-MNIST's shape
-and size: 60,000 x 28 x 28 uint8 images scaled to [0, 1], 10 classes (1,875 steps per epoch);
-``--samples`` takes a subset.
+Data: the 12 x 64 sigmoid stack trains on scikit-learn's digits repeated 4 times (7,168
+samples, 224 steps per epoch). Fashion-MNIST is not in the local Keras cache here (no
+internet), so the ``fmnist-batchnorm`` model trains on generated data of Fashion-MNIST's shape:
+60,000 x 28 x 28 uint8 images scaled to [0, 1], 10 classes; each timed epoch runs on the first
+``--samples`` of them (9,600 by default, 300 steps; ``--samples 60000`` for the whole set).
+Short epochs and many pairs keep the comparison fair on a shared, busy machine: a burst of
+load from elsewhere hits one pair, not a whole side. "best" is the ratio of the fastest
+instrumented epoch to the fastest plain one (interference only ever adds time).
 
 Run: ``python benchmarks/bench_overhead.py`` (``--help`` for options).
 """
@@ -65,7 +68,7 @@ class Case:
     inst: list[float] = field(default_factory=list)
 
 
-def digits_data(repeat: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def digits_data(repeat: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits (scaled to [0, 1]) repeated, cut to a whole number of batches."""
     from sklearn.datasets import load_digits
 
@@ -154,7 +157,7 @@ def table(rows: list[tuple[str, Case]]) -> str:
     """The results as a Markdown table."""
     head = (
         "| model | every | gradtui | plain s/epoch | gradtui s/epoch | median ratio | spread (min-max) "
-        "| CPU ratio | target | result |\n|---|---:|---|---:|---:|---:|---|---:|---:|---|"
+        "| best | CPU ratio | target | result |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|"
     )
     lines = [head]
     for mode, c in rows:
@@ -163,7 +166,8 @@ def table(rows: list[tuple[str, Case]]) -> str:
         lines.append(
             f"| {c.label} | {c.every} | {mode} | {statistics.median(c.plain):.3f} "
             f"| {statistics.median(c.inst):.3f} | {med:.3f} | {min(c.ratios):.3f}-{max(c.ratios):.3f} "
-            f"| {statistics.median(c.cpu_ratios):.3f} | <= {c.target:.2f} | {ok} |"
+            f"| {min(c.inst) / min(c.plain):.3f} | {statistics.median(c.cpu_ratios):.3f} "
+            f"| <= {c.target:.2f} | {ok} |"
         )
     return "\n".join(lines)
 
@@ -183,9 +187,9 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the cases; print the table; exit 1 if a target is missed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=7, help="timed epoch pairs per case (default 7)")
+    ap.add_argument("--pairs", type=int, default=15, help="timed epoch pairs per case (default 15)")
     ap.add_argument(
-        "--samples", type=int, default=60000, help="generated Fashion-MNIST-like samples (default 60000)"
+        "--samples", type=int, default=9600, help="Fashion-MNIST-like samples per timed epoch (default 9600)"
     )
     ap.add_argument(
         "--case",
@@ -210,11 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     if any(cases[k].data == "digits" for k in chosen):
         data["digits"] = digits_data()
     if any(cases[k].data == "fmnist" for k in chosen):
-        n = args.samples // BATCH * BATCH
-        data["fmnist"] = fmnist_like(n)
+        x, y = fmnist_like(60000)
+        n = min(args.samples, len(x)) // BATCH * BATCH
+        data["fmnist"] = (x[:n], y[:n])
     print(f"# gradtui overhead: {machine()}", flush=True)
     for name, (x, _) in data.items():
-        what = "digits x10" if name == "digits" else "generated Fashion-MNIST-like (not the real set)"
+        what = (
+            "scikit-learn digits x4"
+            if name == "digits"
+            else "generated Fashion-MNIST-like, 60000 x 28 x 28 uint8 / 255 (not the real set), first"
+        )
         print(f"# data {name}: {what}, {x.shape[0]} x {x.shape[1:]} -> {x.shape[0] // BATCH} steps/epoch")
     load0 = os.getloadavg()[0]
     rows: list[tuple[str, Case]] = []

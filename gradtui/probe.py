@@ -333,10 +333,19 @@ class Instrument:
             # read before the update: the step's number and the weights the update starts from
             step = tf.cast(model.optimizer.iterations, tf.int32)
             before = self._weights_before(weights)
-            model.optimizer.apply_gradients(zip(grads, weights, strict=False))
+            g = [_f32(grads[i]) for i in self._vars]
+            if cadence:
+                model.optimizer.apply_gradients(zip(grads, weights, strict=False))
+            else:
+                grad_stats = self._grad_stats(g)
+                # The optimizer runs once the gradients are reduced, so it can update in place
+                # the gradient buffers nothing else holds any more (else it allocates copies).
+                with tf.control_dependencies(grad_stats[0] + [grad_stats[1]]):
+                    model.optimizer.apply_gradients(zip(grads, weights, strict=False))
 
             def write() -> Any:
-                self._write(step, raw_loss, grads, before, weights, acts)
+                stats = self._grad_stats(g) if cadence else grad_stats
+                self._write(step, raw_loss, stats, before, weights, acts)
                 return tf.constant(True)
 
             if cadence:
@@ -350,37 +359,49 @@ class Instrument:
         # writing (TensorFlow's copy-on-write), so this is the only copy of the weights made.
         return [_f32(weights[i]) for i in self._vars]
 
-    def _write(
-        self, step: Any, loss: Any, grads: list[Any], before: list[Any], weights: list[Any], acts: list[Any]
-    ) -> None:
+    def _grad_stats(self, g: list[Any]) -> tuple[list[Any], Any]:
+        """Half sums of squares, maxima and minima of the gradients; their NaN/Inf counts."""
         import tensorflow as tf
 
-        # Per variable, reductions only: l2_loss, max and min read their input without
-        # materializing a temporary (|g| or g*g would be one more pass over a big kernel). On a
-        # CPU the executor's cost per op is what counts for small tensors, so every scalar goes
-        # into one Pack and the row is one concat: no per-layer ops at all (see layer_stats).
-        g = [_f32(grads[i]) for i in self._vars]
-        w1 = [_f32(weights[i]) for i in self._vars]
-        scalars = [tf.bitcast(step, tf.float32), tf.cast(tf.reshape(loss, []), tf.float32)]
-        scalars += [tf.nn.l2_loss(x) for x in g]  # half the sum of squares
-        scalars += [tf.reduce_max(x) for x in g]
-        scalars += [tf.reduce_min(x) for x in g]
-        scalars += [tf.nn.l2_loss(x) for x in w1]
-        scalars += [tf.nn.l2_loss(a - b) for a, b in zip(w1, before, strict=True)]
-        scalars += self._act_stats(acts)
-        packed = tf.stack(scalars)
+        # Reductions only: l2_loss, max and min read their input without materializing a
+        # temporary (|g| or g*g would be one more pass over a big kernel).
+        half_sq = [tf.nn.l2_loss(x) for x in g]
+        scalars = half_sq + [tf.reduce_max(x) for x in g] + [tf.reduce_min(x) for x in g]
 
         def count_nonfinite() -> Any:
             return tf.stack(
                 [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32)) for x in g]
             )
 
-        # the exact count is only worth its ops when a sum is not finite
+        # the exact count is only worth its ops when a sum of squares is not finite
         nonfinite = tf.cond(
-            tf.reduce_all(tf.math.is_finite(packed)),
+            tf.reduce_all(tf.math.is_finite(tf.stack(half_sq))),
             lambda: tf.zeros([self.n_vars], tf.float32),
             count_nonfinite,
         )
+        return scalars, nonfinite
+
+    def _write(
+        self,
+        step: Any,
+        loss: Any,
+        grad_stats: tuple[list[Any], Any],
+        before: list[Any],
+        weights: list[Any],
+        acts: list[Any],
+    ) -> None:
+        import tensorflow as tf
+
+        # On a CPU the executor's cost per op is what counts for small tensors, so every scalar
+        # goes into one Pack and the row is one concat: no per-layer ops (see layer_stats).
+        w1 = [_f32(weights[i]) for i in self._vars]
+        scalars = [tf.bitcast(step, tf.float32), tf.cast(tf.reshape(loss, []), tf.float32)]
+        scalars += grad_stats[0]
+        scalars += [tf.nn.l2_loss(x) for x in w1]
+        scalars += [tf.nn.l2_loss(a - b) for a, b in zip(w1, before, strict=True)]
+        scalars += self._act_stats(acts)
+        packed = tf.stack(scalars)
+        nonfinite = grad_stats[1]
         row = tf.concat([packed, nonfinite], 0)
         slot = self.count % self.capacity
         self.buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), tf.reshape(row, [1, -1]))
