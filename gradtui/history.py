@@ -14,54 +14,64 @@ from typing import Any
 class Series:
     """A fixed-size, downsampling series of ``(step, value)``.
 
+    Adding a point is a few arithmetic operations (the partial bucket is kept as a running sum,
+    not a list): the history is fed every recorded step, on the training thread.
+
     Args:
         size (int): points kept at most (even). Defaults to 256.
     """
 
-    __slots__ = ("size", "steps", "values", "stride", "_acc", "_acc_step", "count")
+    __slots__ = ("size", "steps", "values", "stride", "_sum", "_n", "_acc_step", "_last", "count")
 
     def __init__(self, size: int = 256) -> None:
         self.size = max(2, size - size % 2)
         self.steps: list[int] = []
         self.values: list[float] = []
         self.stride = 1
-        self._acc: list[float] = []
+        self._sum = 0.0
+        self._n = 0
         self._acc_step = 0
+        self._last = math.nan
         self.count = 0
+
+    @property
+    def _acc(self) -> int:
+        """Raw points in the partial newest bucket (truthy when there is one)."""
+        return self._n
 
     def add(self, step: int, value: float) -> None:
         """Add one raw point."""
         self.count += 1
-        if not self._acc:
-            self._acc_step = step
-        self._acc.append(value)
-        if len(self._acc) < self.stride:
+        self._last = value
+        if self.stride == 1:
+            self._push(step, value)
             return
-        self._push(self._acc_step, _mean(self._acc))
-        self._acc = []
+        if not self._n:
+            self._acc_step = step
+        self._sum += value
+        self._n += 1
+        if self._n >= self.stride:
+            self._push(self._acc_step, self._sum / self._n)
+            self._sum = 0.0
+            self._n = 0
 
     def _push(self, step: int, value: float) -> None:
         self.steps.append(step)
         self.values.append(value)
         if len(self.values) >= self.size:
-            self.values = [_mean(self.values[i : i + 2]) for i in range(0, len(self.values), 2)]
+            v = self.values
+            self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v) - 1, 2)]
             self.steps = self.steps[::2]
             self.stride *= 2
 
     @property
     def last(self) -> float:
         """The newest raw value (``nan`` when empty)."""
-        if self._acc:
-            return self._acc[-1]
-        return self.values[-1] if self.values else math.nan
+        return self._last
 
     def points(self) -> list[float]:
         """Every kept value, oldest first, with the partial newest bucket."""
-        return self.values + ([_mean(self._acc)] if self._acc else [])
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
+        return self.values + ([self._sum / self._n] if self._n else [])
 
 
 class History:
@@ -80,8 +90,11 @@ class History:
         self.last_step = step
         self.last_epoch = int(record.get("epoch", 0))
         self.loss.add(step, float(record.get("loss", math.nan)))
+        layers = self.layers
         for name, stats in record["layers"].items():
-            layer = self.layers.setdefault(name, {})
+            layer = layers.get(name)
+            if layer is None:
+                layer = layers[name] = {}
             for key, value in stats.items():
                 series = layer.get(key)
                 if series is None:
