@@ -18,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from gradtui.preset import Thresholds, TrainSpec
 from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matched_variance
 
@@ -65,6 +67,31 @@ class Diagnosis:
         )
 
 
+_KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead")
+_GRAD, _WEIGHT, _NONFINITE = 0, 1, 2
+
+
+@dataclass
+class _Row:
+    """One record as numbers: a row per layer, a column per statistic of ``_KEYS``."""
+
+    step: int
+    loss: float
+    stats: np.ndarray
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN; NaN where a column has no number (no warning)."""
+    n = (~np.isnan(a)).sum(axis=0)
+    s = np.sort(a, axis=0)  # NaN sorts last
+    cols = np.arange(a.shape[1])
+    lo, hi = np.maximum(n - 1, 0) // 2, n // 2
+    hi = np.minimum(hi, a.shape[0] - 1)
+    out = (s[lo, cols] + s[hi, cols]) / 2
+    out[n == 0] = math.nan
+    return out
+
+
 def _median(values: list[float]) -> float:
     vals = sorted(v for v in values if not math.isnan(v))
     if not vals:
@@ -102,18 +129,51 @@ class Diagnoser:
         self.order = [x.name for x in layers]
         self.t = thresholds or Thresholds()
         self.train = train
-        self.window: deque[dict[str, Any]] = deque(maxlen=self.t.window)
-        self.first: list[dict[str, Any]] = []
         self.diagnoses: list[Diagnosis] = []
         self._seen: set[str] = set()
+        # The recorded layers, fixed by the first record; each record becomes one row of
+        # numbers per statistic, so every rule is a few numpy operations over the window.
+        self.names: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._dense_idx: list[int] = []
+        self._hidden: np.ndarray = np.zeros(0, bool)
+        self.window: deque[_Row] = deque(maxlen=self.t.window)
+        self.first: list[_Row] = []
+        self._first_med: dict[str, np.ndarray] = {}
+        self._medians: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ feeding
 
+    def _start(self, record: dict[str, Any]) -> None:
+        layers = record["layers"]
+        self.names = [n for n in self.order if n in layers] + [n for n in layers if n not in self.infos]
+        self._pos = {n: i for i, n in enumerate(self.names)}
+        dense = [i for i, n in enumerate(self.names) if n in self.infos and self.infos[n].is_dense]
+        self._dense_idx = dense or list(range(len(self.names)))
+        self._hidden = np.array([not (n in self.infos and self.infos[n].is_output) for n in self.names], bool)
+
+    def _row(self, record: dict[str, Any]) -> _Row:
+        layers = record["layers"]
+        stats = np.array(
+            [[float(layers.get(n, {}).get(k, math.nan)) for k in _KEYS] for n in self.names], dtype=float
+        ).reshape(len(self.names), len(_KEYS))
+        return _Row(int(record["step"]), float(record.get("loss", math.nan)), stats)
+
     def feed(self, record: dict[str, Any]) -> list[Diagnosis]:
         """Add one record; return the diagnoses it raised for the first time."""
-        self.window.append(record)
+        if not self.names:
+            self._start(record)
+        return self._feed_row(self._row(record))
+
+    def _append(self, row: _Row) -> None:
+        self.window.append(row)
+        self._medians = {}
         if len(self.first) < self.t.window:
-            self.first.append(record)
+            self.first.append(row)
+            self._first_med = {}
+
+    def _feed_row(self, row: _Row) -> list[Diagnosis]:
+        self._append(row)
         found: list[Diagnosis] = []
         rules = (
             ("non_finite", self._non_finite),
@@ -125,20 +185,22 @@ class Diagnoser:
         for kind, rule in rules:
             if kind in self._seen:
                 continue
-            d = rule(record)
+            d = rule(row)
             if d is not None:
                 self._add(d, found)
         if "non_finite" in self._seen and "exploding" not in self._seen:
             # Training is about to stop: judge the growth on the finite records it left, even
             # if there are fewer than a window of them (NaN often comes at step 1 or 2).
-            finite = [r for r in self.window if _finite(r.get("loss", 0.0))]
+            finite = [r for r in self.window if _finite(r.loss)]
             if finite:
                 saved = self.window
                 self.window = deque(finite, maxlen=self.t.window)
+                self._medians = {}
                 try:
                     d = self._exploding(finite[-1], force=True)
                 finally:
                     self.window = saved
+                    self._medians = {}
                 if d is not None:
                     self._add(d, found)
         return found
@@ -149,167 +211,231 @@ class Diagnoser:
         found.append(d)
 
     def feed_all(self, records: list[dict[str, Any]]) -> list[Diagnosis]:
-        """Feed several records; return every new diagnosis."""
+        """Feed several records; return every new diagnosis.
+
+        The same diagnoses, at the same steps, as :meth:`feed` record by record: the rules'
+        conditions are first checked for the whole batch at once (numpy over sliding windows),
+        and only a record where one may hold goes through the rules one by one.
+        """
+        if not records:
+            return []
+        if not self.names:
+            self._start(records[0])
+        rows = [self._row(r) for r in records]
         out: list[Diagnosis] = []
-        for r in records:
-            out.extend(self.feed(r))
+        i = 0
+        while i < len(rows):
+            j = self._next_candidate(rows, i)
+            for row in rows[i:j]:
+                self._append(row)
+            if j < len(rows):
+                out.extend(self._feed_row(rows[j]))
+            i = j + 1
         return out
+
+    def _next_candidate(self, rows: list[_Row], i: int) -> int:
+        """The first index >= i where a rule not yet raised may hold (``len(rows)`` if none)."""
+        w = self.t.window
+        if len(self.first) < w or len(self.window) < w - 1:
+            return i  # the first records go through the rules themselves
+        unseen = set(KINDS) - self._seen
+        if not unseen:
+            return len(rows)
+        new = rows[i:]
+        history = list(self.window)[len(self.window) - (w - 1) :] + new
+        stats = np.stack([r.stats for r in history])  # (w - 1 + n) x layers x statistics
+        losses = np.array([r.loss for r in history])
+        n = len(new)
+        hits = np.zeros(n, bool)
+        if "non_finite" in unseen:
+            s = stats[w - 1 :]
+            hits |= (s[:, :, _NONFINITE] > 0).any(1) | ~np.isfinite(s[:, :, _WEIGHT]).all(1)
+            hits |= ~np.isfinite(losses[w - 1 :])
+        windows = np.lib.stride_tricks.sliding_window_view(stats, w, axis=0)  # n x L x K x w
+        med = _nanmedian(np.moveaxis(windows, -1, 0).reshape(w, -1)).reshape(n, *stats.shape[1:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if "exploding" in unseen:
+                t = self.t
+                dense = self._dense_idx
+                g = med[:, dense, _GRAD]
+                top = g[:, -1:]
+                hits |= (g > t.exploding_norm).any(1)
+                hits |= ((g[:, :-1] / np.where(top > 0, top, np.nan)) > t.exploding_ratio).any(1)
+                loss_win = np.lib.stride_tricks.sliding_window_view(losses, w)
+                hits |= _nanmedian(loss_win.T) > t.exploding_loss
+                g0 = self._first("grad_norm")[dense]
+                w0 = self._first("weight_norm")[dense]
+                hits |= ((g0 > 0) & (g / g0 > t.exploding_growth)).any(1)
+                hits |= ((w0 > 1e-6) & (med[:, dense, _WEIGHT] / w0 > t.weight_growth)).any(1)
+            if "vanishing" in unseen and len(self._dense_idx) >= 2:
+                lower, top_i = self._dense_idx[:-1], self._dense_idx[-1]
+                hi = stats[:, top_i : top_i + 1, _GRAD]
+                ratio = np.where((hi > 0) & np.isfinite(hi), stats[:, lower, _GRAD] / hi, np.nan)
+                rwin = np.lib.stride_tricks.sliding_window_view(ratio, w, axis=0)  # n x lower x w
+                rmed = _nanmedian(np.moveaxis(rwin, -1, 0).reshape(w, -1)).reshape(n, len(lower))
+                hits |= (rmed < self.t.vanishing_ratio).any(1)
+            for kind, key, limit in (
+                ("saturation", "saturation", self.t.saturation),
+                ("dead_units", "dead", self.t.dead),
+            ):
+                if kind in unseen:
+                    hits |= (med[:, self._hidden, _KEYS.index(key)] > limit).any(1)
+        found = np.flatnonzero(hits)
+        return i + int(found[0]) if len(found) else len(rows)
 
     # ------------------------------------------------------------------ helpers
 
-    def _dense(self, record: dict[str, Any]) -> list[str]:
-        names = [n for n in self.order if n in record["layers"]]
-        dense = [n for n in names if self.infos[n].is_dense]
-        return dense or names
+    def _med(self, key: str) -> np.ndarray:
+        """Per-layer median of one statistic over the window (NaN values left out)."""
+        if "all" not in self._medians:
+            win = np.stack([r.stats for r in self.window])  # window x layers x statistics
+            self._medians["all"] = _nanmedian(win.reshape(len(win), -1)).reshape(win.shape[1:])
+        return self._medians["all"][:, _KEYS.index(key)]
 
-    def _med(self, layer: str, key: str) -> float:
-        return _median([r["layers"].get(layer, {}).get(key, math.nan) for r in self.window])
-
-    def _first_med(self, layer: str, key: str) -> float:
-        return _median([r["layers"].get(layer, {}).get(key, math.nan) for r in self.first])
+    def _first(self, key: str) -> np.ndarray:
+        if "all" not in self._first_med:
+            win = np.stack([r.stats for r in self.first])
+            self._first_med["all"] = _nanmedian(win.reshape(len(win), -1)).reshape(win.shape[1:])
+        return self._first_med["all"][:, _KEYS.index(key)]
 
     def _full(self) -> bool:
         return len(self.window) >= self.t.window
 
     # ------------------------------------------------------------------ rules
 
-    def _non_finite(self, record: dict[str, Any]) -> Diagnosis | None:
-        loss = record.get("loss", 0.0)
-        bad = [
-            n
-            for n in self.order
-            if n in record["layers"]
-            and (
-                record["layers"][n].get("nonfinite", 0) > 0
-                or not _finite(record["layers"][n].get("weight_norm", 0.0))
-            )
-        ]
-        if not bad and _finite(loss):
+    def _non_finite(self, row: _Row) -> Diagnosis | None:
+        s = row.stats
+        bad_mask = (s[:, _NONFINITE] > 0) | np.isinf(s[:, _WEIGHT]) | np.isnan(s[:, _WEIGHT])
+        if not bad_mask.any() and _finite(row.loss):
             return None
+        bad = [self.names[i] for i in np.flatnonzero(bad_mask)]
         first = bad[0] if bad else None
         where = f"gradients or weights of {first}" if first else "the loss"
-        message = f"NaN/Inf in {where} at step {record['step']} (loss {loss:.4g})"
+        message = f"NaN/Inf in {where} at step {row.step} (loss {row.loss:.4g})"
         if len(bad) > 1:
             message += f"; {len(bad)} layers affected ({layer_range(bad)})"
-        advice, fix = self._explode_advice(bad or self._dense(record), nonfinite=True)
-        return Diagnosis("non_finite", first, record["step"], "error", message, advice, bad, fix)
+        advice, fix = self._explode_advice(bad or self._dense_names(), nonfinite=True)
+        return Diagnosis("non_finite", first, row.step, "error", message, advice, bad, fix)
 
-    def _exploding(self, record: dict[str, Any], force: bool = False) -> Diagnosis | None:
+    def _dense_names(self) -> list[str]:
+        return [self.names[i] for i in self._dense_idx]
+
+    def _exploding(self, row: _Row, force: bool = False) -> Diagnosis | None:
         if not self._full() and not force:
             return None
-        dense = self._dense(record)
         t = self.t
+        dense = np.asarray(self._dense_idx)
+        norms = self._med("grad_norm")
+        nd = norms[dense]
+        finite = np.isfinite(nd)
         message = None
-        affected: list[str] = []
-        norms = {n: self._med(n, "grad_norm") for n in dense}
-        huge = [n for n in dense if _finite(norms[n]) and norms[n] > t.exploding_norm]
-        loss = _median([r.get("loss", math.nan) for r in self.window])
-        if huge:
+        affected: np.ndarray = dense[:0]
+        huge = dense[finite & (nd > t.exploding_norm)]
+        losses = np.array([r.loss for r in self.window])
+        loss = float(np.median(losses[np.isfinite(losses)])) if np.isfinite(losses).any() else math.nan
+        top = int(dense[-1])
+        if len(huge):
             affected = huge
             message = (
-                f"gradient norm of {huge[0]} is {norms[huge[0]]:.3g} "
+                f"gradient norm of {self.names[huge[0]]} is {norms[huge[0]]:.3g} "
                 f"(above {t.exploding_norm:.3g}); {len(huge)} layer(s) affected"
             )
-        elif len(dense) >= 2 and _finite(norms[dense[-1]]) and norms[dense[-1]] > 0:
-            top = dense[-1]
-            grown = [n for n in dense[:-1] if _finite(norms[n]) and norms[n] / norms[top] > t.exploding_ratio]
-            if grown:
+        elif len(dense) >= 2 and _finite(norms[top]) and norms[top] > 0:
+            ratio = nd[:-1] / norms[top]
+            grown = dense[:-1][finite[:-1] & (ratio > t.exploding_ratio)]
+            if len(grown):
                 affected = grown
-                message = f"gradient norm of {grown[0]} is {norms[grown[0]] / norms[top]:.3g} x that of {top}"
+                message = (
+                    f"gradient norm of {self.names[grown[0]]} is {norms[grown[0]] / norms[top]:.3g} x "
+                    f"that of {self.names[top]}"
+                )
         if message is None and _finite(loss) and loss > t.exploding_loss:
             affected = dense
             message = f"loss is {loss:.3g} (above {t.exploding_loss:.3g}): the loss avalanches"
-        if message is None and len(self.first) >= t.window and record["step"] > self.first[-1]["step"]:
-            for n in dense:
-                g0, g1 = self._first_med(n, "grad_norm"), norms[n]
-                w0, w1 = self._first_med(n, "weight_norm"), self._med(n, "weight_norm")
-                if _finite(g0) and g0 > 0 and _finite(g1) and g1 / g0 > t.exploding_growth:
-                    affected = [n]
+        if message is None and len(self.first) >= t.window and row.step > self.first[-1].step:
+            g0 = self._first("grad_norm")[dense]
+            w0 = self._first("weight_norm")[dense]
+            w1 = self._med("weight_norm")[dense]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g_grew = np.isfinite(g0) & (g0 > 0) & finite & (nd / g0 > t.exploding_growth)
+                w_grew = np.isfinite(w0) & (w0 > 1e-6) & np.isfinite(w1) & (w1 / w0 > t.weight_growth)
+            hits = np.flatnonzero(g_grew | w_grew)
+            if len(hits):
+                j = int(hits[0])
+                n = self.names[dense[j]]
+                affected = dense[j : j + 1]
+                if g_grew[j]:
                     message = (
-                        f"gradient norm of {n} grew {g1 / g0:.3g}x since the start ({g0:.3g} -> {g1:.3g})"
+                        f"gradient norm of {n} grew {nd[j] / g0[j]:.3g}x since the start "
+                        f"({g0[j]:.3g} -> {nd[j]:.3g})"
                     )
-                    break
-                if _finite(w0) and w0 > 1e-6 and _finite(w1) and w1 / w0 > t.weight_growth:
-                    affected = [n]
-                    message = f"weight norm of {n} grew {w1 / w0:.3g}x since the start ({w0:.3g} -> {w1:.3g})"
-                    break
+                else:
+                    message = (
+                        f"weight norm of {n} grew {w1[j] / w0[j]:.3g}x since the start "
+                        f"({w0[j]:.3g} -> {w1[j]:.3g})"
+                    )
         if message is None:
             return None
-        advice, fix = self._explode_advice(affected, nonfinite=False)
+        names = [self.names[i] for i in affected]
+        advice, fix = self._explode_advice(names, nonfinite=False)
         return Diagnosis(
-            "exploding",
-            affected[0] if affected else None,
-            record["step"],
-            "error",
-            message,
-            advice,
-            affected,
-            fix,
+            "exploding", names[0] if names else None, row.step, "error", message, advice, names, fix
         )
 
-    def _vanishing(self, record: dict[str, Any]) -> Diagnosis | None:
-        if not self._full():
+    def _vanishing(self, row: _Row) -> Diagnosis | None:
+        if not self._full() or len(self._dense_idx) < 2:
             return None
-        dense = self._dense(record)
-        if len(dense) < 2:
-            return None
-        top = dense[-1]
-        ratios = {}
-        for n in dense[:-1]:
-            vals = []
-            for r in self.window:
-                lo = r["layers"].get(n, {}).get("grad_norm", math.nan)
-                hi = r["layers"].get(top, {}).get("grad_norm", math.nan)
-                if _finite(lo) and _finite(hi) and hi > 0:
-                    vals.append(lo / hi)
-            ratios[n] = _median(vals)
-        affected = [n for n in dense[:-1] if _finite(ratios[n]) and ratios[n] < self.t.vanishing_ratio]
+        lower, top = self._dense_idx[:-1], self._dense_idx[-1]
+        g = np.stack([r.stats[:, _GRAD] for r in self.window])  # window x layers
+        hi = g[:, top : top + 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where((hi > 0) & np.isfinite(hi), g[:, lower] / hi, math.nan)
+        ratios = _nanmedian(ratio)
+        affected = [
+            i for i, r in zip(lower, ratios, strict=True) if _finite(r) and r < self.t.vanishing_ratio
+        ]
         if not affected:
             return None
-        worst = min(affected, key=lambda n: ratios[n])
+        by = dict(zip(lower, ratios, strict=True))
+        worst = min(affected, key=lambda i: by[i])
         low = affected[0]
-        severity = "error" if ratios[worst] < self.t.vanishing_ratio**2 else "warning"
-        message = f"gradient norm of {low} is {ratios[low]:.2g} x that of {top}"
+        names = [self.names[i] for i in affected]
+        severity = "error" if by[worst] < self.t.vanishing_ratio**2 else "warning"
+        message = f"gradient norm of {names[0]} is {by[low]:.2g} x that of {self.names[top]}"
         if len(affected) > 1:
-            message += (
-                f"; {len(affected)} layers below {self.t.vanishing_ratio:.0e} ({layer_range(affected)})"
-            )
-        advice, fix = self._vanish_advice(affected)
-        return Diagnosis("vanishing", low, record["step"], severity, message, advice, affected, fix)
+            message += f"; {len(affected)} layers below {self.t.vanishing_ratio:.0e} ({layer_range(names)})"
+        advice, fix = self._vanish_advice(names)
+        return Diagnosis("vanishing", names[0], row.step, severity, message, advice, names, fix)
 
-    def _act_rule(self, record: dict[str, Any], key: str, kind: str, limit: float) -> Diagnosis | None:
+    def _act_rule(self, row: _Row, key: str, kind: str, limit: float) -> Diagnosis | None:
         if not self._full():
             return None
-        vals = {}
-        for n in self.order:
-            info = self.infos[n]
-            if n in record["layers"] and key in record["layers"][n] and not info.is_output:
-                vals[n] = self._med(n, key)
-        affected = [n for n, v in vals.items() if _finite(v) and v > limit]
-        if not affected:
+        vals = self._med(key)
+        over = np.flatnonzero(self._hidden & np.isfinite(vals) & (vals > limit))
+        if not len(over):
             return None
-        worst = max(affected, key=lambda n: vals[n])
+        names = [self.names[i] for i in over]
+        worst = int(over[np.argmax(vals[over])])
         severity = "error" if vals[worst] > 0.9 else "warning"
         what = (
             "saturated (on the flat ends of the curve)"
             if kind == "saturation"
             else "dead (output 0 for the whole batch)"
         )
-        message = f"{vals[worst]:.0%} of {worst}'s units are {what}"
-        if len(affected) > 1:
-            message += f"; {len(affected)} layers above {limit:.0%} ({layer_range(affected)})"
+        message = f"{vals[worst]:.0%} of {self.names[worst]}'s units are {what}"
+        if len(names) > 1:
+            message += f"; {len(names)} layers above {limit:.0%} ({layer_range(names)})"
         if kind == "saturation":
-            advice, fix = self._saturation_advice(affected)
+            advice, fix = self._saturation_advice(names)
         else:
-            advice, fix = self._dead_advice(affected)
-        return Diagnosis(kind, affected[0], record["step"], severity, message, advice, affected, fix)
+            advice, fix = self._dead_advice(names)
+        return Diagnosis(kind, names[0], row.step, severity, message, advice, names, fix)
 
-    def _saturation(self, record: dict[str, Any]) -> Diagnosis | None:
-        return self._act_rule(record, "saturation", "saturation", self.t.saturation)
+    def _saturation(self, row: _Row) -> Diagnosis | None:
+        return self._act_rule(row, "saturation", "saturation", self.t.saturation)
 
-    def _dead(self, record: dict[str, Any]) -> Diagnosis | None:
-        d = self._act_rule(record, "dead", "dead_units", self.t.dead)
-        return d
+    def _dead(self, row: _Row) -> Diagnosis | None:
+        return self._act_rule(row, "dead", "dead_units", self.t.dead)
 
     # ------------------------------------------------------------------ advice
 

@@ -62,6 +62,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _dumps(record: dict[str, Any]) -> str:
+    """One compact JSON line; NaN/Inf (rare) are written as strings, see :func:`_clean`."""
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_clean(record), separators=(",", ":"), allow_nan=False)
+
+
 def _unclean(value: Any) -> Any:
     if value in ("nan", "inf", "-inf"):
         return float(value)
@@ -129,12 +137,15 @@ class RunDir:
         atomic_write(self.path / "preset.toml", toml_text)
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        """Append records to ``stats.jsonl``, each line in one write."""
+        """Append records to ``stats.jsonl``, each line in one small write.
+
+        One line per ``os.write``: a line never spans the page boundaries at which the kernel
+        lets a SIGKILL cut a large write short, so a killed process leaves only whole lines.
+        """
         if self.closed:
             return
         for record in records:
-            line = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False) + "\n"
-            os.write(self._fd, line.encode("utf-8"))
+            os.write(self._fd, (_dumps(record) + "\n").encode("utf-8"))
 
     def write_text(self, name: str, text: str) -> None:
         """Write another file of the run (atomically), e.g. ``traceback.txt``."""

@@ -213,3 +213,42 @@ def test_nan_right_after_huge_gradients_also_reports_exploding() -> None:
     found = d.feed(record(1, [math.nan] * 5, loss=math.nan, nonfinite=[5, 5, 5, 5, 5]))
     assert [x.kind for x in found] == ["non_finite", "exploding"]
     assert found[1].step == 0 and found[1].layer == "dense"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batched_feeding_finds_the_same_diagnoses_at_the_same_steps(seed: int) -> None:
+    """feed_all's fast path (rules checked for a whole drain at once) equals record by record."""
+    import random
+
+    rng = random.Random(seed)
+    _, layers = layers_for(rng.choice(["sigmoid", "relu", "tanh"]), '"glorot_uniform"')
+    recs = []
+    onset = {k: rng.randrange(0, 120) for k in ("vanish", "explode", "sat", "dead", "nan", "grow")}
+    chosen = set(rng.sample(sorted(onset), rng.randrange(0, 4)))
+    for s in range(150):
+        norms = [rng.uniform(0.3, 1.0) for _ in range(5)]
+        loss, weight, nonfinite = rng.uniform(1, 3), 1.0, None
+        if "vanish" in chosen and s >= onset["vanish"]:
+            norms[0] *= 10 ** rng.uniform(-6, -2)
+        if "explode" in chosen and s >= onset["explode"] and rng.random() < 0.7:
+            norms[1] *= 10 ** rng.uniform(3, 6)
+        if "grow" in chosen and s >= onset["grow"]:
+            weight = 1.0 + (s - onset["grow"])
+        if "nan" in chosen and s == onset["nan"]:
+            norms[2], loss, nonfinite = math.nan, math.nan, [0, 0, 4, 0, 0]
+        act = {}
+        if "sat" in chosen and s >= onset["sat"]:
+            act["dense_1"] = {"saturation": rng.uniform(0.3, 1.0)}
+        if "dead" in chosen and s >= onset["dead"]:
+            act["dense_2"] = {"dead": rng.uniform(0.3, 1.0)}
+        recs.append(record(s, norms, loss=loss, weight=weight, act=act, nonfinite=nonfinite))
+    one = Diagnoser(layers)
+    for r in recs:
+        one.feed(r)
+    batched = Diagnoser(layers)
+    i = 0
+    while i < len(recs):
+        n = rng.randrange(1, 40)
+        batched.feed_all(recs[i : i + n])
+        i += n
+    assert [d.to_dict() for d in batched.diagnoses] == [d.to_dict() for d in one.diagnoses]
