@@ -153,6 +153,12 @@ class Monitor:
             "every": self.instrument.every,
             "records": self.records_written,
             "lost_records": self.instrument.lost,
+            # wall time inside fit (tracing included) and its rate: the same clock for
+            # `gradtui run`, the TUI and watch(), so their throughput compares
+            "train_seconds": round(self.callback.train_seconds, 3),
+            "steps_per_second": round(self.steps / self.callback.train_seconds, 2)
+            if self.callback.train_seconds > 0
+            else None,
         }
 
     def finish(

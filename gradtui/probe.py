@@ -508,6 +508,12 @@ def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], 
             self.flush_every = 256
             self._last = 0.0
             self._batches = 0
+            #: seconds spent inside ``fit`` (all fits so far): steps per second for a summary
+            self.train_seconds = 0.0
+            self._began = 0.0
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self._began = time.monotonic()
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = epoch
@@ -530,6 +536,7 @@ def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], 
                 on_epoch(epoch, dict(logs or {}))
 
         def on_train_end(self, logs: dict | None = None) -> None:
+            self.train_seconds += time.monotonic() - self._began
             flush("end")
 
     return GradtuiCallback()

@@ -53,7 +53,7 @@ from gradtui.tui.widgets.warnings_panel import WarningsPanel
 
 DEFAULT_PRESET = "vanishing-sigmoid"
 #: the most repaints of the monitor per second
-REPAINT_HZ = 5
+REPAINT_HZ = 4
 #: how long ``q`` waits for a stopped training to write its run directory before leaving
 QUIT_GRACE_S = 1.2
 #: ``q`` during training returns to the shell within this many seconds
@@ -185,7 +185,8 @@ class GradtuiApp(App[int]):
         status = self.query_one(RunStatus)
         if self.load_keras:
             status.set_state("loading", "importing TensorFlow in the background…")
-            self._import_keras()
+            # after the first frame: the import holds the GIL for seconds and would delay it
+            self.call_after_refresh(self._import_keras)
         else:
             status.set_state("ready", "")
         self.set_interval(1 / REPAINT_HZ, self._repaint)
@@ -648,6 +649,9 @@ def run_app(preset: str | None, *, headless: bool, train: bool) -> int:
         sys.stderr.write(f"gradtui: error: {exc.one_line()}\n")
         return 2
     app.exit_on_mount = headless and not train
+    # The training thread needs the GIL back the moment a compiled step returns; the default
+    # 5 ms switch interval lets the UI thread hold it for a whole step's length.
+    sys.setswitchinterval(0.0005)
     if headless:
         code = app.run(headless=True)
     else:
