@@ -533,32 +533,23 @@ def create_app(
         GradtuiError: the preset cannot be loaded.
     """
     state = state if state is not None else state_dir()
+    common: dict[str, Any] = {
+        "runs_root": runs_root,
+        "load_keras": load_keras,
+        "auto_train": auto_train,
+        "exit_after_train": exit_after_train,
+        "state": state,
+    }
     unsaved = state / "unsaved.toml"
     if preset is None and unsaved.is_file():
         try:
             restored = load(str(unsaved))
         except GradtuiError:
-            restored = None
+            restored = None  # a damaged leftover: open the default preset instead
         if restored is not None:
-            return GradtuiApp(
-                restored,
-                runs_root=runs_root,
-                load_keras=load_keras,
-                auto_train=auto_train,
-                exit_after_train=exit_after_train,
-                state=state,
-                dirty=True,
-            )
+            return GradtuiApp(restored, dirty=True, **common)
     name = preset or DEFAULT_PRESET
-    return GradtuiApp(
-        load(name),
-        preset_path=name if name.endswith(".toml") else None,
-        runs_root=runs_root,
-        load_keras=load_keras,
-        auto_train=auto_train,
-        exit_after_train=exit_after_train,
-        state=state,
-    )
+    return GradtuiApp(load(name), preset_path=name if name.endswith(".toml") else None, **common)
 
 
 @contextlib.contextmanager

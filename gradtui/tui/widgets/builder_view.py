@@ -163,32 +163,32 @@ class BuilderView(Widget):
 
     @on(LayerForm.Edited)
     def _layer_edited(self, event: LayerForm.Edited) -> None:
-        form = self.query_one(LayerForm)
-        try:
-            preset = edit.replace_layer(self.preset, event.index, event.table)
-        except GradtuiError as exc:
-            form.error = exc.one_line().replace("builder: ", "")
-            return
-        form.error = ""
-        self.preset = preset
-        self.info = stack_info(preset)
-        self.table.show(preset, self.info, event.index)
-        self.query_one(AdvicePanel).show(preset, self.info)
-        self._title()
-        self.post_message(StackChanged(preset))
+        self._apply_edit(
+            self.query_one(LayerForm),
+            lambda: edit.replace_layer(self.preset, event.index, event.table),
+            event.index,
+        )
 
     @on(TrainForm.Edited)
     def _train_edited(self, event: TrainForm.Edited) -> None:
-        form = self.query_one(TrainForm)
+        self._apply_edit(
+            self.query_one(TrainForm),
+            lambda: edit.set_training(self.preset, event.data, event.train, event.every),
+        )
+
+    def _apply_edit(
+        self, form: LayerForm | TrainForm, change: Callable[[], Preset], cursor: int | None = None
+    ) -> None:
+        """Apply a form's edit if the loader accepts it; otherwise show its error in the form."""
         try:
-            preset = edit.set_training(self.preset, event.data, event.train, event.every)
+            preset = change()
         except GradtuiError as exc:
             form.error = exc.one_line().replace("builder: ", "")
             return
         form.error = ""
         self.preset = preset
         self.info = stack_info(preset)
-        self.table.show(preset, self.info)
+        self.table.show(preset, self.info, cursor)
         self.query_one(AdvicePanel).show(preset, self.info)
         self._title()
         self.post_message(StackChanged(preset))
