@@ -153,6 +153,8 @@ class GradtuiApp(App[int]):
         self.current: Snapshot | None = None
         self.errors: list[Text] = []
         self.last_summary: dict[str, Any] | None = None
+        #: the stack of the latest training: a diagnosis's fix names its layer entries
+        self.trained_preset: Preset | None = None
         self.last_error: str | None = None
         self.last_trace: str | None = None
         self.kept_unsaved: Path | None = None
@@ -258,6 +260,7 @@ class GradtuiApp(App[int]):
         self.errors = []
         out = default_run_dir(self.preset.name, root=self.runs_root)
         session = Session(self.preset, out)
+        self.trained_preset = self.preset
         listener = TuiListener(self.post_message, session)
         session.listener = listener
         self.session = session
@@ -385,6 +388,23 @@ class GradtuiApp(App[int]):
             return False
         if not diagnosis.fix:
             self.notify(f"{diagnosis.kind}: {diagnosis.advice}", title="No automatic fix", timeout=6)
+            return False
+        entries = diagnosis.fix.get("entries", [])
+        trained = self.trained_preset
+        if trained is not None and any(
+            i >= len(self.preset.layers)
+            or i >= len(trained.layers)
+            or self.preset.layers[i] != trained.layers[i]
+            for i in entries
+        ):
+            # the entries the fix names were edited or moved since that run: applying it blindly
+            # could change the wrong layers
+            self.notify(
+                f"the stack changed since that run; the fix was: {describe_fix(diagnosis.fix)}",
+                title="Fix not applied",
+                severity="warning",
+                timeout=8,
+            )
             return False
         try:
             preset = apply_fix(self.preset, diagnosis.fix)

@@ -294,3 +294,21 @@ async def test_batch_norm_and_dropout_entries_keep_their_settings(make_app) -> N
         form.query_one("#f-rate", Input).value = "0.3"
         await pilot.pause()
         assert (app.preset.layers[0].type, app.preset.layers[0].rate) == ("dropout", 0.3)
+
+
+async def test_a_fix_is_refused_when_its_layers_changed_since_the_run(make_app) -> None:  # type: ignore[no-untyped-def]
+    from gradtui.diagnose import Diagnosis
+    from gradtui.preset import Spec
+
+    app = make_app("vanishing-sigmoid")
+    fix = {"entries": [0], "set": {"activation": "relu", "initializer": "he_normal"}}
+    diagnosis = Diagnosis("vanishing", "dense", 2, "error", "m", "a", ["dense"], fix)
+    async with app.run_test(size=SIZE) as pilot:
+        app.trained_preset = app.preset
+        await pilot.press("i")  # a new entry 0: the run's entry 0 is now entry 1
+        edited = app.preset
+        assert app.apply_diagnosis(diagnosis) is False
+        assert app.preset == edited  # nothing changed
+        app.trained_preset = app.preset  # as if this stack had been trained
+        assert app.apply_diagnosis(diagnosis) is True
+        assert app.preset.layers[0].activation == Spec("relu")
