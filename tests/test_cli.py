@@ -167,7 +167,9 @@ def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
 
 def test_same_seed_same_statistics(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        result = runner.invoke(app, ["run", "elu", "--max-steps", "6", "--out", str(tmp_path / name), "--quiet"])
+        result = runner.invoke(
+            app, ["run", "elu", "--max-steps", "6", "--out", str(tmp_path / name), "--quiet"]
+        )
         assert result.exit_code == 0, result.output
     a, b = read_run(tmp_path / "a").records, read_run(tmp_path / "b").records
     assert len(a) == 6 and a == b
