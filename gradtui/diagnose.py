@@ -92,14 +92,6 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _median(values: list[float]) -> float:
-    vals = sorted(v for v in values if not math.isnan(v))
-    if not vals:
-        return math.nan
-    mid = len(vals) // 2
-    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
-
-
 def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
