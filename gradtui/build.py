@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any
@@ -190,8 +191,9 @@ def build(
 
 def keras_param_counts(model: Any) -> dict[str, int]:
     """``{"total", "trainable", "non_trainable"}`` as ``model.summary()`` counts them."""
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-    non_trainable = sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    # counted from shapes: reading the weights' values would copy them all
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
     return {
         "total": trainable + non_trainable,
         "trainable": trainable,

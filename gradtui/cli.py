@@ -138,7 +138,7 @@ def check(
                 "name": info.name,
                 "type": type(kl).__name__,
                 "output_shape": [None, *[int(d) for d in kl.output.shape[1:]]],
-                "params": int(sum(int(w.numpy().size) for w in kl.weights)),
+                "params": int(kl.count_params()),
                 "activation": info.activation if info.is_dense else None,
                 "initializer": info.initializer.label() if info.initializer else None,
                 "fan_in": info.fan_in or None,

@@ -6,7 +6,6 @@ the same statistics and diagnoses into the same run directory layout.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -180,7 +179,7 @@ def _float(v: Any) -> Any:
         f = float(v)
     except (TypeError, ValueError):
         return v
-    return f if math.isfinite(f) else f
+    return f
 
 
 def _params(model: Any) -> dict[str, int]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gradtui.build import import_keras
-from gradtui.stack import RELU_FAMILY, SATURATING, LayerInfo
+from gradtui.stack import SATURATING, LayerInfo
 
 #: columns of one layer's row in the ring buffer
 COLUMNS = ("grad_norm", "grad_max", "weight_norm", "update_norm", "nonfinite", "act")
@@ -120,8 +120,7 @@ def describe(model: Any) -> list[LayerInfo]:
 
 
 def _snake(name: str) -> str:
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return out.replace("_normal", "_normal").replace("glorot__", "glorot_")
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 def _flat_layers(model: Any) -> list[Any]:
@@ -165,10 +164,6 @@ def tracked_layers(model: Any, infos: list[LayerInfo]) -> list[Tracked]:
             )
         )
     return out
-
-
-def _relu_family(act: str) -> bool:
-    return act in RELU_FAMILY
 
 
 def _f32(t: Any) -> Any:
@@ -484,9 +479,6 @@ class Instrument:
                 entry[t.act_kind] = act
             layers[t.name] = entry
         return {"step": step, "epoch": epoch, "loss": loss, "layers": layers}
-
-
-Listener = Callable[[list[dict[str, Any]]], None]
 
 
 def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], None] | None = None) -> Any:

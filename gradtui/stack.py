@@ -16,7 +16,6 @@ from gradtui.preset import LayerSpec, Preset, Spec
 
 SATURATING = ("sigmoid", "tanh")
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "gelu", "swish")
-GLOROT_FAMILY = ("linear", "sigmoid", "tanh", "softmax")
 #: this many saturating hidden layers without BatchNorm earn a pre-flight warning
 DEEP_SATURATING = 6
 #: activations that Keras's Dense takes by name; others get a layer of their own

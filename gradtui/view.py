@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import threading
 import time
 from typing import Any
 
@@ -115,7 +113,6 @@ class RichView:
         self.logs: dict[str, Any] = {}
         self._last_paint = 0.0
         self.finished = False
-        self._lock = threading.Lock()
 
     # listener hooks
     def on_status(self, text: str) -> None:
@@ -283,7 +280,3 @@ def print_check(
             console.print(Text(f"  • {a.message}"))
     else:
         console.print(Text("Pre-flight: every initializer fits its activation.", style="green"))
-
-
-def _stdout_is_terminal() -> bool:  # pragma: no cover
-    return sys.stdout.isatty()
