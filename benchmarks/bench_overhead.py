@@ -105,9 +105,7 @@ def attach(model: Any, layers: Any, every: int, mode: str, tmp: Path) -> Callabl
     sink: list[int] = [0]
 
     def flush(_why: str) -> None:
-        for step, loss, stats in inst.drain():
-            inst.to_record(step, 0, loss, stats)
-            sink[0] += 1
+        sink[0] += len(inst.drain())
 
     callback = make_callback(flush)
     callback.flush_every = max(1, inst.capacity // 2) * every

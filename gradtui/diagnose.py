@@ -137,7 +137,9 @@ class Diagnoser:
     # ------------------------------------------------------------------ feeding
 
     def _start(self, record: dict[str, Any]) -> None:
-        layers = record["layers"]
+        self._start_names(list(record["layers"]))
+
+    def _start_names(self, layers: list[str]) -> None:
         self.names = [n for n in self.order if n in layers] + [n for n in layers if n not in self.infos]
         self._pos = {n: i for i, n in enumerate(self.names)}
         dense = [i for i, n in enumerate(self.names) if n in self.infos and self.infos[n].is_dense]
@@ -213,7 +215,27 @@ class Diagnoser:
             return []
         if not self.names:
             self._start(records[0])
-        rows = [self._row(r) for r in records]
+        return self._feed_rows([self._row(r) for r in records])
+
+    def feed_block(self, block: Any) -> list[Diagnosis]:
+        """Feed a drain's statistics as arrays (a :class:`gradtui.probe.Records`): the same
+        diagnoses as :meth:`feed_all` with its records, without building them."""
+        if not len(block):
+            return []
+        names = block.names
+        if not self.names:
+            self._start_names(names)
+        table = np.stack([block.field(k) for k in _KEYS], axis=-1)  # rows x layers x _KEYS
+        if names != self.names:
+            pos = {n: i for i, n in enumerate(names)}
+            table = np.stack(
+                [table[:, pos[n]] if n in pos else np.full(table[:, 0].shape, math.nan) for n in self.names],
+                axis=1,
+            )
+        steps, losses = block.steps.tolist(), block.losses.tolist()
+        return self._feed_rows([_Row(steps[i], losses[i], table[i]) for i in range(len(steps))])
+
+    def _feed_rows(self, rows: list[_Row]) -> list[Diagnosis]:
         out: list[Diagnosis] = []
         i = 0
         while i < len(rows):

@@ -8,6 +8,7 @@ the oldest part of the curve stays visible at a coarser grain.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -55,14 +56,54 @@ class Series:
             self._sum = 0.0
             self._n = 0
 
+    def extend(self, steps: list[int], values: list[float]) -> None:
+        """Add raw points in bulk: the same series as :meth:`add` point by point (the partial
+        bucket's sum is accumulated left to right, as there), at a few list operations a call."""
+        n = len(values)
+        if not n:
+            return
+        self.count += n
+        self._last = values[-1]
+        i = 0
+        while i < n:
+            stride, room = self.stride, self.size - len(self.values)
+            whole = 0 if self._n else min((n - i) // stride, room)
+            if whole:  # whole buckets at once (single points while the stride is 1)
+                end = i + whole * stride
+                self.steps.extend(steps[i:end:stride])
+                if stride == 1:
+                    self.values.extend(values[i:end])
+                else:
+                    self.values.extend(
+                        [sum(values[j : j + stride], 0.0) / stride for j in range(i, end, stride)]
+                    )
+                i = end
+                if len(self.values) >= self.size:
+                    self._halve()
+                continue
+            # the partial bucket: complete it, or start it with the last few points
+            if not self._n:
+                self._acc_step = steps[i]
+            take = min(stride - self._n, n - i)
+            self._sum = sum(values[i : i + take], self._sum)
+            self._n += take
+            i += take
+            if self._n >= stride:
+                self._push(self._acc_step, self._sum / self._n)
+                self._sum = 0.0
+                self._n = 0
+
     def _push(self, step: int, value: float) -> None:
         self.steps.append(step)
         self.values.append(value)
         if len(self.values) >= self.size:
-            v = self.values
-            self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v) - 1, 2)]
-            self.steps = self.steps[::2]
-            self.stride *= 2
+            self._halve()
+
+    def _halve(self) -> None:
+        v = self.values
+        self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v) - 1, 2)]
+        self.steps = self.steps[::2]
+        self.stride *= 2
 
     @property
     def last(self) -> float:
@@ -101,10 +142,33 @@ class History:
                     series = layer[key] = Series(self.size)
                 series.add(step, float(value))
 
-    def extend(self, records: list[dict[str, Any]]) -> None:
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
         """Add several records."""
         for r in records:
             self.add(r)
+
+    def add_block(self, block: Any) -> None:
+        """Add a drain's statistics as arrays (a :class:`gradtui.probe.Records`): the same
+        series as :meth:`extend` with its records, each series fed in one call."""
+        n = len(block)
+        if not n:
+            return
+        steps = block.steps.tolist()
+        self.last_step = steps[-1]
+        self.last_epoch = int(block.epoch)
+        self.loss.extend(steps, block.losses.tolist())
+        columns: dict[str, list[list[float]]] = {}
+        for li, t in enumerate(block.layers):
+            layer = self.layers.get(t.name)
+            if layer is None:
+                layer = self.layers[t.name] = {}
+            for key in block.fields(t):
+                if key not in columns:
+                    columns[key] = block.field(key).T.tolist()
+                series = layer.get(key)
+                if series is None:
+                    series = layer[key] = Series(self.size)
+                series.extend(steps, columns[key][li])
 
     def series(self, layer: str, key: str) -> Series | None:
         """One layer's series of one statistic, if recorded."""

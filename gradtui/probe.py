@@ -13,6 +13,7 @@ logs the user's ``fit`` shows. ``benchmarks/bench_overhead.py`` measures what it
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +35,9 @@ ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax
 #: per-variable columns of a ring row: sum of squares of the gradient, its largest and smallest
 #: value, sums of squares of the weights and of the update, count of NaN/Inf in the gradient
 VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq", "nonfinite")
+#: the per-layer fields of a ``stats.jsonl`` record, in the order they are written (a layer with
+#: an activation tap adds ``saturation`` or ``dead``)
+RECORD_FIELDS = ("grad_norm", "grad_max", "weight_norm", "update_ratio", "nonfinite")
 
 
 @dataclass
@@ -47,6 +51,146 @@ class Tracked:
     variables: list[int]  # indices into model.trainable_weights
     is_dense: bool
     is_output: bool
+
+
+@dataclass
+class Records:
+    """Consecutive recorded steps as arrays: what one drain of the ring gives.
+
+    Everything downstream (``stats.jsonl``, the history, the diagnoser) reads these arrays
+    directly, vectorized over the rows; :meth:`to_records` builds the ``stats.jsonl`` records as
+    dicts for whoever wants them.
+
+    Attributes:
+        steps: the optimizer step of each row, ``(n,)`` int64.
+        losses: the loss of each row's batch, ``(n,)`` float64.
+        stats: ``(n, layers, K)`` float64, the columns of :data:`COLUMNS`.
+        epoch: the epoch the rows were drained in.
+        layers: the recorded layers, in model order.
+    """
+
+    steps: np.ndarray
+    losses: np.ndarray
+    stats: np.ndarray
+    epoch: int
+    layers: list[Tracked]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def names(self) -> list[str]:
+        """The recorded layers' names."""
+        return [t.name for t in self.layers]
+
+    def fields(self, t: Tracked) -> tuple[str, ...]:
+        """The fields one layer's entry of a record has, in order."""
+        return RECORD_FIELDS + ((t.act_kind,) if t.act_kind else ())
+
+    def field(self, key: str) -> np.ndarray:
+        """One ``stats.jsonl`` field for every row and layer, ``(n, layers)``; NaN where a layer
+        does not have it (``saturation`` and ``dead`` belong to layers with that tap)."""
+        s = self.stats
+        if key == "update_ratio":
+            wn, un = s[:, :, 2], s[:, :, 3]
+            ok = (wn > 0) & np.isfinite(wn)
+            ratio = np.divide(un, wn, out=np.zeros_like(un), where=ok)
+            return np.where(ok, ratio, np.where(un == 0, 0.0, math.inf))
+        if key in ("saturation", "dead"):
+            has = np.array([t.act_kind == key for t in self.layers], bool)
+            return np.where(has, s[:, :, 5], math.nan)
+        return s[:, :, {"grad_norm": 0, "grad_max": 1, "weight_norm": 2, "nonfinite": 4}[key]]
+
+    def _values(self) -> np.ndarray:
+        """Every number of every record, in the order :meth:`to_jsonl` writes them."""
+        cols = [self.steps.astype(np.float64), np.full(len(self), float(self.epoch)), self.losses]
+        fields = {key: self.field(key) for key in (*RECORD_FIELDS, "saturation", "dead")}
+        for li, t in enumerate(self.layers):
+            cols.extend(fields[key][:, li] for key in self.fields(t))
+        return np.stack(cols, axis=1)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The ``stats.jsonl`` records (SPEC section 3), one dict per row."""
+        out = []
+        for row in self._values().tolist():
+            layers: dict[str, dict[str, float]] = {}
+            i = 3
+            for t in self.layers:
+                entry: dict[str, Any] = {}
+                for key in self.fields(t):
+                    entry[key] = int(row[i]) if key == "nonfinite" else row[i]
+                    i += 1
+                layers[t.name] = entry
+            out.append({"step": int(row[0]), "epoch": int(row[1]), "loss": row[2], "layers": layers})
+        return out
+
+    def to_jsonl(self) -> str:
+        """The records as compact ``stats.jsonl`` lines, formatted from one ``%`` template a row.
+
+        Floats are written with 9 significant digits (``%.9g``: every float32 statistic reads
+        back exactly), or with one decimal (``%.1f``) where ``%.9g`` would print an integer, so
+        a float always reads back as a float. Shortest-``repr`` formatting, what ``json.dumps``
+        does, costs 2.5 times as much here. NaN and Inf are written as the strings ``"nan"``,
+        ``"inf"``, ``"-inf"``, as :func:`gradtui.runlog.dumps_record` does.
+        """
+        values = self._values()
+        pieces, is_int = _jsonl_pieces(self)
+        floats = ~np.array(is_int)
+        with np.errstate(invalid="ignore"):
+            size = np.abs(values)
+            # %.9g drops the fraction of these (|v - rint(v)| < 0.5e-8 |v| suffices for that)
+            whole = floats & (size < 1e16) & (np.abs(values - np.rint(values)) <= 1e-8 * size)
+        finite = np.isfinite(values).all(axis=1).tolist()
+        templates = self.__dict__.setdefault("_templates", {})
+        out = []
+        for row, ok, pattern in zip(values.tolist(), finite, whole, strict=True):
+            if not ok:
+                out.append(
+                    _build(pieces, ["%s"] * len(row))
+                    % tuple(_token(v, i) for v, i in zip(row, is_int, strict=True))
+                )
+                continue
+            key = pattern.tobytes()
+            template = templates.get(key)
+            if template is None:
+                formats = [
+                    "%d" if i else ("%.1f" if w else "%.9g")
+                    for i, w in zip(is_int, pattern.tolist(), strict=True)
+                ]
+                template = templates[key] = _build(pieces, formats)
+            out.append(template % tuple(row))
+        return "".join(out)
+
+
+def _token(value: float, is_int: bool) -> str:
+    """One value of a row that holds a NaN or Inf, as JSON text."""
+    if is_int:
+        return str(int(value))
+    if not math.isfinite(value):
+        return '"nan"' if math.isnan(value) else ('"inf"' if value > 0 else '"-inf"')
+    text = f"{value:.9g}"
+    return text if any(c in text for c in ".en") else f"{value:.1f}"
+
+
+def _jsonl_pieces(records: Records) -> tuple[list[str], list[bool]]:
+    """The text around the values of one compact JSON record (``%`` escaped), one piece before
+    each value and one after the last, and which values are integers."""
+    pieces = ['{"step":', ',"epoch":', ',"loss":']
+    is_int = [True, True, False]
+    sep = ',"layers":{'
+    for t in records.layers:
+        name = json.dumps(t.name).replace("%", "%%")
+        for j, key in enumerate(records.fields(t)):
+            pieces.append(sep + (name + ":{" if j == 0 else "") + f'"{key}":')
+            is_int.append(key == "nonfinite")
+            sep = ","
+        sep = "},"
+    pieces.append("}}}\n" if records.layers else ',"layers":{}}\n')
+    return pieces, is_int
+
+
+def _build(pieces: list[str], formats: list[str]) -> str:
+    return "".join(p + f for p, f in zip(pieces, formats, strict=False)) + pieces[-1]
 
 
 def activation_name(layer: Any) -> str:
@@ -198,7 +342,7 @@ class Instrument:
 
     Example:
         >>> inst = Instrument(model, describe(model), every=1)
-        >>> model.fit(x, y, callbacks=[make_callback(lambda why: print(inst.drain()))])
+        >>> model.fit(x, y, callbacks=[make_callback(lambda why: print(inst.drain().to_records()))])
     """
 
     def __init__(self, model: Any, infos: list[LayerInfo], *, every: int = 1, capacity: int = 512) -> None:
@@ -426,22 +570,22 @@ class Instrument:
         """Rows written in the graph and not yet drained."""
         return int(self.count.numpy()) - self.read_count
 
-    def drain(self) -> list[tuple[int, float, np.ndarray]]:
-        """New rows since the last drain: ``(step, loss, stats[n_layers, K])``, oldest first."""
+    def drain(self, epoch: int = 0) -> Records:
+        """The rows written since the last drain, oldest first (empty when there are none)."""
         count = int(self.count.numpy())
         new = count - self.read_count
         if new <= 0:
-            return []
+            return Records(
+                np.zeros(0, np.int64), np.zeros(0), np.zeros((0, self.n_layers, K)), epoch, self.tracked
+            )
         if new > self.capacity:
             self.lost += new - self.capacity
             self.read_count = count - self.capacity
         slots = np.arange(self.read_count, count) % self.capacity
         rows = self.buffer.numpy()[slots]
         self.read_count = count
-        stats = self.layer_stats(rows)
-        steps = rows[:, 0].copy().view(np.int32).tolist()
-        losses = rows[:, 1].astype(np.float64).tolist()
-        return list(zip(steps, losses, stats, strict=True))
+        steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
+        return Records(steps, rows[:, 1].astype(np.float64), self.layer_stats(rows), epoch, self.tracked)
 
     def layer_stats(self, rows: np.ndarray) -> np.ndarray:
         """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`COLUMNS`) of ring rows."""
@@ -463,22 +607,6 @@ class Instrument:
         if t:
             out[:, self._act_layers, 5] = rows[:, 2 + 5 * v : 2 + 5 * v + t]
         return out
-
-    def to_record(self, step: int, epoch: int, loss: float, stats: np.ndarray) -> dict[str, Any]:
-        """One ``stats.jsonl`` record (SPEC section 3)."""
-        layers: dict[str, dict[str, float]] = {}
-        for t, (gn, gm, wn, un, nf, act) in zip(self.tracked, stats.tolist(), strict=True):
-            entry = {
-                "grad_norm": gn,
-                "grad_max": gm,
-                "weight_norm": wn,
-                "update_ratio": un / wn if wn > 0 and math.isfinite(wn) else (0.0 if un == 0 else math.inf),
-                "nonfinite": int(nf),
-            }
-            if act >= 0 and t.act_kind:
-                entry[t.act_kind] = act
-            layers[t.name] = entry
-        return {"step": step, "epoch": epoch, "loss": loss, "layers": layers}
 
 
 def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], None] | None = None) -> Any:

@@ -1,7 +1,8 @@
 """The run directory (SPEC section 3): ``preset.toml``, ``stats.jsonl``, ``summary.json``.
 
-``stats.jsonl`` is appended one whole line per ``os.write``, so a process killed mid-run leaves
-only whole lines; ``summary.json`` and ``preset.toml`` are written to a temporary file and
+``stats.jsonl`` is appended whole lines at a time (each drain's lines in one ``os.write``); a
+process killed in the middle of a write can leave a torn last line, which :func:`read_run`
+ignores; ``summary.json`` and ``preset.toml`` are written to a temporary file and
 renamed, so a reader never sees half of one. A run directory without ``summary.json`` reads back
 as ``incomplete``.
 """
@@ -62,7 +63,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _dumps(record: dict[str, Any]) -> str:
+def dumps_record(record: dict[str, Any]) -> str:
     """One compact JSON line; NaN/Inf (rare) are written as strings, see :func:`_clean`."""
     try:
         return json.dumps(record, separators=(",", ":"), allow_nan=False)
@@ -137,15 +138,20 @@ class RunDir:
         atomic_write(self.path / "preset.toml", toml_text)
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        """Append records to ``stats.jsonl``, each line in one small write.
+        """Append records to ``stats.jsonl``."""
+        self.append_lines("".join(dumps_record(r) + "\n" for r in records))
 
-        One line per ``os.write``: a line never spans the page boundaries at which the kernel
-        lets a SIGKILL cut a large write short, so a killed process leaves only whole lines.
+    def append_lines(self, text: str) -> None:
+        """Append whole ``stats.jsonl`` lines (each ending in a newline) in one write.
+
+        A SIGKILL can cut a large write short at a page boundary: the lines before the cut are
+        whole, and :func:`read_run` drops a torn last line.
         """
-        if self.closed:
+        if self.closed or not text:
             return
-        for record in records:
-            os.write(self._fd, (_dumps(record) + "\n").encode("utf-8"))
+        data = text.encode("utf-8")
+        while data:  # a short write (signal, full pipe) continues where it stopped
+            data = data[os.write(self._fd, data) :]
 
     def write_text(self, name: str, text: str) -> None:
         """Write another file of the run (atomically), e.g. ``traceback.txt``."""

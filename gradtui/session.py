@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gradtui.data import Dataset
 from gradtui.diagnose import Diagnosis
@@ -25,15 +25,16 @@ from gradtui.preset import Preset
 from gradtui.runlog import RunDir, default_run_dir
 from gradtui.stack import LayerInfo, check_memory, param_counts, plan
 
+if TYPE_CHECKING:
+    from gradtui.probe import Records
+
 
 class Listener(Protocol):
     """What a session tells its audience; every method is optional."""
 
     def on_status(self, text: str) -> None: ...
     def on_start(self, info: StartInfo) -> None: ...
-    def on_records(
-        self, records: list[dict[str, Any]], diagnoses: list[Diagnosis], history: History
-    ) -> None: ...
+    def on_records(self, records: Records, diagnoses: list[Diagnosis], history: History) -> None: ...
     def on_epoch(self, epoch: int, logs: dict[str, Any]) -> None: ...
     def on_end(self, summary: dict[str, Any]) -> None: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,6 +15,9 @@ from gradtui.diagnose import Diagnosis
 from gradtui.history import History, sparkline
 from gradtui.preset import Preset
 from gradtui.stack import Advice
+
+if TYPE_CHECKING:
+    from gradtui.probe import Records
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -127,11 +130,11 @@ class RichView:
             self.live = Live(self.render(), console=self.console, auto_refresh=False, transient=False)
             self.live.start()
 
-    def on_records(self, records: list[dict[str, Any]], diagnoses: list[Diagnosis], history: History) -> None:
+    def on_records(self, records: Records, diagnoses: list[Diagnosis], history: History) -> None:
         self.history = history
-        if records:
-            self.step = records[-1]["step"] + 1
-            self.epoch = records[-1]["epoch"]
+        if len(records):
+            self.step = int(records.steps[-1]) + 1
+            self.epoch = records.epoch
         self.diagnoses.extend(diagnoses)
         if self.quiet and diagnoses:
             return

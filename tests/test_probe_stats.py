@@ -70,7 +70,7 @@ def record(model: Any, x: np.ndarray, y: np.ndarray, every: int) -> tuple[Instru
     records: list[dict[str, Any]] = []
 
     def flush(_why: str) -> None:
-        records.extend(inst.to_record(step, 0, loss, stats) for step, loss, stats in inst.drain())
+        records.extend(inst.drain().to_records())
 
     callback = make_callback(flush)
     callback.flush_every = 2  # drain often: also exercises draining between steps

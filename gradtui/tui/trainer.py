@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -25,6 +25,9 @@ from gradtui.runlog import RunDir
 from gradtui.session import Session, StartInfo
 from gradtui.tui.feed import Snapshot, snapshot_from_history
 from gradtui.tui.messages import StatsUpdated, TrainingEnded, TrainingStarted, TrainingStatus
+
+if TYPE_CHECKING:
+    from gradtui.probe import Records
 
 
 class TuiListener:
@@ -89,7 +92,7 @@ class TuiListener:
         self.started = self.clock()
         self.post(TrainingStarted(self.snapshot(), info))
 
-    def on_records(self, records: list[dict[str, Any]], diagnoses: list[Diagnosis], history: History) -> None:
+    def on_records(self, records: Records, diagnoses: list[Diagnosis], history: History) -> None:
         """New statistics (and any new diagnoses)."""
         self.history = history
         self.diagnoses.extend(diagnoses)
