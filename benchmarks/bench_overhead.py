@@ -1,11 +1,15 @@
 """Overhead of gradtui's per-step statistics: instrumented ``model.fit`` vs plain ``model.fit``.
 
-Each case builds two identical models from the same preset and seed: one left alone, one
-watched by gradtui. Both are traced first (a short warm-up fit), then timed one epoch at a time,
-pair by pair in this one process (plain, instrumented, then instrumented, plain, ...), with the
+Each case builds three identical models from the same preset and seed: one left alone
+("plain"), one watched by gradtui, and one with gradtui's train-function call path but Keras's
+own step ("same path": no statistics). All are traced first (a short warm-up fit), then timed one
+epoch at a time, round by round in this one process (the order rotates every round), with the
 same data and the same ``fit`` arguments (``batch_size=32, epochs=1, shuffle=True, verbose=0``).
-The table shows the median of the per-pair ratios and their spread; the CPU column is the
-process CPU time ratio, which a busy shared machine disturbs less than the wall clock.
+The table shows the median of the per-round ratios gradtui / plain (the target) and their
+spread; the CPU column is the process CPU time ratio, which a busy shared machine disturbs less
+than the wall clock. "statistics alone" is gradtui / same path: gradtui's compiled step takes its
+batch from the iterator itself instead of going through Keras's ``Optional`` wrapper, which saves
+time on every step; this column is what the statistics cost without that saving.
 
 Two kinds of instrumentation are measured:
 
@@ -20,7 +24,7 @@ internet), so the ``fmnist-batchnorm`` model trains on generated data of Fashion
 60,000 x 28 x 28 uint8 images scaled to [0, 1], 10 classes; each timed epoch runs on the first
 ``--samples`` of them (9,600 by default, 300 steps; ``--samples 60000`` for the whole set).
 Short epochs and many pairs keep the comparison fair on a shared, busy machine: a burst of
-load from elsewhere hits one pair, not a whole side. "best" is the ratio of the fastest
+load from elsewhere hits one round, not a whole side. "best" is the ratio of the fastest
 instrumented epoch to the fastest plain one (interference only ever adds time).
 
 Run: ``python benchmarks/bench_overhead.py`` (``--help`` for options).
@@ -64,6 +68,8 @@ class Case:
     data: str  # "digits" or "fmnist"
     ratios: list[float] = field(default_factory=list)
     cpu_ratios: list[float] = field(default_factory=list)
+    #: gradtui / the same lean call path without statistics: what the statistics alone cost
+    stat_ratios: list[float] = field(default_factory=list)
     plain: list[float] = field(default_factory=list)
     inst: list[float] = field(default_factory=list)
 
@@ -118,6 +124,23 @@ def attach(model: Any, layers: Any, every: int, mode: str, tmp: Path) -> Callabl
     return lambda: None
 
 
+def lean(model: Any) -> None:
+    """Give ``model`` gradtui's train-function call path with Keras's own step: no statistics.
+
+    gradtui's compiled step takes its batch from the iterator itself instead of going through
+    Keras's ``Optional`` wrapper (see ``gradtui.probe.compile_train_function``), which saves time
+    on every step. Timing this model too separates that saving from what the statistics cost.
+    """
+    from gradtui.probe import compile_train_function
+
+    def make_train_function(force: bool = False) -> Any:
+        if model.train_function is None or force:
+            model.train_function = compile_train_function(model, model.train_step)
+        return model.train_function
+
+    model.make_train_function = make_train_function
+
+
 def timed_fit(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Wall and process CPU seconds of one epoch."""
     w0, c0 = time.perf_counter(), time.process_time()
@@ -126,25 +149,29 @@ def timed_fit(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def run_case(case: Case, mode: str, pairs: int, x: np.ndarray, y: np.ndarray, tmp: Path) -> Case:
-    """Warm both models, then time ``pairs`` epoch pairs, alternating which side goes first."""
+    """Warm the models, then time ``pairs`` rounds of one epoch each, rotating who goes first."""
     shape = tuple(x.shape[1:])
     plain, _ = make_model(case.preset, shape)
+    same_path, _ = make_model(case.preset, shape)
+    lean(same_path)
     inst, layers = make_model(case.preset, shape)
     attach(inst, layers, case.every, mode, tmp)
     warm = 20 * BATCH
-    for m in (plain, inst):  # trace both compiled steps before timing
+    models = [plain, same_path, inst]
+    for m in models:  # trace the compiled steps before timing
         m.fit(x[:warm], y[:warm], batch_size=BATCH, epochs=1, verbose=0)
     for i in range(pairs):
-        order = (plain, inst) if i % 2 == 0 else (inst, plain)
+        order = models[i % 3 :] + models[: i % 3]
         times = {id(m): timed_fit(m, x, y) for m in order}
-        (pw, pc), (iw, ic) = times[id(plain)], times[id(inst)]
+        (pw, pc), (lw, _), (iw, ic) = times[id(plain)], times[id(same_path)], times[id(inst)]
         case.plain.append(pw)
         case.inst.append(iw)
         case.ratios.append(iw / pw)
         case.cpu_ratios.append(ic / pc)
+        case.stat_ratios.append(iw / lw)
         print(
-            f"  {case.label} [{mode}] pair {i + 1}/{pairs}: plain {pw:.3f} s, gradtui {iw:.3f} s, "
-            f"ratio {iw / pw:.3f} (cpu {ic / pc:.3f})",
+            f"  {case.label} [{mode}] round {i + 1}/{pairs}: plain {pw:.3f} s, same path {lw:.3f} s, "
+            f"gradtui {iw:.3f} s, ratio {iw / pw:.3f} (cpu {ic / pc:.3f}), statistics alone {iw / lw:.3f}",
             file=sys.stderr,
             flush=True,
         )
@@ -155,7 +182,8 @@ def table(rows: list[tuple[str, Case]]) -> str:
     """The results as a Markdown table."""
     head = (
         "| model | every | gradtui | plain s/epoch | gradtui s/epoch | median ratio | spread (min-max) "
-        "| best | CPU ratio | target | result |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|"
+        "| best | CPU ratio | target | result | statistics alone |"
+        "\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---:|"
     )
     lines = [head]
     for mode, c in rows:
@@ -165,7 +193,7 @@ def table(rows: list[tuple[str, Case]]) -> str:
             f"| {c.label} | {c.every} | {mode} | {statistics.median(c.plain):.3f} "
             f"| {statistics.median(c.inst):.3f} | {med:.3f} | {min(c.ratios):.3f}-{max(c.ratios):.3f} "
             f"| {min(c.inst) / min(c.plain):.3f} | {statistics.median(c.cpu_ratios):.3f} "
-            f"| <= {c.target:.2f} | {ok} |"
+            f"| <= {c.target:.2f} | {ok} | {statistics.median(c.stat_ratios):.3f} |"
         )
     return "\n".join(lines)
 

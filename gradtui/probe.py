@@ -361,6 +361,7 @@ class Instrument:
         for li, t in enumerate(self.tracked):
             for vi in t.variables:
                 self.owner[vi] = li
+        #: trainable-weight index of each per-variable column of a row
         self._vars = [i for i in range(len(weights)) if self.owner[i] >= 0]
         self.n_vars = len(self._vars)
         # Host side: the per-variable columns of a row, sorted by layer, are combined per layer
@@ -393,6 +394,8 @@ class Instrument:
             self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
         self.read_count = 0
         self.lost = 0
+        #: variables whose update norm comes from the optimizer's update tensor (set when traced)
+        self.captured_updates = 0
         self._host_step: int | None = None
         self._original_train_step = model.train_step
         model.train_step = self.train_step
@@ -415,12 +418,12 @@ class Instrument:
         if model.train_function is not None and not force:
             return model.train_function
         if self.every == 1:
-            fn = model._make_function(self._record_step)
+            fn = self._compile(self._record_step)
         elif model.steps_per_execution > 1:
             fn = model._make_function(self.train_step)
         else:
-            plain = model._make_function(self._original_train_step)
-            record = model._make_function(self._record_step)
+            plain = self._compile(self._original_train_step)
+            record = self._compile(self._record_step)
 
             def fn(iterator: Any) -> Any:
                 step = self._host_step
@@ -432,6 +435,9 @@ class Instrument:
 
         model.train_function = fn
         return fn
+
+    def _compile(self, step_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return compile_train_function(self.model, step_fn)
 
     def train_step(self, data: Any) -> Any:
         """Keras's own TensorFlow ``train_step``, recording every ``every`` steps. Runs traced."""
@@ -469,22 +475,24 @@ class Instrument:
         weights = model.trainable_weights
         if weights:
             grads = tape.gradient(loss, weights)
-            # read before the update: the step's number and the weights the update starts from
+            # read before the update: the step's number and (where the optimizer's own update
+            # is not captured) the weights the update starts from
             step = tf.cast(model.optimizer.iterations, tf.int32)
-            before = self._weights_before(weights)
+            exact = self._exact_updates()
+            before = [] if exact else [_f32(weights[i]) for i in self._vars]
             g = [_f32(grads[i]) for i in self._vars]
             if cadence:
-                model.optimizer.apply_gradients(zip(grads, weights, strict=False))
+                updates = self._apply(grads, weights, exact)
             else:
                 grad_stats = self._grad_stats(g)
                 # The optimizer runs once the gradients are reduced, so it can update in place
                 # the gradient buffers nothing else holds any more (else it allocates copies).
-                with tf.control_dependencies(grad_stats[0] + [grad_stats[1]]):
-                    model.optimizer.apply_gradients(zip(grads, weights, strict=False))
+                with tf.control_dependencies(grad_stats[0]):
+                    updates = self._apply(grads, weights, exact)
 
             def write() -> Any:
                 stats = self._grad_stats(g) if cadence else grad_stats
-                self._write(step, raw_loss, stats, before, weights, acts)
+                self._write(step, raw_loss, stats, before, updates, weights, acts)
                 return tf.constant(True)
 
             if cadence:
@@ -493,17 +501,88 @@ class Instrument:
                 write()
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _weights_before(self, weights: list[Any]) -> list[Any]:
-        # The read shares the variable's buffer; the optimizer's update then copies it before
-        # writing (TensorFlow's copy-on-write), so this is the only copy of the weights made.
-        return [_f32(weights[i]) for i in self._vars]
+    def _exact_updates(self) -> bool:
+        """Whether the optimizer changes the weights only through ``assign*`` calls it makes in
+        the step itself (no weight decay, EMA, gradient accumulation or loss scaling)."""
+        opt = self.model.optimizer
+        return not (
+            getattr(opt, "weight_decay", None)
+            or getattr(opt, "use_ema", False)
+            or getattr(opt, "gradient_accumulation_steps", None)
+            or hasattr(opt, "inner_optimizer")
+            or not all(hasattr(opt, m) for m in ("assign", "assign_add", "assign_sub"))
+        )
+
+    def _apply(self, grads: list[Any], weights: list[Any], exact: bool) -> dict[int, Any]:
+        """Run the optimizer; with ``exact``, capture the change it makes to each variable.
+
+        Keras optimizers update a variable with ``assign_sub``/``assign_add`` of the update
+        tensor (or ``assign`` of the new value): the change is taken from those tensors (one
+        read of the update) instead of from the weights before and after (a copy of every
+        weight, a subtraction and a read). A change made where it cannot be seen from the step
+        (inside a nested graph) is NaN. Without ``exact`` nothing is captured and the weights
+        before and after are used.
+        """
+        import tensorflow as tf
+
+        opt = self.model.optimizer
+        self.captured_updates = 0
+        if not exact:
+            opt.apply_gradients(zip(grads, weights, strict=False))
+            return {}
+        column = {}
+        for c, i in enumerate(self._vars):
+            column[id(weights[i])] = c
+            column[id(getattr(weights[i], "value", weights[i]))] = c
+        graph = tf.compat.v1.get_default_graph()
+        changes: dict[int, list[tuple[bool, Any]]] = {}
+        unseen: set[int] = set()
+
+        def capture(name: str) -> Callable[[Any, Any], Any]:
+            original = getattr(opt, name)
+
+            def method(variable: Any, value: Any) -> Any:
+                c = column.get(id(variable))
+                if c is not None:
+                    if tf.compat.v1.get_default_graph() is not graph:
+                        unseen.add(c)
+                    else:
+                        change = _f32(tf.convert_to_tensor(value))  # IndexedSlices made dense
+                        if name == "assign":  # the new value: read the old one first
+                            change = change - _f32(tf.convert_to_tensor(variable))
+                        changes.setdefault(c, []).append((name == "assign_sub", change))
+                return original(variable, value)
+
+            return method
+
+        names = ("assign", "assign_add", "assign_sub")
+        for name in names:
+            object.__setattr__(opt, name, capture(name))
+        try:
+            opt.apply_gradients(zip(grads, weights, strict=False))
+        finally:
+            for name in names:
+                object.__delattr__(opt, name)
+        out = {}
+        for c in range(self.n_vars):
+            parts = changes.get(c)
+            if c in unseen or not parts:
+                # not changed in this graph (frozen, or changed out of sight): no known change
+                shape = weights[self._vars[c]].shape
+                out[c] = tf.fill(shape, math.nan) if c in unseen else tf.zeros(shape)
+                continue
+            self.captured_updates += 1
+            # one change: its sign does not matter to its norm; several add up
+            out[c] = parts[0][1] if len(parts) == 1 else tf.add_n([-x if neg else x for neg, x in parts])
+        return out
 
     def _grad_stats(self, g: list[Any]) -> tuple[list[Any], Any]:
         """Half sums of squares, maxima and minima of the gradients; their NaN/Inf counts."""
         import tensorflow as tf
 
-        # Reductions only: l2_loss, max and min read their input without materializing a
-        # temporary (|g| or g*g would be one more pass over a big kernel).
+        # Reductions only, one per variable: l2_loss, max and min read their input without
+        # materializing a temporary. (Stacking same-shape variables to reduce them in one op
+        # costs more here: a Pack takes ~30 us of kernel time on this CPU, see RESULTS.md.)
         half_sq = [tf.nn.l2_loss(x) for x in g]
         scalars = half_sq + [tf.reduce_max(x) for x in g] + [tf.reduce_min(x) for x in g]
 
@@ -512,9 +591,10 @@ class Instrument:
                 [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32)) for x in g]
             )
 
-        # the exact count is only worth its ops when a sum of squares is not finite
+        # the exact count is only worth its ops when a sum of squares is not finite (their
+        # total is finite exactly when each is, barring an overflow that then counts nothing)
         nonfinite = tf.cond(
-            tf.reduce_all(tf.math.is_finite(tf.stack(half_sq))),
+            tf.math.is_finite(tf.add_n(half_sq)),
             lambda: tf.zeros([self.n_vars], tf.float32),
             count_nonfinite,
         )
@@ -526,6 +606,7 @@ class Instrument:
         loss: Any,
         grad_stats: tuple[list[Any], Any],
         before: list[Any],
+        updates: dict[int, Any],
         weights: list[Any],
         acts: list[Any],
     ) -> None:
@@ -534,14 +615,13 @@ class Instrument:
         # On a CPU the executor's cost per op is what counts for small tensors, so every scalar
         # goes into one Pack and the row is one concat: no per-layer ops (see layer_stats).
         w1 = [_f32(weights[i]) for i in self._vars]
+        delta = [updates[c] if c in updates else w1[c] - before[c] for c in range(self.n_vars)]
         scalars = [tf.bitcast(step, tf.float32), tf.cast(tf.reshape(loss, []), tf.float32)]
         scalars += grad_stats[0]
         scalars += [tf.nn.l2_loss(x) for x in w1]
-        scalars += [tf.nn.l2_loss(a - b) for a, b in zip(w1, before, strict=True)]
+        scalars += [tf.nn.l2_loss(x) for x in delta]
         scalars += self._act_stats(acts)
-        packed = tf.stack(scalars)
-        nonfinite = grad_stats[1]
-        row = tf.concat([packed, nonfinite], 0)
+        row = tf.concat([tf.stack(scalars), grad_stats[1]], 0)
         slot = self.count % self.capacity
         self.buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), tf.reshape(row, [1, -1]))
         self.count.assign_add(1)
@@ -607,6 +687,41 @@ class Instrument:
         if t:
             out[:, self._act_layers, 5] = rows[:, 2 + 5 * v : 2 + 5 * v + t]
         return out
+
+
+def compile_train_function(model: Any, step_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A train function for ``model`` running ``step_fn``, taking its batch from a ``tf.data``
+    iterator inside the compiled call.
+
+    Keras's train function (``model._make_function``) wraps each step's result in a
+    ``tf.experimental.Optional`` and unwraps it with two more eager ops per step (~85 us here)
+    so that running out of data is not an exception. Here the compiled step calls
+    ``get_next()`` and returns the logs: at the end of the data it raises
+    ``OutOfRangeError``, which Keras's TensorFlow epoch iterator turns into the end of the
+    epoch. Anything else (``steps_per_execution > 1``, a distribution strategy, eager mode, a
+    Python iterator) goes through Keras's own wrapper.
+    """
+    import tensorflow as tf
+
+    keras_fn = model._make_function(step_fn)
+    if model.steps_per_execution > 1 or model.run_eagerly or tf.distribute.has_strategy():
+        return keras_fn
+    if type(model.distribute_strategy).__name__ != "_DefaultDistributionStrategy":
+        return keras_fn
+    step = step_fn
+    if model.jit_compile:
+        step = tf.function(step_fn, jit_compile=True, autograph=False)
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def one_step(iterator: Any) -> Any:
+        return step(iterator.get_next())
+
+    def fn(iterator: Any) -> Any:
+        if isinstance(iterator, tf.data.Iterator):
+            return one_step(iterator)
+        return keras_fn(iterator)
+
+    return fn
 
 
 def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], None] | None = None) -> Any:

@@ -185,3 +185,69 @@ def test_the_ring_keeps_up_and_remove_restores_keras_step() -> None:
     inst.remove()
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
     assert inst.pending() == 0  # Keras's own step records nothing
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"class_name": "SGD", "config": {"learning_rate": 0.05, "momentum": 0.9}},
+        {"class_name": "SGD", "config": {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True}},
+        {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+        {"class_name": "RMSprop", "config": {"learning_rate": 0.01, "momentum": 0.5}},
+        {"class_name": "SGD", "config": {"learning_rate": 0.5, "clipnorm": 0.1}},
+        {"class_name": "AdamW", "config": {"learning_rate": 0.01, "weight_decay": 0.1}},
+        {"class_name": "Ftrl", "config": {"learning_rate": 0.1}},
+    ],
+    ids=["momentum", "nesterov", "adam", "rmsprop", "clipnorm", "adamw-decay", "ftrl"],
+)
+def test_update_ratio_is_the_weights_change_whatever_the_optimizer(optimizer: dict) -> None:
+    """The update is read from the optimizer's own update tensor where it can be (one
+    assign_add/assign_sub a variable) and from the weights before and after otherwise (weight
+    decay, ``assign``); either way it is what the weights did, seen from outside the step."""
+    from gradtui.build import import_keras
+
+    keras = import_keras()
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.get(optimizer), loss="sparse_categorical_crossentropy")
+    x, y = data()
+    snapshots: list[list[np.ndarray]] = []
+
+    class Snap(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            snapshots.append([w.numpy().copy() for w in model.trainable_weights])
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            snapshots.append([w.numpy().copy() for w in model.trainable_weights])
+
+    inst = Instrument(model, describe(model), every=1)
+    records: list[dict[str, Any]] = []
+    callback = make_callback(lambda _why: records.extend(inst.drain().to_records()))
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[Snap(), callback])
+    assert len(records) == STEPS
+    layer_vars = {
+        layer.name: [
+            i for i, v in enumerate(model.trainable_weights) if any(v is w for w in layer.trainable_weights)
+        ]
+        for layer in model.layers
+        if layer.trainable_weights
+    }
+    moved = 0
+    for rec in records:
+        w0, w1 = snapshots[2 * rec["step"]], snapshots[2 * rec["step"] + 1]
+        for name, idx in layer_vars.items():
+            d = np.sqrt(sum(np.sum((w1[i].astype("float64") - w0[i]) ** 2) for i in idx))
+            w = np.sqrt(sum(np.sum(w1[i].astype("float64") ** 2) for i in idx))
+            got = rec["layers"][name]["update_ratio"]
+            assert math.isclose(got, d / w, rel_tol=2e-3, abs_tol=1e-7), (
+                optimizer,
+                rec["step"],
+                name,
+                got,
+                d / w,
+            )
+            moved += d > 0
+    assert moved > STEPS  # the weights did move
+    # which way the update was read: all of them from the optimizer's assign calls (Ftrl
+    # assigns the new value), or none (weight decay changes the weights outside them)
+    expect_captured = type(model.optimizer).__name__ != "AdamW"
+    assert inst.captured_updates == (len(model.trainable_weights) if expect_captured else 0)
