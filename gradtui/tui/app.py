@@ -5,7 +5,10 @@
 Threads: TensorFlow is imported by a background worker as the app opens (the status line says
 "loading" until it is done), and each training runs in a thread worker that talks to the screen
 only through messages (:mod:`gradtui.tui.messages`). The screen repaints the newest statistics at
-most :data:`REPAINT_HZ` times a second, whatever the rate they arrive at.
+most :data:`REPAINT_HZ` times a second, whatever the rate they arrive at, and while training only
+as often as the UI thread's CPU time stays within :data:`UI_BUDGET` of the wall time (and at
+least every :data:`MAX_STALE_S`): drawing holds the GIL that the training thread needs between
+compiled steps.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ from gradtui.tui.widgets.warnings_panel import WarningsPanel
 DEFAULT_PRESET = "vanishing-sigmoid"
 #: the most repaints of the monitor per second
 REPAINT_HZ = 4
+#: while training, the share of its wall time the UI thread may spend (CPU time) between two
+#: repaints: drawing holds the GIL the training thread needs between compiled steps, so a slow
+#: machine gets fewer frames rather than a slower training
+UI_BUDGET = 0.03
+#: ... but the monitor is never older than this many seconds
+MAX_STALE_S = 2.0
 #: how long ``q`` waits for a stopped training to write its run directory before leaving
 QUIT_GRACE_S = 1.2
 #: ``q`` during training returns to the shell within this many seconds
@@ -159,6 +168,7 @@ class GradtuiApp(App[int]):
         self.last_trace: str | None = None
         self.kept_unsaved: Path | None = None
         self._pending: Snapshot | None = None
+        self._last_paint: tuple[float, float] | None = None  # (monotonic, UI thread CPU time)
         self._quitting = False
         self.repaints = 0
         #: leave right after the first screen (``--headless`` without ``--train``)
@@ -296,6 +306,12 @@ class GradtuiApp(App[int]):
         snap = self._pending
         if snap is None:
             return
+        now, cpu = time.monotonic(), time.thread_time()
+        if self.session is not None and self._last_paint is not None:
+            wall0, cpu0 = self._last_paint
+            if cpu - cpu0 > UI_BUDGET * (now - wall0) and now - wall0 < MAX_STALE_S:
+                return  # the last frame is not paid for yet: the next tick tries again
+        self._last_paint = (now, cpu)
         self._pending = None
         self.current = snap
         self.repaints += 1
@@ -660,9 +676,6 @@ def run_app(preset: str | None, *, headless: bool, train: bool) -> int:
         sys.stderr.write(f"gradtui: error: {exc.one_line()}\n")
         return 2
     app.exit_on_mount = headless and not train
-    # The training thread needs the GIL back the moment a compiled step returns; the default
-    # 5 ms switch interval lets the UI thread hold it for a whole step's length.
-    sys.setswitchinterval(0.0005)
     if headless:
         code = app.run(headless=True)
     else:

@@ -37,7 +37,7 @@ type = "dense"
 units = 10
 activation = "softmax"
 [train]
-epochs = 100
+epochs = 1000  # long enough never to end during the measurement
 batch_size = 32
 """
 
