@@ -14,18 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from gradtui.errors import DataError, one_of
-from gradtui.preset import NAMED_DATASETS, DataSpec
+from gradtui.preset import NAMED_DATASETS, NAMED_SHAPES, DataSpec
 
 #: input shape and class count of each named data set, known without loading it
-NAMED_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((64,), 10),
-    "mnist": ((28, 28), 10),
-    "fashion_mnist": ((28, 28), 10),
-    "spiral": ((2,), 2),
-    "circles": ((2,), 2),
-    "xor": ((2,), 2),
-    "gaussian": ((2,), 2),
-}
 
 FASHION_FILES = (
     "train-labels-idx1-ubyte.gz",

@@ -15,57 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gradtui.diagnosis import KINDS, Diagnosis
 from gradtui.preset import Thresholds, TrainSpec
 from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matched_variance
-
-KINDS = ("vanishing", "exploding", "non_finite", "saturation", "dead_units")
-
-
-@dataclass
-class Diagnosis:
-    """One problem found in the recorded statistics (SPEC section 3)."""
-
-    kind: str
-    layer: str | None
-    step: int
-    severity: str
-    message: str
-    advice: str
-    layers: list[str] = field(default_factory=list)
-    fix: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``summary.json`` form."""
-        return {
-            "kind": self.kind,
-            "layer": self.layer,
-            "step": self.step,
-            "severity": self.severity,
-            "message": self.message,
-            "advice": self.advice,
-            "layers": list(self.layers),
-            "fix": self.fix,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Diagnosis:
-        """Read back a ``summary.json`` diagnosis."""
-        return cls(
-            kind=d["kind"],
-            layer=d.get("layer"),
-            step=int(d.get("step", 0)),
-            severity=d.get("severity", "warning"),
-            message=d.get("message", ""),
-            advice=d.get("advice", ""),
-            layers=list(d.get("layers") or []),
-            fix=d.get("fix"),
-        )
-
 
 _KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead")
 _GRAD, _WEIGHT, _NONFINITE = 0, 1, 2

@@ -63,6 +63,16 @@ VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform
 BATCH_NORM = ("none", "before", "after")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
 NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian")
+#: input shape and number of classes of each named data set, known without loading it
+NAMED_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((64,), 10),
+    "mnist": ((28, 28), 10),
+    "fashion_mnist": ((28, 28), 10),
+    "spiral": ((2,), 2),
+    "circles": ((2,), 2),
+    "xor": ((2,), 2),
+    "gaussian": ((2,), 2),
+}
 DATA_SUFFIXES = (".npz", ".csv")
 
 TOP_KEYS = ("name", "description", "data", "layers", "train", "monitor")

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gradtui.data import Dataset
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError, in_file
 from gradtui.history import History
 from gradtui.preset import Preset
@@ -26,6 +25,7 @@ from gradtui.runlog import RunDir, default_run_dir
 from gradtui.stack import LayerInfo, check_memory, param_counts, plan
 
 if TYPE_CHECKING:
+    from gradtui.data import Dataset
     from gradtui.probe import Records
 
 

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.history import History, sparkline
 from gradtui.preset import Preset
 from gradtui.stack import Advice

@@ -32,6 +32,7 @@ def test_entry_points_import_nothing_heavy(module: str) -> None:
         "gradtui.preset",
         "gradtui.stack",
         "gradtui.diagnose",
+        "gradtui.diagnosis",
         "gradtui.runlog",
         "gradtui.history",
         "gradtui.data",
@@ -55,3 +56,9 @@ def test_help_and_presets_run_without_tensorflow() -> None:
     )
     loaded = modules_after(code)
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
+def test_the_tui_module_imports_neither_numpy_nor_tensorflow() -> None:
+    """The first screen needs neither: numpy (~0.12 s here) and TensorFlow load after it."""
+    loaded = modules_after("import gradtui.tui.app")
+    assert not {m for m in loaded if m.split(".")[0] in ("numpy", "tensorflow", "keras")}

@@ -28,7 +28,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError
 from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir

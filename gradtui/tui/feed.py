@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.history import History
 from gradtui.runlog import Run, read_run
 from gradtui.stack import LayerInfo

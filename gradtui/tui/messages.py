@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.preset import Preset
 from gradtui.tui.feed import Snapshot
 

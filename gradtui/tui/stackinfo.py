@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from gradtui.data import input_spec
 from gradtui.errors import GradtuiError
-from gradtui.preset import DataSpec, Preset
+from gradtui.preset import NAMED_SHAPES, DataSpec, Preset
 from gradtui.stack import Advice, LayerInfo, param_counts, plan, preflight
 
 _SPEC_CACHE: dict[tuple[str, float], tuple[tuple[int, ...], int]] = {}
@@ -19,8 +18,13 @@ _SPEC_CACHE: dict[tuple[str, float], tuple[tuple[int, ...], int]] = {}
 def cached_input_spec(data: DataSpec) -> tuple[tuple[int, ...], int]:
     """:func:`gradtui.data.input_spec`, cached per data file and its modification time.
 
-    A named data set costs nothing; a file is read once, not on every keystroke.
+    A named data set costs nothing (not even importing numpy, which the first screen does not
+    need); a file is read once, not on every keystroke.
     """
+    if data.dataset in NAMED_SHAPES:
+        return NAMED_SHAPES[data.dataset]
+    from gradtui.data import input_spec
+
     if os.path.sep not in data.dataset and not data.dataset.endswith((".npz", ".csv")):
         return input_spec(data)
     try:

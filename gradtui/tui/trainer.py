@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError
 from gradtui.history import History
 from gradtui.preset import Preset

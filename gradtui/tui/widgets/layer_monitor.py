@@ -11,7 +11,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.tui.feed import LayerRow
 from gradtui.tui.render import STATUS_MARK, STATUS_STYLE, fmt_num, fraction_bar, log_range, log_sparkline
 

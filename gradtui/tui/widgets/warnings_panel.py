@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from gradtui.diagnose import Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.tui.messages import ApplyFix
 from gradtui.tui.render import STATUS_MARK, STATUS_STYLE
 
