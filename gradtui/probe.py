@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,9 @@ class Records:
     stats: np.ndarray
     epoch: int
     layers: list[Tracked]
+    #: ``%`` templates of ``stats.jsonl`` lines, kept across drains by the :class:`Instrument`
+    templates: dict[bytes, str] = dataclass_field(default_factory=dict, repr=False, compare=False)
+    _fields: dict[str, np.ndarray] = dataclass_field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -89,7 +93,14 @@ class Records:
 
     def field(self, key: str) -> np.ndarray:
         """One ``stats.jsonl`` field for every row and layer, ``(n, layers)``; NaN where a layer
-        does not have it (``saturation`` and ``dead`` belong to layers with that tap)."""
+        does not have it (``saturation`` and ``dead`` belong to layers with that tap).
+        Computed once per drain: ``stats.jsonl``, the history and the diagnoser all read it."""
+        got = self._fields.get(key)
+        if got is None:
+            got = self._fields[key] = self._field(key)
+        return got
+
+    def _field(self, key: str) -> np.ndarray:
         s = self.stats
         if key == "update_ratio":
             wn, un = s[:, :, 2], s[:, :, 3]
@@ -141,7 +152,7 @@ class Records:
             # %.9g drops the fraction of these (|v - rint(v)| < 0.5e-8 |v| suffices for that)
             whole = floats & (size < 1e16) & (np.abs(values - np.rint(values)) <= 1e-8 * size)
         finite = np.isfinite(values).all(axis=1).tolist()
-        templates = self.__dict__.setdefault("_templates", {})
+        templates = self.templates
         out = []
         for row, ok, pattern in zip(values.tolist(), finite, whole, strict=True):
             if not ok:
@@ -394,6 +405,7 @@ class Instrument:
             self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
         self.read_count = 0
         self.lost = 0
+        self._templates: dict[bytes, str] = {}  # stats.jsonl line templates, see Records.to_jsonl
         #: variables whose update norm comes from the optimizer's update tensor (set when traced)
         self.captured_updates = 0
         self._host_step: int | None = None
@@ -656,7 +668,12 @@ class Instrument:
         new = count - self.read_count
         if new <= 0:
             return Records(
-                np.zeros(0, np.int64), np.zeros(0), np.zeros((0, self.n_layers, K)), epoch, self.tracked
+                np.zeros(0, np.int64),
+                np.zeros(0),
+                np.zeros((0, self.n_layers, K)),
+                epoch,
+                self.tracked,
+                self._templates,
             )
         if new > self.capacity:
             self.lost += new - self.capacity
@@ -665,7 +682,8 @@ class Instrument:
         rows = self.buffer.numpy()[slots]
         self.read_count = count
         steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
-        return Records(steps, rows[:, 1].astype(np.float64), self.layer_stats(rows), epoch, self.tracked)
+        stats = self.layer_stats(rows)
+        return Records(steps, rows[:, 1].astype(np.float64), stats, epoch, self.tracked, self._templates)
 
     def layer_stats(self, rows: np.ndarray) -> np.ndarray:
         """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`COLUMNS`) of ring rows."""
