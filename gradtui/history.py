@@ -131,16 +131,22 @@ class History:
         self.last_step = step
         self.last_epoch = int(record.get("epoch", 0))
         self.loss.add(step, float(record.get("loss", math.nan)))
-        layers = self.layers
         for name, stats in record["layers"].items():
-            layer = layers.get(name)
-            if layer is None:
-                layer = layers[name] = {}
+            layer = self._layer(name)
             for key, value in stats.items():
-                series = layer.get(key)
-                if series is None:
-                    series = layer[key] = Series(self.size)
-                series.add(step, float(value))
+                self._series(layer, key).add(step, float(value))
+
+    def _layer(self, name: str) -> dict[str, Series]:
+        layer = self.layers.get(name)
+        if layer is None:
+            layer = self.layers[name] = {}
+        return layer
+
+    def _series(self, layer: dict[str, Series], key: str) -> Series:
+        series = layer.get(key)
+        if series is None:
+            series = layer[key] = Series(self.size)
+        return series
 
     def extend(self, records: Iterable[dict[str, Any]]) -> None:
         """Add several records."""
@@ -159,16 +165,11 @@ class History:
         self.loss.extend(steps, block.losses.tolist())
         columns: dict[str, list[list[float]]] = {}
         for li, t in enumerate(block.layers):
-            layer = self.layers.get(t.name)
-            if layer is None:
-                layer = self.layers[t.name] = {}
+            layer = self._layer(t.name)
             for key in block.fields(t):
                 if key not in columns:
                     columns[key] = block.field(key).T.tolist()
-                series = layer.get(key)
-                if series is None:
-                    series = layer[key] = Series(self.size)
-                series.extend(steps, columns[key][li])
+                self._series(layer, key).extend(steps, columns[key][li])
 
     def series(self, layer: str, key: str) -> Series | None:
         """One layer's series of one statistic, if recorded."""

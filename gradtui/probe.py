@@ -5,10 +5,9 @@ from the gradients the step already has and the activations of the same forward 
 extra forward or backward pass. Each variable is reduced by a few reductions that read it once
 and materialize nothing (on a CPU, passes over big kernels and stacking or concatenating many
 small tensors are what cost), and everything per layer is done on the host, vectorized over the
-rows of a drain. Each recorded
-step writes one row into a ring buffer held in a ``tf.Variable``; a callback drains the ring a
-few times a second, so there is no device-to-host copy per step and nothing is added to the
-logs the user's ``fit`` shows. ``benchmarks/bench_overhead.py`` measures what it costs.
+rows of a drain. Each recorded step writes one row into a ring buffer held in a
+``tf.Variable``; a callback drains the ring a few times a second, so there is no device-to-host
+copy per step and nothing is added to the logs the user's ``fit`` shows. ``benchmarks/bench_overhead.py`` measures what it costs.
 """
 
 from __future__ import annotations
@@ -158,7 +157,7 @@ class Records:
             if not ok:
                 out.append(
                     _build(pieces, ["%s"] * len(row))
-                    % tuple(_token(v, i) for v, i in zip(row, is_int, strict=True))
+                    % tuple(_token(v, i, w) for v, i, w in zip(row, is_int, pattern.tolist(), strict=True))
                 )
                 continue
             key = pattern.tobytes()
@@ -173,14 +172,14 @@ class Records:
         return "".join(out)
 
 
-def _token(value: float, is_int: bool) -> str:
-    """One value of a row that holds a NaN or Inf, as JSON text."""
+def _token(value: float, is_int: bool, whole: bool) -> str:
+    """One value of a row that holds a NaN or Inf, as JSON text: the formats of the template
+    path (``whole``: ``%.9g`` would print an integer), NaN and Inf as strings."""
     if is_int:
         return str(int(value))
     if not math.isfinite(value):
         return '"nan"' if math.isnan(value) else ('"inf"' if value > 0 else '"-inf"')
-    text = f"{value:.9g}"
-    return text if any(c in text for c in ".en") else f"{value:.1f}"
+    return f"{value:.1f}" if whole else f"{value:.9g}"
 
 
 def _jsonl_pieces(records: Records) -> tuple[list[str], list[bool]]:
