@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+
+#: a line as runs of ``(text, style)``: built once, drawn as a rich ``Text`` (tests, the compare
+#: view) or straight as segments (the live monitor, which redraws every row a few times a second)
+Runs = list[tuple[str, str]]
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 #: colours from faint (lowest) to bright (highest) for sparkline levels
@@ -52,50 +58,83 @@ def log_range(series: Sequence[Sequence[float]]) -> tuple[float, float] | None:
     return min(logs), max(logs)
 
 
-def log_sparkline(values: Sequence[float], width: int, scale: tuple[float, float] | None) -> Text:
-    """The last ``width`` values as blocks on a shared log10 ``scale``, coloured by height.
+def runs_text(runs: Runs) -> Text:
+    """``runs`` as a rich ``Text`` (a span per styled run)."""
+    text = Text()
+    for chunk, style in runs:
+        text.append(chunk, style)
+    return text
 
-    Non-finite values are a red ``!``, zeros a faint ``·``; the line is left-padded to ``width``.
-    """
+
+def runs_segments(runs: Runs) -> list[Segment]:
+    """``runs`` as segments, drawn as :func:`runs_text` would draw them, without its span
+    bookkeeping (``Style.parse`` is cached by rich)."""
+    null = Style.null()
+    segments: list[Segment] = []
+    text, style = "", ""
+    for chunk, chunk_style in runs:
+        if chunk_style != style and text:  # adjacent runs of one style are one segment
+            segments.append(Segment(text, Style.parse(style) if style else null))
+            text = ""
+        text += chunk
+        style = chunk_style
+    if text:
+        segments.append(Segment(text, Style.parse(style) if style else null))
+    return segments
+
+
+def sparkline_runs(values: Sequence[float], width: int, scale: tuple[float, float] | None) -> Runs:
+    """The runs of :func:`log_sparkline`: one per stretch of one colour."""
     vals = list(values)[-width:]
-    text = Text(" " * (width - len(vals)))
+    runs: Runs = [(" " * (width - len(vals)), "")]
     if scale is None:
         lo, hi = 0.0, 0.0
     else:
         lo, hi = scale
     span = hi - lo
     top = len(BLOCKS) - 1
+    log10, isfinite = math.log10, math.isfinite
     run, run_style = "", ""
     for v in vals:
-        if not math.isfinite(v):
+        if not isfinite(v):
             char, style = "!", "bold red"
         elif v <= 0:
             char, style = "·", RAMP[0]
         else:
-            frac = 0.5 if span <= 0 else (math.log10(v) - lo) / span
+            frac = 0.5 if span <= 0 else (log10(v) - lo) / span
             level = min(top, max(0, int(frac * top + 0.5)))
             char, style = BLOCKS[level], RAMP[level]
         if style != run_style and run:
-            text.append(run, run_style)  # one span per run of one colour: cheaper to draw
+            runs.append((run, run_style))
             run = ""
         run += char
         run_style = style
     if run:
-        text.append(run, run_style)
-    return text
+        runs.append((run, run_style))
+    return runs
+
+
+def log_sparkline(values: Sequence[float], width: int, scale: tuple[float, float] | None) -> Text:
+    """The last ``width`` values as blocks on a shared log10 ``scale``, coloured by height.
+
+    Non-finite values are a red ``!``, zeros a faint ``·``; the line is left-padded to ``width``.
+    """
+    return runs_text(sparkline_runs(values, width, scale))
+
+
+def fraction_runs(value: float, width: int = 8, *, limit: float = 0.5) -> Runs:
+    """The runs of :func:`fraction_bar`."""
+    if value is None or not math.isfinite(value):
+        return [(" " * (width + 5), "")]
+    value = min(1.0, max(0.0, value))
+    filled = int(round(value * width))
+    style = "red" if value > limit else ("yellow" if value > limit / 2 else "green")
+    return [("█" * filled, style), ("░" * (width - filled), "#444444"), (f" {value:>3.0%}", style)]
 
 
 def fraction_bar(value: float, width: int = 8, *, limit: float = 0.5) -> Text:
     """A small bar of a fraction in [0, 1]: green below ``limit``/2, yellow, red above ``limit``."""
-    if value is None or not math.isfinite(value):
-        return Text(" " * (width + 5))
-    value = min(1.0, max(0.0, value))
-    filled = int(round(value * width))
-    style = "red" if value > limit else ("yellow" if value > limit / 2 else "green")
-    text = Text("█" * filled, style)
-    text.append("░" * (width - filled), "#444444")
-    text.append(f" {value:>3.0%}", style)
-    return text
+    return runs_text(fraction_runs(value, width, limit=limit))
 
 
 def progress_bar(done: int, total: int, width: int = 24) -> Text:
@@ -122,19 +161,16 @@ def fmt_duration(seconds: float | None) -> str:
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 
 
-def braille_chart(
+def braille_runs(
     series: Sequence[tuple[Sequence[tuple[float, float]], str]],
     width: int,
     height: int,
     *,
     y_range: tuple[float, float] | None = None,
     x_range: tuple[float, float] | None = None,
-) -> list[Text]:
-    """Lines of a braille line chart of several ``(points, style)`` series on shared axes.
-
-    Each character cell holds 2x4 dots; a later series wins a cell's colour. Returns ``height``
-    lines of ``width`` cells, the top line first.
-    """
+) -> list[Runs]:
+    """Lines of a braille line chart of several ``(points, style)`` series on shared axes, as
+    runs (see :func:`braille_chart`)."""
     width, height = max(1, width), max(1, height)
     pts = [(x, y) for s, _ in series for x, y in s if math.isfinite(x) and math.isfinite(y)]
     cells = [[0] * width for _ in range(height)]
@@ -173,19 +209,35 @@ def braille_chart(
                             style,
                         )
                 prev = (px, py)
-    lines = []
+    lines: list[Runs] = []
     for r in range(height):
-        line = Text()
+        line: Runs = []
         run, run_style = "", ""
         for c in range(width):
             bits = cells[r][c]
             style = (styles[r][c] or "") if bits else ""
             if style != run_style and run:
-                line.append(run, run_style)
+                line.append((run, run_style))
                 run = ""
             run += chr(0x2800 + bits) if bits else " "
             run_style = style
         if run:
-            line.append(run, run_style)
+            line.append((run, run_style))
         lines.append(line)
     return lines
+
+
+def braille_chart(
+    series: Sequence[tuple[Sequence[tuple[float, float]], str]],
+    width: int,
+    height: int,
+    *,
+    y_range: tuple[float, float] | None = None,
+    x_range: tuple[float, float] | None = None,
+) -> list[Text]:
+    """Lines of a braille line chart of several ``(points, style)`` series on shared axes.
+
+    Each character cell holds 2x4 dots; a later series wins a cell's colour. Returns ``height``
+    lines of ``width`` cells, the top line first.
+    """
+    return [runs_text(line) for line in braille_runs(series, width, height, y_range=y_range, x_range=x_range)]

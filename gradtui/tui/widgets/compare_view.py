@@ -10,6 +10,7 @@ from textual.widget import Widget
 
 from gradtui.tui.feed import LayerRow, Snapshot
 from gradtui.tui.render import fmt_num, log_range, log_sparkline
+from gradtui.tui.widgets.shown import DrawnWhenShown
 
 NAME_W = 18
 
@@ -41,7 +42,7 @@ def _headline(tag: str, s: Snapshot | None) -> Text:
     return text
 
 
-class CompareView(Widget):
+class CompareView(DrawnWhenShown, Widget):
     """The previous run (A) and the current one (B), layer by layer.
 
     Both columns of sparklines share one log scale, so a remedy that lifts the lower layers'
@@ -62,7 +63,7 @@ class CompareView(Widget):
         """Compare ``before`` (A) with ``after`` (B)."""
         rows = len(self._names())
         self.before, self.after = before, after
-        self.refresh(layout=len(self._names()) != rows)
+        self.redraw(layout=len(self._names()) != rows)
 
     def _names(self) -> list[str]:
         names: list[str] = []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-from rich.console import RenderableType
-from rich.text import Text
+from rich.style import Style
+from textual.strip import Strip
 from textual.widget import Widget
 
 from gradtui.tui.feed import Snapshot
-from gradtui.tui.render import braille_chart
+from gradtui.tui.render import Runs, braille_runs, runs_segments, runs_text
+from gradtui.tui.widgets.shown import DrawnWhenShown
 
 TRAIN, VAL = "#5fafff", "#ffaf5f"
 
@@ -24,9 +25,14 @@ def _epoch_points(snapshot: Snapshot, key: str) -> list[tuple[float, float]]:
     return out
 
 
-class LossChart(Widget):
+class LossChart(DrawnWhenShown, Widget):
     """Training loss per recorded step and validation loss per epoch (log scale), then
-    training and validation accuracy per epoch."""
+    training and validation accuracy per epoch.
+
+    Drawn with Textual's line API from ``(text, style)`` runs: as a rich ``Text`` the chart
+    went through Textual's content conversion on every repaint (about twice the chart's own
+    cost, on the UI thread that the training thread shares the GIL with).
+    """
 
     DEFAULT_CSS = """
     LossChart { height: 16; border: round $secondary; padding: 0 1; }
@@ -35,6 +41,9 @@ class LossChart(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.snapshot: Snapshot | None = None
+        self._lines: list[Runs] | None = None
+        self._strips: dict[int, Strip] = {}
+        self._base: Style | None = None
 
     def on_mount(self) -> None:
         """Title the panel."""
@@ -43,15 +52,50 @@ class LossChart(Widget):
     def show(self, snapshot: Snapshot) -> None:
         """Draw this run's curves."""
         self.snapshot = snapshot
-        self.refresh()
+        self._forget()
+        self.redraw()
 
-    def render(self) -> RenderableType:
-        """Two stacked charts with a legend line each."""
+    def _forget(self) -> None:
+        self._lines = None
+        self._strips.clear()
+
+    def on_resize(self) -> None:
+        """Draw again at the new size."""
+        self._forget()
+
+    def notify_style_update(self) -> None:
+        """The theme or CSS changed: look the base style up again."""
+        super().notify_style_update()
+        self._base = None
+        self._forget()
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the charts."""
+        strip = self._strips.get(y)
+        if strip is None:
+            if self._lines is None:
+                self._lines = self.chart_runs(self.size.width, self.size.height)
+            if self._base is None:
+                self._base = self.visual_style.rich_style
+            runs = self._lines[y] if y < len(self._lines) else []
+            strip = (
+                Strip(runs_segments(runs)).apply_style(self._base).crop_extend(0, self.size.width, self._base)
+            )
+            self._strips[y] = strip
+        return strip
+
+    def render_text(self) -> str:
+        """Every line as plain text (for tests and screen readers)."""
+        lines = self.chart_runs(self.size.width, self.size.height)
+        return "\n".join(runs_text(line).plain for line in lines)
+
+    def chart_runs(self, size_w: int, size_h: int) -> list[Runs]:
+        """The lines of both charts at a content size of ``size_w`` x ``size_h``."""
         s = self.snapshot
-        width = max(10, self.size.width - 8)
+        width = max(10, size_w - 8)
         if s is None or not s.loss:
-            return Text("no run yet", "dim")
-        rows = max(2, (self.size.height - 2) // 2)
+            return [[("no run yet", "dim")]]
+        rows = max(2, (size_h - 2) // 2)
         train = [
             (float(x), math.log10(v))
             for x, v in zip(s.loss_steps or range(len(s.loss)), s.loss, strict=False)
@@ -59,34 +103,28 @@ class LossChart(Widget):
         ]
         val = [(x, math.log10(v)) for x, v in _epoch_points(s, "val_loss") if v > 0]
         x_max = float(max(s.total_steps, *(p[0] for p in train + val), 1))
-        out = Text()
         final = s.final()
-        out.append("loss ", "bold")
-        out.append("━ train ", TRAIN)
-        out.append("━ val", VAL)
+        head: Runs = [("loss ", "bold"), ("━ train ", TRAIN), ("━ val", VAL)]
         if "val_loss" in final:
-            out.append(f"  val {final['val_loss']:.4g}", VAL)
-        out.append(f"  train {s.loss[-1]:.4g}\n", TRAIN)
+            head.append((f"  val {final['val_loss']:.4g}", VAL))
+        head.append((f"  train {s.loss[-1]:.4g}", TRAIN))
+        lines = [head]
         ys = [p[1] for p in train + val]
         lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
-        chart = braille_chart([(train, TRAIN), (val, VAL)], width, rows, x_range=(0, x_max))
+        chart = braille_runs([(train, TRAIN), (val, VAL)], width, rows, x_range=(0, x_max))
         for i, line in enumerate(chart):
             label = f"{10**hi:7.3g} " if i == 0 else (f"{10**lo:7.3g} " if i == rows - 1 else " " * 8)
-            out.append(label, "dim")
-            out.append_text(line)
-            out.append("\n")
+            lines.append([(label, "dim"), *line])
         acc = _epoch_points(s, "accuracy")
         val_acc = _epoch_points(s, "val_accuracy")
-        out.append("accuracy ", "bold")
-        out.append("━ train ", TRAIN)
-        out.append("━ val", VAL)
+        head = [("accuracy ", "bold"), ("━ train ", TRAIN), ("━ val", VAL)]
         if "accuracy" in final:
-            out.append(f"  train {final['accuracy']:.3f}", TRAIN)
+            head.append((f"  train {final['accuracy']:.3f}", TRAIN))
         if "val_accuracy" in final:
-            out.append(f"  val {final['val_accuracy']:.3f}", VAL)
-        out.append("\n")
-        acc_rows = max(1, self.size.height - rows - 2)
-        chart = braille_chart(
+            head.append((f"  val {final['val_accuracy']:.3f}", VAL))
+        lines.append(head)
+        acc_rows = max(1, size_h - rows - 2)
+        chart = braille_runs(
             [(acc, TRAIN), (val_acc, VAL)],
             width,
             acc_rows,
@@ -95,8 +133,5 @@ class LossChart(Widget):
         )
         for i, line in enumerate(chart):
             label = "   1.00 " if i == 0 else ("   0.00 " if i == acc_rows - 1 else " " * 8)
-            out.append(label, "dim")
-            out.append_text(line)
-            if i < acc_rows - 1:
-                out.append("\n")
-        return out
+            lines.append([(label, "dim"), *line])
+        return lines
