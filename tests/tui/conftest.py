@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from gradtui.tui.app import GradtuiApp, create_app
+from gradtui.tui.widgets.layer_form import LayerForm
 
 DATA = Path(__file__).parent / "data"
 SIZE = (150, 45)
@@ -107,3 +110,22 @@ def short_preset(
         max_steps=f"max_steps = {max_steps}" if max_steps else "",
     )
     return write_preset(path, text)
+
+
+async def forms_mounted(pilot: Pilot) -> None:
+    """Wait for the builder's forms: they are mounted just after the first paint."""
+    for _ in range(300):
+        if pilot.app.query(LayerForm):
+            await pilot.pause()
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the builder's forms were not mounted within 3 s of the first paint")
+
+
+@contextlib.asynccontextmanager
+async def opened(app: GradtuiApp, size: tuple[int, int] = SIZE) -> AsyncIterator[Pilot]:
+    """``app.run_test`` once the whole builder is there (a test that types into a form at once
+    would find no form yet)."""
+    async with app.run_test(size=size) as pilot:
+        await forms_mounted(pilot)
+        yield pilot

@@ -13,7 +13,7 @@ from gradtui.tui.screens.save_dialog import SaveDialog
 from gradtui.tui.widgets.layer_form import LayerForm
 from gradtui.tui.widgets.layer_table import LayerTable
 
-from .conftest import SIZE
+from .conftest import SIZE, forms_mounted, opened
 
 
 def _types(app) -> list[tuple[str, int | None, str, int]]:  # type: ignore[no-untyped-def]
@@ -22,7 +22,7 @@ def _types(app) -> list[tuple[str, int | None, str, int]]:  # type: ignore[no-un
 
 async def test_add_insert_duplicate_move_delete(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         table = app.query_one(LayerTable)
         assert table.row_count == 2
         await pilot.press("a")  # after entry 0, before the output layer
@@ -54,7 +54,7 @@ async def test_add_insert_duplicate_move_delete(make_app) -> None:  # type: igno
 
 async def test_buttons_reach_every_edit_with_the_mouse(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.click("#btn-add")
         await pilot.click("#btn-duplicate")
         await pilot.click("#btn-up")
@@ -66,7 +66,7 @@ async def test_buttons_reach_every_edit_with_the_mouse(make_app) -> None:  # typ
 
 async def test_edit_form_changes_units_activation_initializer_repeat(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         form = app.query_one(LayerForm)
         units = form.query_one("#f-units", Input)
         units.value = "48"
@@ -102,7 +102,7 @@ async def test_edit_form_changes_units_activation_initializer_repeat(make_app) -
 
 async def test_invalid_edit_is_refused_with_the_loader_error(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         before = app.preset
         form = app.query_one(LayerForm)
         form.query_one("#f-units", Input).value = "0"
@@ -117,7 +117,7 @@ async def test_invalid_edit_is_refused_with_the_loader_error(make_app) -> None: 
 
 async def test_cannot_delete_the_last_dense_layer(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.press("x")
         assert len(app.preset.layers) == 1
         before = app.preset
@@ -127,7 +127,7 @@ async def test_cannot_delete_the_last_dense_layer(make_app) -> None:  # type: ig
 
 async def test_training_settings_and_clipping(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         form = app.query_one("#train-form")
         form.query_one("#t-optimizer", Select).value = "adam"
         form.query_one("#t-momentum", Input).value = "0"
@@ -159,7 +159,7 @@ async def test_training_settings_and_clipping(make_app) -> None:  # type: ignore
 
 async def test_preflight_advice_follows_the_stack(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         advice = str(app.query_one("#advice").render())
         assert "sigmoid layers without BatchNorm" in advice
         form = app.query_one(LayerForm)
@@ -175,7 +175,7 @@ async def test_preflight_advice_follows_the_stack(make_app) -> None:  # type: ig
 async def test_save_and_reload_a_preset(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
     target = tmp_path / "mine.toml"
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.press("a")
         app.query_one(LayerForm).query_one("#f-units", Input).value = "24"
         await pilot.pause()
@@ -206,7 +206,7 @@ async def test_load_a_bundled_preset_and_a_bad_file(make_app, tmp_path: Path) ->
     bad = tmp_path / "bad.toml"
     bad.write_text("[[layers]]\ntype = 'dense'\nunits = 'many'\n")
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.press("o")
         dialog = app.screen
         dialog.query_one("#load-path", Input).value = str(bad)
@@ -233,7 +233,7 @@ async def test_save_into_a_missing_folder_shows_the_error(make_app, tmp_path: Pa
 
 async def _unwritable(make_app, target: Path) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.press("a")
         edited = app.preset
         await pilot.press("ctrl+s")
@@ -248,7 +248,7 @@ async def _unwritable(make_app, target: Path) -> None:  # type: ignore[no-untype
 
 async def test_unsaved_stack_is_kept_on_quit_and_restored(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         await pilot.press("a")
         edited = app.preset
         await pilot.press("q")
@@ -256,7 +256,7 @@ async def test_unsaved_stack_is_kept_on_quit_and_restored(make_app, tmp_path: Pa
     assert load(str(app.kept_unsaved)) == edited
     again = make_app(None)  # bare `gradtui`
     assert again.preset == edited and again.dirty
-    async with again.run_test(size=SIZE) as pilot:
+    async with opened(again) as pilot:
         await pilot.press("ctrl+s")
         again.screen.query_one("#save-path", Input).value = str(tmp_path / "kept.toml")
         await pilot.click("#save-ok")
@@ -267,7 +267,7 @@ async def test_unsaved_stack_is_kept_on_quit_and_restored(make_app, tmp_path: Pa
 
 async def test_escape_leaves_a_field_so_keys_work_again(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         app.query_one("#f-units", Input).focus()
         await pilot.press("escape")
         assert app.focused is app.query_one(LayerTable)
@@ -277,7 +277,7 @@ async def test_escape_leaves_a_field_so_keys_work_again(make_app) -> None:  # ty
 
 async def test_batch_norm_and_dropout_entries_keep_their_settings(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         form = app.query_one(LayerForm)
         await pilot.press("i")
         form.query_one("#f-type", Select).value = "batch_norm"
@@ -303,7 +303,7 @@ async def test_a_fix_is_refused_when_its_layers_changed_since_the_run(make_app) 
     app = make_app("vanishing-sigmoid")
     fix = {"entries": [0], "set": {"activation": "relu", "initializer": "he_normal"}}
     diagnosis = Diagnosis("vanishing", "dense", 2, "error", "m", "a", ["dense"], fix)
-    async with app.run_test(size=SIZE) as pilot:
+    async with opened(app) as pilot:
         app.trained_preset = app.preset
         await pilot.press("i")  # a new entry 0: the run's entry 0 is now entry 1
         edited = app.preset
@@ -312,3 +312,15 @@ async def test_a_fix_is_refused_when_its_layers_changed_since_the_run(make_app) 
         app.trained_preset = app.preset  # as if this stack had been trained
         assert app.apply_diagnosis(diagnosis) is True
         assert app.preset.layers[0].activation == Spec("relu")
+
+
+async def test_forms_arrive_after_the_first_paint_filled_with_the_stack(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("vanishing-sigmoid")
+    async with app.run_test(size=SIZE) as pilot:
+        await forms_mounted(pilot)
+        form = app.query_one(LayerForm)
+        assert form.query_one("#f-units", Input).value == "64"
+        assert form.query_one("#f-activation", Select).value == "sigmoid"
+        assert app.query_one("#t-epochs", Input).value == str(app.preset.train.epochs)
+        # the column was there (and the table beside it) before the forms were
+        assert app.query_one("#builder-right").region.width == 58

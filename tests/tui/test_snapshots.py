@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from gradtui.runlog import read_run
 from gradtui.tui.feed import Snapshot, snapshot_from_records
 
-from .conftest import DATA, SIZE
+from .conftest import DATA, SIZE, forms_mounted
 
 
 def recorded(name: str) -> Snapshot:
@@ -39,6 +39,7 @@ def test_builder(snap_compare, make_app) -> None:  # type: ignore[no-untyped-def
 
 def test_builder_with_variance_scaling_form(snap_compare, make_app) -> None:  # type: ignore[no-untyped-def]
     async def edit(pilot: Pilot) -> None:
+        await forms_mounted(pilot)
         form = pilot.app.query_one("#layer-form")
         form.query_one("#f-init").value = "variance_scaling"
         await pilot.pause()

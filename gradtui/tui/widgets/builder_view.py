@@ -8,6 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Static
 
@@ -29,6 +30,32 @@ BUTTONS = (
     ("up", "↑ Up", "move the highlighted layer up"),
     ("down", "↓ Down", "move the highlighted layer down"),
 )
+
+
+class FormsColumn(VerticalScroll):
+    """The right column: the layer form and the training form.
+
+    The column (its width and border) is there from the first paint; the forms are mounted into
+    it just after (as Textual's ``Lazy`` does, but without moving the rest of the screen): their
+    eighteen inputs and selects are most of the screen's widgets, and styling them took ~0.3 s
+    before anything was drawn.
+    """
+
+    class Ready(Message):
+        """The forms are mounted and can be filled."""
+
+    def on_mount(self) -> None:
+        """Mount the forms once the first screen is drawn."""
+        self.call_after_refresh(self._mount_forms)
+
+    async def _mount_forms(self) -> None:
+        if not self.is_attached:  # the app closed before its first refresh
+            return
+        if not self.is_mounted:  # the refresh came before this column finished mounting
+            self.call_after_refresh(self._mount_forms)
+            return
+        await self.mount(LayerForm(id="layer-form"), TrainForm(id="train-form"))
+        self.post_message(self.Ready())
 
 
 class BuilderView(Widget):
@@ -70,13 +97,26 @@ class BuilderView(Widget):
                     button.tooltip = tip
                     yield button
             yield AdvicePanel(id="advice")
-        with VerticalScroll(id="builder-right"):
-            yield LayerForm(id="layer-form")
-            yield TrainForm(id="train-form")
+        yield FormsColumn(id="builder-right")
 
     def on_mount(self) -> None:
         """Show the preset."""
         self.show(self.preset, cursor=0)
+
+    def on_forms_column_ready(self, event: FormsColumn.Ready) -> None:
+        """The forms arrived after the first paint: fill them."""
+        event.stop()
+        self._fill_forms()
+
+    @property
+    def forms_ready(self) -> bool:
+        """Whether the forms are mounted (they are, from just after the first paint)."""
+        return bool(self.query(LayerForm))
+
+    def _fill_forms(self) -> None:
+        if self.forms_ready:
+            self.query_one(LayerForm).show(self.index, self.preset.layers[self.index])
+            self.query_one(TrainForm).show(self.preset)
 
     # ------------------------------------------------------------------ display
 
@@ -97,8 +137,7 @@ class BuilderView(Widget):
         self._title()
         self.table.show(preset, self.info, cursor)
         self.query_one(AdvicePanel).show(preset, self.info)
-        self.query_one(LayerForm).show(self.index, preset.layers[self.index])
-        self.query_one(TrainForm).show(preset)
+        self._fill_forms()
 
     def _apply(self, change: Callable[[], Preset], cursor: int | None = None) -> bool:
         """Run one edit; a refused edit is shown and leaves the stack as it was."""
@@ -114,6 +153,8 @@ class BuilderView(Widget):
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         index = event.cursor_row
+        if not self.forms_ready:
+            return  # filled with the highlighted layer once mounted
         form = self.query_one(LayerForm)
         # a redraw after an edit re-highlights the same row: leave the form as the user typed it
         if index != form.index and 0 <= index < len(self.preset.layers):
@@ -154,7 +195,8 @@ class BuilderView(Widget):
 
     def action_edit(self) -> None:
         """Focus the layer form."""
-        self.query_one("#f-type").focus()
+        if self.forms_ready:
+            self.query_one("#f-type").focus()
 
     @on(Button.Pressed, "#stack-buttons Button")
     def _button(self, event: Button.Pressed) -> None:
