@@ -9,7 +9,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from gradtui.tui.feed import Snapshot
-from gradtui.tui.render import Runs, braille_runs, runs_segments, runs_text
+from gradtui.tui.render import Runs, braille_runs, runs_segments
 from gradtui.tui.widgets.shown import DrawnWhenShown
 
 TRAIN, VAL = "#5fafff", "#ffaf5f"
@@ -83,11 +83,6 @@ class LossChart(DrawnWhenShown, Widget):
             )
             self._strips[y] = strip
         return strip
-
-    def render_text(self) -> str:
-        """Every line as plain text (for tests and screen readers)."""
-        lines = self.chart_runs(self.size.width, self.size.height)
-        return "\n".join(runs_text(line).plain for line in lines)
 
     def chart_runs(self, size_w: int, size_h: int) -> list[Runs]:
         """The lines of both charts at a content size of ``size_w`` x ``size_h``."""
