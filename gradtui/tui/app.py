@@ -5,8 +5,8 @@
 Threads: TensorFlow is imported in the background as the app opens (the status line says
 "loading" until it is done), and each training runs in the background too, talking to the
 screen only through messages (:mod:`gradtui.tui.messages`). Both run on one engine thread: a
-training in another thread than the one that imported TensorFlow ran ~11% fewer steps a second
-here (median of 8 paired runs, 7 of 8 slower), the whole gap between the TUI and ``run``. The screen repaints the newest statistics at
+training in another thread than the one that imported TensorFlow ran at 0.88x the steps a second
+here (median of 8 paired runs, 7 of 8 slower). The screen repaints the newest statistics at
 most :data:`REPAINT_HZ` times a second, whatever the rate they arrive at, and while training only
 as often as the UI thread's CPU time stays within :data:`UI_BUDGET` of the wall time (and at
 least every :data:`MAX_STALE_S`): drawing holds the GIL that the training thread needs between
