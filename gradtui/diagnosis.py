@@ -24,6 +24,8 @@ class Diagnosis:
     advice: str
     layers: list[str] = field(default_factory=list)
     fix: dict[str, Any] | None = None
+    #: the step since which the condition no longer holds (SPEC section 3); ``None`` while it holds
+    cleared_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``summary.json`` form."""
@@ -36,6 +38,7 @@ class Diagnosis:
             "advice": self.advice,
             "layers": list(self.layers),
             "fix": self.fix,
+            **({"cleared_step": self.cleared_step} if self.cleared_step is not None else {}),
         }
 
     @classmethod
@@ -50,4 +53,5 @@ class Diagnosis:
             advice=d.get("advice", ""),
             layers=list(d.get("layers") or []),
             fix=d.get("fix"),
+            cleared_step=d.get("cleared_step"),
         )
