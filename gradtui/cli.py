@@ -201,7 +201,7 @@ def run(
     if out is not None:
         from gradtui.runlog import check_out
 
-        check_out(out, overwrite=overwrite)  # before any data is loaded
+        check_out(out, overwrite=overwrite, wording="cli")  # before any data is loaded
     from gradtui.preset import load
     from gradtui.session import Session, prepare
 

@@ -149,7 +149,7 @@ class Session:
         self._emit("on_status", "loading data")
         prepared = self.prepared or prepare(self.preset)
         preset = prepared.preset
-        run = RunDir(self.out, overwrite=self.overwrite)
+        run = RunDir(self.out, overwrite=self.overwrite, wording="cli")
         run.write_preset(preset.to_toml())
         status, error = "failed", None
         monitor = None
