@@ -209,15 +209,22 @@ def run(
         epochs=epochs, seed=seed, dataset=dataset, max_steps=max_steps, every=every
     )
     try:
-        prepared = prepare(p)
+        prepared = prepare(p, output_follows_data=dataset is not None)
     except GradtuiError as exc:
         if dataset is not None and exc.key == "data.dataset":  # the option's fault, not the preset's
             raise GradtuiError(exc.detail, key="--dataset") from None
         raise
+    if prepared.preset is not p:
+        old_units, new_units = p.layers[-1].units, prepared.preset.layers[-1].units
+        sys.stderr.write(
+            f"gradtui: the output layer has {new_units} units instead of the preset's {old_units}: "
+            f"--dataset {dataset} has {new_units} classes\n"
+        )
+        p = prepared.preset
     from gradtui.view import RichView
 
     view = RichView(quiet=quiet)
-    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared)
+    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared, fail_on=kinds)
     try:
         summary = session.run()
     except KeyboardInterrupt:
@@ -231,7 +238,17 @@ def run(
     view.print_summary(summary)
     if summary["status"] == "failed":
         sys.exit(1)
-    if kinds and any(d["kind"] in kinds for d in summary["diagnoses"]):
+    matched = session.failed_on
+    if matched is None and kinds:
+        from gradtui.diagnosis import Diagnosis
+
+        matched = next((Diagnosis.from_dict(d) for d in summary["diagnoses"] if d["kind"] in kinds), None)
+    if matched is not None:
+        where = f"layer {matched.layer}" if matched.layer else "the model"
+        stopped = f"; training stopped at step {summary['steps']}" if summary["status"] == "stopped" else ""
+        sys.stderr.write(
+            f"gradtui: --fail-on {matched.kind}: {matched.kind} on {where} at step {matched.step}{stopped}\n"
+        )
         sys.exit(3)
 
 
