@@ -345,7 +345,9 @@ class Preset:
         if last.type != "dense" or last.units == units:
             return self
         out = dataclasses.replace(last, units=units, repeat=1)
-        head = self.layers[:-1] + ((dataclasses.replace(last, repeat=last.repeat - 1),) if last.repeat > 1 else ())
+        head = self.layers[:-1] + (
+            (dataclasses.replace(last, repeat=last.repeat - 1),) if last.repeat > 1 else ()
+        )
         return dataclasses.replace(self, layers=(*head, out))
 
 

@@ -130,7 +130,9 @@ def check_out(path: Path, *, overwrite: bool = False, wording: str = "python") -
     try:
         holds_files = path.is_dir() and any(path.iterdir())
     except OSError as exc:
-        raise GradtuiError(f"cannot read it: {exc.strerror or exc}", file=str(path), key=words["out"]) from None
+        raise GradtuiError(
+            f"cannot read it: {exc.strerror or exc}", file=str(path), key=words["out"]
+        ) from None
     if holds_files:
         if not overwrite:
             raise GradtuiError(

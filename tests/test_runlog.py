@@ -213,7 +213,10 @@ def test_run_files_share_one_mode_from_the_umask(tmp_path: Path) -> None:
             run.close()
         finally:
             os.umask(old)
-        modes = {name: (folder / name).stat().st_mode & 0o777 for name in ("summary.json", "preset.toml", "stats.jsonl")}
+        modes = {
+            name: (folder / name).stat().st_mode & 0o777
+            for name in ("summary.json", "preset.toml", "stats.jsonl")
+        }
         assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
