@@ -166,3 +166,40 @@ def test_cleared_layer_gets_a_hollow_mark() -> None:
     Console(file=buf, width=200).print(layer_table(History(), ["dense_3", "dense_4"], [d]))
     rows = {line.split()[0]: line for line in buf.getvalue().splitlines()[1:] if line.strip()}
     assert rows["dense_3"].rstrip().endswith("○") and rows["dense_4"].rstrip().endswith("●")
+
+
+# --------------------------------------------------------------------------- --help and --version
+
+
+def test_help_usage_kinds_exit_codes_and_whole_descriptions() -> None:
+    """At 100 columns: the usage line says PRESET, --fail-on lists the kinds, the exit codes are
+    there, and no command's one-line description is cut (no trailing ``...``)."""
+    from gradtui.diagnosis import KINDS
+
+    top = runner.invoke(app, ["--help"], terminal_width=100)
+    assert top.exit_code == 0, top.output
+    assert "Exit codes:" in top.output and "3 a --fail-on kind" in top.output
+    commands = top.output.split("Commands:")[1].split("\n\n")[0].splitlines()
+    assert len(commands) >= 4
+    for line in commands:
+        assert not line.rstrip().endswith("..."), line
+    run = runner.invoke(app, ["run", "--help"], terminal_width=100)
+    assert run.exit_code == 0, run.output
+    usage = run.output.splitlines()[0]
+    assert usage.endswith(" run [OPTIONS] PRESET"), usage
+    assert "{" not in run.output
+    flat = " ".join(run.output.split())
+    fail_on = flat.split("--fail-on KINDS")[1].split("-q, --quiet")[0]
+    assert all(kind in fail_on for kind in KINDS), fail_on
+    assert "Exit codes:" in flat and "130 interrupted" in flat
+    tui = runner.invoke(app, ["tui", "--help"], terminal_width=100)
+    assert tui.output.splitlines()[0].endswith(" tui [OPTIONS] [PRESET]")
+
+
+def test_version_prints_the_version() -> None:
+    """``gradtui --version`` prints ``gradtui X.Y.Z`` and exits 0 (SPEC section 1)."""
+    import gradtui
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"gradtui {gradtui.__version__}"
