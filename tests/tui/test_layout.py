@@ -32,6 +32,17 @@ async def show_monitor(pilot: Pilot) -> None:
     await pilot.pause()
 
 
+async def settled(pilot: Pilot) -> None:
+    """The monitor shown and laid out at the terminal's width (its classes follow a resize)."""
+    await show_monitor(pilot)
+    for _ in range(50):
+        monitor = pilot.app.query_one(LayerMonitor)
+        if monitor.size.width and monitor.rows:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.05)
+
+
 @pytest.mark.parametrize("size", [SMALL, MEDIUM], ids=["80x24", "120x35"])
 def test_monitor_snapshot(snap_compare, make_app, size) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(make_app("vanishing-sigmoid"), terminal_size=size, run_before=show_monitor)
@@ -45,7 +56,7 @@ def test_builder_snapshot(snap_compare, make_app, size) -> None:  # type: ignore
 async def test_monitor_at_80x24_shows_what_matters_first(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
     async with opened(app, SMALL) as pilot:
-        await show_monitor(pilot)
+        await settled(pilot)
         monitor = app.query_one(LayerMonitor)
         # every layer in view, each with its mark, name, a real sparkline and its latest norm
         assert monitor.scrollable_content_region.height >= len(monitor.rows) + 2
@@ -70,7 +81,7 @@ async def test_monitor_at_80x24_shows_what_matters_first(make_app) -> None:  # t
 async def test_monitor_at_120x35_adds_columns_with_headers(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("vanishing-sigmoid")
     async with opened(app, MEDIUM) as pilot:
-        await show_monitor(pilot)
+        await settled(pilot)
         monitor = app.query_one(LayerMonitor)
         cols = monitor.columns
         assert cols.upd and cols.bar and cols.spark_w >= 16

@@ -42,6 +42,15 @@ def fit_columns(width: int, cells: list[list[str]]) -> list[tuple[str, str]]:
     return [(c, headers[c]) for c in COLUMNS if c in chosen]
 
 
+#: the widest an activation or initializer cell is drawn; the form shows the whole label
+LABEL_W = 22
+
+
+def _short(label: str) -> str:
+    """``variance_scaling(scale=2, mode=fan_avg, …`` : a long label ends in an ellipsis."""
+    return label if len(label) <= LABEL_W else label[: LABEL_W - 1] + "…"
+
+
 def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> list[Text | str]:
     dense = spec.type == "dense"
     act = spec.activation.label() if spec.activation else ""
@@ -54,8 +63,8 @@ def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> l
         mark,
         spec.type,
         str(spec.units) if dense else "",
-        act,
-        spec.initializer.label() if dense else "",
+        _short(act),
+        _short(spec.initializer.label()) if dense else "",
         spec.batch_norm if dense and spec.batch_norm != "none" else "",
         f"×{spec.repeat}" if spec.repeat > 1 else "1",
         f"{params:,}" if params is not None else "",
