@@ -26,7 +26,7 @@ class RunStatus(Static):
     """What the app is doing: loading TensorFlow, ready, training (with progress), done, failed."""
 
     DEFAULT_CSS = """
-    RunStatus { height: 2; padding: 0 1; background: $boost; }
+    RunStatus { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -77,7 +77,7 @@ class RunStatus(Static):
                 text.append(f"  → {s.out}", "dim")
         else:
             text.append("press t to train the stack; q quits", "dim")
-        self.update(text, layout=False)  # two lines, always
+        self.update(text, layout=False)  # two lines, always: each cut (…), never wrapped
 
     def on_resize(self) -> None:
         """Lay the progress line out again for the new width."""
