@@ -274,9 +274,10 @@ def print_check(
 ) -> None:
     """The Keras-style summary of ``gradtui check`` with fans, σ² and pre-flight advice."""
     console = console or Console()
-    console.print(Text(f'Model: "{preset.name}"  input {shape}, {classes} classes', style="bold"))
+    wrap = {"soft_wrap": not console.is_terminal}  # a pipe gets whole lines, as in print_summary
+    console.print(Text(f'Model: "{preset.name}"  input {shape}, {classes} classes', style="bold"), **wrap)
     if preset.description:
-        console.print(Text(preset.description, style="dim"))
+        console.print(Text(preset.description, style="dim"), **wrap)
     table = Table(header_style="bold")
     for col in (
         "Layer (type)",
@@ -308,6 +309,6 @@ def print_check(
     if advice:
         console.print(Text("Pre-flight advice:", style="bold yellow"))
         for a in advice:
-            console.print(Text(f"  • {a.message}"))
+            console.print(Text(f"  • {a.message}"), **wrap)
     else:
         console.print(Text("Pre-flight: every initializer fits its activation.", style="green"))
