@@ -74,12 +74,15 @@ def layer_table(history: History, names: list[str], diagnoses: list[Diagnosis], 
         latest = history.latest(n)
         act = latest.get("saturation", latest.get("dead"))
         d = flagged.get(n)
+        # marks that differ by shape, not only by colour: a pipe or a log has no colour
         if d is None:
             status = Text("●", style="green")
         elif d.cleared_step is not None:
             status = Text("○", style="yellow")
         else:
-            status = Text("●", style=SEVERITY_STYLE.get(d.severity, "yellow"))
+            status = Text(
+                "✖" if d.severity == "error" else "▲", style=SEVERITY_STYLE.get(d.severity, "yellow")
+            )
         table.add_row(
             n,
             Text(sparkline(s.points() if s else [], width, lo=lo, hi=hi), style="cyan"),

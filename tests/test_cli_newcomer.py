@@ -166,6 +166,10 @@ def test_cleared_layer_gets_a_hollow_mark() -> None:
     Console(file=buf, width=200).print(layer_table(History(), ["dense_3", "dense_4"], [d]))
     rows = {line.split()[0]: line for line in buf.getvalue().splitlines()[1:] if line.strip()}
     assert rows["dense_3"].rstrip().endswith("○") and rows["dense_4"].rstrip().endswith("●")
+    d.cleared_step = None
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(layer_table(History(), ["dense_3"], [d]))
+    assert buf.getvalue().splitlines()[1].rstrip().endswith("▲")
 
 
 # --------------------------------------------------------------------------- --help and --version
