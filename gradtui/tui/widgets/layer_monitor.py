@@ -122,6 +122,7 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         self._status: dict[str, str] = {}
         self._cache: dict[tuple[int, int], Strip] = {}
         self._base: Style | None = None
+        self._cols: tuple[tuple[int, int, int], Columns] | None = None
 
     def on_mount(self) -> None:
         """Title the panel."""
@@ -155,8 +156,13 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
 
     @property
     def columns(self) -> Columns:
-        """The columns that fit the panel's current width."""
-        return Columns(self.scrollable_content_region.width, [r.name for r in self.rows])
+        """The columns that fit the panel's current width (worked out once per width and rows:
+        every line of every repaint asks)."""
+        width = self.scrollable_content_region.width
+        key = (width, len(self.rows), id(self.rows))
+        if self._cols is None or self._cols[0] != key:
+            self._cols = (key, Columns(width, [r.name for r in self.rows]))
+        return self._cols[1]
 
     @property
     def spark_width(self) -> int:
