@@ -125,7 +125,7 @@ class Monitor:
             if self.run is not None:
                 self.run.append_lines(block.to_jsonl())
             self.history.add_block(block)
-            new = self.diagnoser.feed_block(block)
+            new = self.diagnoser.feed_block(_with_known_losses(block))
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
                 self.model.stop_training = True
@@ -229,6 +229,18 @@ class Monitor:
             self.close("interrupted")
         else:
             self.close("failed", error=f"{exc_type.__name__}: {exc}")
+
+
+def _with_known_losses(block: Records) -> Records:
+    """The block as the diagnoser reads it: an unknown loss (a step that computed it out of
+    gradtui's sight) is no NaN, so it takes part in no loss rule."""
+    if block.loss_known is None or block.loss_known.all():
+        return block
+    import numpy as np
+
+    from dataclasses import replace
+
+    return replace(block, losses=np.where(block.loss_known, block.losses, 0.0), _fields=block._fields)
 
 
 def _float(v: Any) -> Any:

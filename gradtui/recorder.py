@@ -37,6 +37,8 @@ TANH_SAT = 0.959  # 1-t^2 < 0.08
 #: per-variable values of a row: half sum of squares of the gradient, its largest and smallest
 #: value, half sums of squares of the weights and of the update (NaN/Inf counts come last)
 VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq")
+#: graphs of control flow inside a step (their tensors belong to the step)
+_BRANCH_GRAPHS = ("CondBranchFuncGraph", "WhileCondFuncGraph", "WhileBodyFuncGraph")
 #: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known
 HEAD = 3
 
@@ -166,8 +168,14 @@ class Recorder:
     def _key(self) -> tuple[int, int]:
         import tensorflow as tf
 
-        graph = 0 if tf.executing_eagerly() else id(tf.compat.v1.get_default_graph())
-        return graph, threading.get_ident()
+        if tf.executing_eagerly():
+            return 0, threading.get_ident()
+        # the step's own graph: a LossScaleOptimizer applies inside a tf.cond branch, whose
+        # graph is nested in the step's
+        graph = tf.compat.v1.get_default_graph()
+        while type(graph).__name__ in _BRANCH_GRAPHS and getattr(graph, "outer_graph", None) is not None:
+            graph = graph.outer_graph
+        return id(graph), threading.get_ident()
 
     def _slot(self) -> dict[str, Any]:
         key = self._key()
@@ -270,6 +278,9 @@ class Recorder:
             grads = [None if g is None else next(it) for g in grads]
         acts = dict(slot.get("acts", {}))
         loss = slot.get("loss")
+        if loss is not None and replicas > 1 and in_replica:
+            # each replica's loss is its share (scaled by 1 / replicas): their sum is the step's
+            loss = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, loss)
         slot["acts"] = {}
         slot.pop("loss", None)
         if exact:
