@@ -340,3 +340,23 @@ def test_multi_worker_mirrored_strategy_writes_the_chiefs_run_directory(tmp_path
     run = read_run(tmp_path / "w0")
     assert run.status == "completed" and [r["step"] for r in run.records] == list(range(8))
     assert json.loads((tmp_path / "w0" / "summary.json").read_text())["steps"] == 8
+
+
+def test_a_deep_sigmoid_convnet_is_diagnosed_vanishing(tmp_path: Path) -> None:
+    """Eight sigmoid Conv2D layers: the lowest one's gradient is ~1e-5 of the top's. Vanishing
+    is judged over all weighted layers by depth, not only Dense ones."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = (d.data / 16).astype("float32").reshape(-1, 8, 8, 1)[:512], d.target[:512]
+    keras.utils.set_random_seed(0)
+    convs = [keras.layers.Conv2D(8, 3, padding="same", activation="sigmoid", name=f"c{i}") for i in range(8)]
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), *convs, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    monitor = gradtui.watch(model, out=tmp_path / "conv8")
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    found = {d.kind: d for d in monitor.diagnoses}
+    assert "vanishing" in found and found["vanishing"].layer == "c0"
