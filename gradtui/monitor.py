@@ -58,7 +58,8 @@ class Monitor:
     ) -> None:
         self.model = model
         self.instrument = Recorder(model, optimizer, every=every)
-        self.layers = layers if layers is not None else describe(model, self.instrument.tracked)
+        described = describe(model, self.instrument.tracked)
+        self.layers = _with_rows(layers, described) if layers is not None else described
         self.name = name or getattr(model, "name", "model")
         try:
             self.run = run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
@@ -229,6 +230,25 @@ class Monitor:
             self.close("interrupted")
         else:
             self.close("failed", error=f"{exc_type.__name__}: {exc}")
+
+
+def _with_rows(planned: list[LayerInfo], described: list[LayerInfo]) -> list[LayerInfo]:
+    """A preset's planned layers, with a row for every recorded layer the plan names only by its
+    parent (``bidirectional`` -> ``bidirectional/forward_lstm``): such a row takes the parent's
+    entry, so advice and fixes still point at the preset's entry. Rows come in the model's
+    order, the plan's weightless layers after them."""
+    by_name = {info.name: info for info in planned}
+    out: list[LayerInfo] = []
+    for row in described:
+        info = by_name.get(row.name)
+        if info is None:
+            parent = by_name.get(row.name.split("/", 1)[0])
+            if parent is not None:
+                row.entry = parent.entry
+            info = row
+        out.append(info)
+    named = {info.name for info in out}
+    return out + [info for info in planned if info.name not in named]
 
 
 def _with_known_losses(block: Records) -> Records:
