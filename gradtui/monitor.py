@@ -62,7 +62,9 @@ class Monitor:
         self.layers = _with_rows(layers, described) if layers is not None else described
         self.name = name or getattr(model, "name", "model")
         try:
-            self.run = run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
+            self.run = (
+                run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
+            )
         except BaseException:
             self.instrument.detach()
             raise
@@ -190,7 +192,6 @@ class Monitor:
             self.run.write_summary(summary)
         return summary
 
-
     # ------------------------------------------------------------------ custom training loops
 
     def start_draining(self, interval: float = 0.2) -> None:
@@ -256,9 +257,9 @@ def _with_known_losses(block: Records) -> Records:
     gradtui's sight) is no NaN, so it takes part in no loss rule."""
     if block.loss_known is None or block.loss_known.all():
         return block
-    import numpy as np
-
     from dataclasses import replace
+
+    import numpy as np
 
     return replace(block, losses=np.where(block.loss_known, block.losses, 0.0), _fields=block._fields)
 

@@ -29,7 +29,16 @@ __all__ = ["COLUMNS", "K", "RECORD_FIELDS", "Records", "Tracked", "make_callback
 #: norm, NaN/Inf count in the gradients, the activation statistic (fraction saturated or dead)
 #: and the mean of the tapped output, and the recurrent kernel's gradient norm; NaN where a layer
 #: has no such statistic
-COLUMNS = ("grad_norm", "grad_max", "weight_norm", "update_norm", "nonfinite", "act", "act_mean", "recurrent_grad_norm")
+COLUMNS = (
+    "grad_norm",
+    "grad_max",
+    "weight_norm",
+    "update_norm",
+    "nonfinite",
+    "act",
+    "act_mean",
+    "recurrent_grad_norm",
+)
 K = len(COLUMNS)
 #: the per-layer fields of a ``stats.jsonl`` record, in the order they are written (a layer with
 #: an activation tap adds ``saturation`` or ``dead`` and ``act_mean``; a recurrent layer adds

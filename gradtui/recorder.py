@@ -256,7 +256,11 @@ class Recorder:
 
             return method
 
-        before = {} if exact else {c: _f32(var) for c, var in zip(columns, variables, strict=True) if c is not None}
+        before = (
+            {}
+            if exact
+            else {c: _f32(var) for c, var in zip(columns, variables, strict=True) if c is not None}
+        )
         hooks = [(kc.ALL_REDUCE, keep_reduced)] if replicas > 1 and hasattr(opt, kc.ALL_REDUCE) else []
         if exact:
             hooks += [(name, lambda o, name=name: capture(o, name)) for name in kc.ASSIGNS]

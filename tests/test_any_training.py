@@ -61,7 +61,7 @@ def test_a_custom_train_step_with_clipping_trains_the_same_watched(tmp_path: Pat
                 loss = self.compute_loss(y=y, y_pred=y_pred)
             grads = tape.gradient(loss, self.trainable_variables)
             grads = [tf.clip_by_value(g, -1e-3, 1e-3) for g in grads]
-            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=False))
             for metric in self.metrics:
                 if metric.name == "loss":
                     metric.update_state(loss)
@@ -99,7 +99,7 @@ def test_a_gan_style_step_with_its_own_loss_and_optimizer(tmp_path: Path, blobs)
                 logits = self(x, training=True)
                 loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits))
             grads = tape.gradient(loss, self.trainable_variables)
-            self.g_optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.g_optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=False))
             return {"g_loss": loss}
 
     def make():
@@ -194,7 +194,7 @@ def test_a_gradient_tape_loop_records_every_apply_gradients(tmp_path: Path, blob
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, model(xb, training=True))
         grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=False))
         return loss
 
     with gradtui.watch(model, out=tmp_path / "loop", optimizer=opt) as monitor:
@@ -353,7 +353,12 @@ def test_a_deep_sigmoid_convnet_is_diagnosed_vanishing(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     convs = [keras.layers.Conv2D(8, 3, padding="same", activation="sigmoid", name=f"c{i}") for i in range(8)]
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), *convs, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")]
+        [
+            keras.Input((8, 8, 1)),
+            *convs,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     monitor = gradtui.watch(model, out=tmp_path / "conv8")

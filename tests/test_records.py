@@ -98,7 +98,7 @@ def test_jsonl_from_the_template_is_what_json_writes_for_the_records(tmp_path) -
         "update_ratio",
         "nonfinite",
         "saturation",
-            "act_mean",
+        "act_mean",
     ]
     assert list(first["dense_1"])[-2:] == ["dead", "act_mean"] and "saturation" not in first["dense_1"]
     assert first["dense"]["update_ratio"] == pytest.approx(b.stats[0, 0, 3] / b.stats[0, 0, 2])

@@ -96,7 +96,7 @@ def worker(index: int, ports: list[int], out: str) -> None:
                 per_example = loss_fn(yb, m(xb, training=True))
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=32)
             grads = tape.gradient(loss, m.trainable_variables)
-            opt.apply_gradients(zip(grads, m.trainable_variables))
+            opt.apply_gradients(zip(grads, m.trainable_variables, strict=False))
             return loss
 
         return strategy.run(replica, args=batch)
