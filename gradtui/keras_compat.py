@@ -21,6 +21,8 @@ What is wrapped, and why there:
 - ``Layer._get_call_context().training``: whether a layer's ``call`` is part of a training
   forward pass.
 - ``Layer._flatten_layers(include_self=False, recursive=False)``: a layer's direct sublayers.
+- TensorFlow's ``tf.__internal__.distribute.interim.maybe_merge_call``: what Keras's optimizer
+  uses to update variables from a replica context, merged or not as the strategy wants.
 """
 
 from __future__ import annotations
@@ -105,3 +107,12 @@ def distribution_strategy(model: Any) -> Any:
 
     strategy = getattr(model, "_distribute_strategy", None)
     return strategy if strategy is not None else tf.distribute.get_strategy()
+
+
+def merge_call(fn: Callable[..., Any], strategy: Any, *args: Any) -> Any:
+    """Run ``fn(distribution, *args)`` from a replica context the way Keras's optimizer updates
+    variables: in a cross-replica merge where the strategy wants one, directly otherwise (the
+    default strategy, strategies that need no merge call)."""
+    import tensorflow as tf
+
+    return tf.__internal__.distribute.interim.maybe_merge_call(fn, strategy, *args)

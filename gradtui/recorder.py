@@ -21,6 +21,7 @@ calls neither leaves it unknown.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
@@ -190,6 +191,7 @@ class Recorder:
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
         import tensorflow as tf
 
+        @functools.wraps(orig)
         def call(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             y = out[0] if isinstance(out, (list, tuple)) else out
@@ -202,6 +204,8 @@ class Recorder:
     def _wrap_loss(self, orig: Any) -> Any:
         import tensorflow as tf
 
+        # functools.wraps keeps the signature Keras inspects (compute_loss's ``training``)
+        @functools.wraps(orig)
         def loss_fn(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             loss = args[0] if orig.__name__ == "scale_loss" and args else out
@@ -209,7 +213,6 @@ class Recorder:
                 self._slot()["loss"] = loss
             return out
 
-        loss_fn.__name__ = orig.__name__
         return loss_fn
 
     def _wrap_apply(self, orig: Any) -> Any:
@@ -294,7 +297,7 @@ class Recorder:
             return self._row(step, loss, grads, variables, columns, before, changes, acts, exact)
 
         values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
-        tf.__internal__.distribute.interim.maybe_merge_call(self._write, self.strategy, values, step, record)
+        kc.merge_call(self._write, self.strategy, values, step, record)
         return result
 
     @staticmethod
