@@ -21,6 +21,8 @@ What is wrapped, and why there:
 - ``Layer._get_call_context().training``: whether a layer's ``call`` is part of a training
   forward pass.
 - ``Layer._flatten_layers(include_self=False, recursive=False)``: a layer's direct sublayers.
+- ``Layer._build_shapes_dict``: the input shape a layer was built with, where it has no
+  symbolic input of its own (the two layers inside a ``Bidirectional``).
 - TensorFlow's ``tf.__internal__.distribute.interim.maybe_merge_call``: what Keras's optimizer
   uses to update variables from a replica context, merged or not as the strategy wants.
 """
@@ -116,3 +118,16 @@ def merge_call(fn: Callable[..., Any], strategy: Any, *args: Any) -> Any:
     import tensorflow as tf
 
     return tf.__internal__.distribute.interim.maybe_merge_call(fn, strategy, *args)
+
+
+def input_shape(layer: Any) -> tuple[Any, ...] | None:
+    """The shape of a built layer's (first) input, batch axis included, or ``None``."""
+    try:
+        return tuple(layer.input.shape)
+    except Exception:
+        pass
+    shapes = getattr(layer, "_build_shapes_dict", None) or {}
+    for value in shapes.values():
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+    return None

@@ -73,6 +73,9 @@ class Records:
     #: whether each row's loss is known (a step that computed its loss out of gradtui's sight
     #: leaves it unknown: ``NaN`` in :attr:`losses`, ``null`` in ``stats.jsonl``)
     loss_known: np.ndarray | None = None
+    #: per recurrent layer: the first time step of each span of its input sequence, and the
+    #: gradient norm reaching each span, ``(n, spans)``, NaN on rows where it was not measured
+    time_grads: dict[str, tuple[list[int], np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -108,6 +111,16 @@ class Records:
             return np.where(has, s[:, :, COLUMNS.index("act")], math.nan)
         return s[:, :, COLUMNS.index(key)]
 
+    def time_spans(self, i: int) -> dict[str, dict[str, list]]:
+        """Row ``i``'s gradient norms across time, per recurrent layer where measured:
+        ``{layer: {"t": [first time step of each span], "grad_norm": [...]}}``."""
+        out: dict[str, dict[str, list]] = {}
+        for name, (starts, norms) in (self.time_grads or {}).items():
+            row = norms[i]
+            if not np.isnan(row).all():
+                out[name] = {"t": list(starts), "grad_norm": [_number(v) for v in row.tolist()]}
+        return out
+
     def _known(self, i: int) -> bool:
         return self.loss_known is None or bool(self.loss_known[i])
 
@@ -135,7 +148,11 @@ class Records:
                     i += 1
                 layers[t.name] = entry
             loss = row[2] if not math.isnan(row[2]) or self._known(len(out)) else None
-            out.append({"step": int(row[0]), "epoch": int(row[1]), "loss": loss, "layers": layers})
+            record = {"step": int(row[0]), "epoch": int(row[1]), "loss": loss, "layers": layers}
+            spans = self.time_spans(len(out))
+            if spans:
+                record["time_grads"] = spans
+            out.append(record)
         return out
 
     def to_jsonl(self) -> str:
@@ -173,7 +190,19 @@ class Records:
                 ]
                 template = templates[key] = _build(pieces, formats)
             out.append(template % tuple(row))
+        if self.time_grads:
+            for i, line in enumerate(out):
+                spans = self.time_spans(i)
+                if spans:  # measured every few records: added to those lines only
+                    out[i] = line[:-2] + ',"time_grads":' + json.dumps(spans, separators=(",", ":")) + "}\n"
         return "".join(out)
+
+
+def _number(value: float) -> float | str:
+    """A float with 9 significant digits, or NaN/Inf as the strings ``stats.jsonl`` uses."""
+    if math.isfinite(value):
+        return float(f"{value:.9g}")
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
 def _token(value: float, is_int: bool, whole: bool) -> str:

@@ -38,6 +38,10 @@ TANH_SAT = 0.959  # 1-t^2 < 0.08
 #: per-variable values of a row: half sum of squares of the gradient, its largest and smallest
 #: value, half sums of squares of the weights and of the update (NaN/Inf counts come last)
 VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq")
+#: the gradient reaching a recurrent layer's input is summed into at most this many spans of time
+TIME_BUCKETS = 32
+#: ...and measured every this many recorded steps (its reduction runs in the backward pass)
+TIME_EVERY = 10
 #: graphs of control flow inside a step (their tensors belong to the step)
 _BRANCH_GRAPHS = ("CondBranchFuncGraph", "WhileCondFuncGraph", "WhileBodyFuncGraph")
 #: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known
@@ -117,8 +121,17 @@ class Recorder:
         self.taps = [(li, t) for li, t in enumerate(self.tracked) if t.act_kind and t.act_source is not None]
         self._tap_of = {id(t.act_source): k for k, (_, t) in enumerate(self.taps)}
         self._act_layers = np.array([li for li, _ in self.taps], dtype=np.int64)
-        # one row: HEAD, VAR_COLUMNS per variable, (fraction, mean) per tap, NaN/Inf per variable
-        self.width = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
+        # recurrent layers over a sequence of known length: the gradient reaching each time step
+        self.time_rows: list[tuple[int, Tracked, int]] = []  # (layer index, row, sequence length)
+        for li, t in enumerate(self.tracked):
+            shape = kc.input_shape(t.layer) if hasattr(t.layer, "cell") else None
+            if shape is not None and len(shape) >= 3 and shape[1] is not None and int(shape[1]) > 1:
+                self.time_rows.append((li, t, int(shape[1])))
+        self.time_buckets = [min(TIME_BUCKETS, n) for _, _, n in self.time_rows]
+        # one row: HEAD, VAR_COLUMNS per variable, (fraction, mean) per tap, NaN/Inf per
+        # variable, then the spans of time of each recurrent layer
+        self._time_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
+        self.width = self._time_at + sum(self.time_buckets)
         self.strategy = kc.distribution_strategy(model)
         with tf.init_scope(), self.strategy.scope():
             init = np.zeros((self.capacity, self.width), np.float32)
@@ -148,6 +161,8 @@ class Recorder:
         kc.wrap_method(self.model, "compute_loss", self._wrap_loss)
         for _, t in self.taps:
             kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t))
+        for k, (_, t, length) in enumerate(self.time_rows):
+            kc.wrap_method(t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n))
         self._attached = True
         # A step compiled before now does not pass through the wrappers: compile it again.
         if getattr(self.model, "train_function", None) is not None:
@@ -162,6 +177,8 @@ class Recorder:
         kc.unwrap_method(self.model, "compute_loss")
         for _, t in self.taps:
             kc.unwrap_method(t.act_source, "call")
+        for _, t, _ in self.time_rows:
+            kc.unwrap_method(t.layer, "call")
         self._attached = False
         if getattr(self.model, "train_function", None) is not None:
             self.model.train_function = None
@@ -198,6 +215,56 @@ class Recorder:
             if isinstance(y, tf.Tensor) and kc.training_call(t.act_source):
                 self._slot()["acts"][self._tap_of[id(t.act_source)]] = y
             return out
+
+        return call
+
+    def _wrap_time(self, orig: Any, k: int, t: Tracked, length: int) -> Any:
+        """A recurrent layer's ``call`` whose input passes an identity with a gradient of its own.
+
+        In the backward pass that identity receives the gradient reaching each time step of the
+        input and, every ``TIME_EVERY`` recorded steps, leaves its norm per span of time with
+        the recorder. TensorFlow computes only the gradients the weights need, and a first
+        layer's input needs none: the identity also takes the layer's kernel (and gives it a
+        zero gradient, added to its own), so that the backward pass reaches it.
+        """
+        import tensorflow as tf
+
+        buckets = self.time_buckets[k]
+        period = self.every * TIME_EVERY
+        opt = self.applier
+        segments = tf.constant(np.arange(length) * buckets // length, tf.int32)
+        kernel = t.layer.trainable_weights[0]
+
+        def measure(dy: Any) -> Any:
+            axes = [i for i in range(dy.shape.rank) if i != 1]
+            sq = tf.reduce_sum(tf.square(_f32(dy)), axis=axes)
+            per_span = tf.math.unsorted_segment_sum(sq, segments, buckets)
+            sizes = tf.math.unsorted_segment_sum(tf.ones_like(sq), segments, buckets)
+            return tf.sqrt(per_span / sizes)  # the RMS over a span of each time step's norm
+
+        @functools.wraps(orig)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            x = args[0] if args else None
+            if (
+                not isinstance(x, tf.Tensor)
+                or x.shape.rank is None
+                or x.shape.rank < 3
+                or not kc.training_call(t.layer)
+            ):
+                return orig(*args, **kwargs)
+            slot = self._slot()
+
+            @tf.custom_gradient
+            def seen(x: Any, w: Any) -> Any:
+                def grad(dy: Any) -> Any:
+                    due = tf.equal(tf.cast(opt.iterations, tf.int64) % period, 0)
+                    nan = tf.fill([buckets], math.nan)
+                    slot.setdefault("time", {})[k] = tf.cond(due, lambda: measure(dy), lambda: nan)
+                    return dy, tf.zeros_like(w)
+
+                return tf.identity(x), grad
+
+            return orig(seen(x, tf.convert_to_tensor(kernel)), *args[1:], **kwargs)
 
         return call
 
@@ -284,6 +351,7 @@ class Recorder:
             it = iter(reduced)
             grads = [None if g is None else next(it) for g in grads]
         acts = dict(slot.get("acts", {}))
+        times = dict(slot.pop("time", {}))
         loss = slot.get("loss")
         if loss is not None and replicas > 1 and in_replica:
             # each replica's loss is its share (scaled by 1 / replicas): their sum is the step's
@@ -294,7 +362,7 @@ class Recorder:
             self.captured_updates += 1
 
         def row() -> Any:
-            return self._row(step, loss, grads, variables, columns, before, changes, acts, exact)
+            return self._row(step, loss, grads, variables, columns, before, changes, acts, exact, times)
 
         values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
         kc.merge_call(self._write, self.strategy, values, step, record)
@@ -321,6 +389,7 @@ class Recorder:
         changes: dict[int, list[tuple[bool, Any]]],
         acts: dict[int, Any],
         exact: bool,
+        times: dict[int, Any],
     ) -> Any:
         import tensorflow as tf
 
@@ -370,7 +439,11 @@ class Recorder:
             tf.constant(1.0 if known else 0.0),
         ]
         scalars = head + g_sq + g_hi + g_lo + w_sq + u_sq + self._act_stats(acts)
-        return tf.concat([tf.stack(scalars), nonfinite], 0)
+        spans = [
+            tf.reshape(_f32(times[k]), [n]) if k in times else tf.fill([n], math.nan)
+            for k, n in enumerate(self.time_buckets)
+        ]
+        return tf.concat([tf.stack(scalars), nonfinite, *spans], 0)
 
     def _act_stats(self, acts: dict[int, Any]) -> list[Any]:
         """Two numbers per tap: the fraction of saturated or dead units, and the mean output."""
@@ -455,13 +528,26 @@ class Recorder:
             self.tracked,
             self._templates,
             loss_known=rows[:, 2] != 0,
+            time_grads=self._time_grads(rows),
         )
+
+    def _time_grads(self, rows: np.ndarray) -> dict[str, tuple[list[int], np.ndarray]]:
+        """Per recurrent layer: the first time step of each span, and the ``(rows, spans)``
+        gradient norms (NaN on rows where they were not measured)."""
+        out = {}
+        at = self._time_at
+        for (_, t, length), n in zip(self.time_rows, self.time_buckets, strict=True):
+            span = np.arange(length) * n // length
+            starts = [int(np.argmax(span == b)) for b in range(n)]
+            out[t.name] = (starts, rows[:, at : at + n].astype(np.float64))
+            at += n
+        return out
 
     def layer_stats(self, rows: np.ndarray) -> np.ndarray:
         """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`gradtui.probe.COLUMNS`)."""
         v, n, t = self.n_vars, len(rows), len(self.taps)
         blocks = rows[:, HEAD : HEAD + 5 * v].astype(np.float64).reshape(n, 5, v)
-        nonfinite = rows[:, HEAD + 5 * v + 2 * t :].astype(np.float64)
+        nonfinite = rows[:, HEAD + 5 * v + 2 * t : self._time_at].astype(np.float64)
         out = np.full((n, self.n_layers, K), math.nan)
         col = {name: i for i, name in enumerate(COLUMNS)}
         if v:

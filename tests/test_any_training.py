@@ -365,3 +365,37 @@ def test_a_deep_sigmoid_convnet_is_diagnosed_vanishing(tmp_path: Path) -> None:
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)
     found = {d.kind: d for d in monitor.diagnoses}
     assert "vanishing" in found and found["vanishing"].layer == "c0"
+
+
+def test_recurrent_layers_record_the_gradient_across_time(tmp_path: Path) -> None:
+    """Every ten recorded steps, the norm of the gradient reaching each span of a recurrent
+    layer's input sequence: a SimpleRNN's fades toward the start of the sequence (vanishing
+    through time); training is exactly what it is unwatched."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (256, 60, 2)).astype("float32")
+    y = rng.normal(size=(256, 1)).astype("float32")
+
+    def make():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((60, 2))
+        h = keras.layers.SimpleRNN(16, name="rnn")(inp)
+        model = keras.Model(inp, keras.layers.Dense(1, name="out")(h))
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    plain, watched = make(), make()
+    gradtui.watch(watched, out=tmp_path / "rnn")
+    h1 = plain.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    h2 = watched.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(plain.get_weights(), watched.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    records = read_run(tmp_path / "rnn").records
+    timed = [r for r in records if "time_grads" in r]
+    assert [r["step"] for r in timed] == [0, 10]
+    curve = timed[0]["time_grads"]["rnn"]
+    assert curve["t"][:3] == [0, 2, 4] and len(curve["grad_norm"]) == 32
+    assert curve["grad_norm"][0] < 1e-2 * curve["grad_norm"][-1]
+    assert list(timed[0]["time_grads"]) == ["rnn"]
