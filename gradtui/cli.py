@@ -14,11 +14,17 @@ from typing import Any
 
 import typer
 from typer import _click
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from gradtui import __version__
+from gradtui.diagnosis import KINDS
 from gradtui.errors import GradtuiError, in_file
 
-KINDS = ("vanishing", "exploding", "non_finite", "saturation", "dead_units")
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 training failed (recorded in the run directory); 2 bad input (one line "
+    "on stderr); 3 a --fail-on kind was diagnosed; 130 interrupted (the run directory is written)."
+)
+PRESET_HELP = "A bundled preset's name (`gradtui presets`) or a .toml file."
 
 
 class _OneLineErrors(TyperGroup):
@@ -41,6 +47,15 @@ class _OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+class _PlainUsage(TyperCommand):
+    """``Usage: gradtui run [OPTIONS] PRESET``: a required argument written as the README and
+    the SPEC write it, not in the braces typer puts around it (``{preset}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # type: ignore[override]
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
 def _fail(message: str, code: int = 2) -> None:
     message = " ".join(str(message).split())  # one line, whatever the message held
     sys.stderr.write(f"gradtui: error: {message}\n")
@@ -56,11 +71,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    epilog=EXIT_CODES,
+    # click folds help at 80 columns and cuts the commands' one-line descriptions to fit; a wider
+    # terminal shows them whole
+    context_settings={"max_content_width": 120},
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gradtui {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
     """gradtui: vanishing, exploding, saturated and dead units, live, with the remedy that fits.
 
     Without a command it opens the TUI on the default preset.
@@ -82,7 +112,7 @@ def _open_tui(preset: str | None, *, headless: bool, train: bool) -> None:
 
 @app.command()
 def tui(
-    preset: str = typer.Argument(None, help="A bundled preset's name or a .toml file."),
+    preset: str = typer.Argument(None, metavar="PRESET", help=PRESET_HELP),
     headless: bool = typer.Option(
         False, "--headless", help="Run without a terminal (for scripts and tests)."
     ),
@@ -109,12 +139,12 @@ def presets() -> None:
         typer.echo(f"{name.ljust(width)}  {desc}")
 
 
-@app.command()
+@app.command(cls=_PlainUsage)
 def check(
-    preset: str = typer.Argument(..., help="A bundled preset's name or a .toml file."),
+    preset: str = typer.Argument(..., metavar="PRESET", help=PRESET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (SPEC section 1)."),
 ) -> None:
-    """Validate a preset, build its model without training, print the summary and advice."""
+    """Validate a preset, build its model, print its summary and advice. Nothing is trained."""
     from gradtui.data import input_spec
     from gradtui.preset import load
     from gradtui.stack import check_memory, plan, preflight
@@ -163,24 +193,39 @@ def check(
     print_check(p, shape, classes, rows, params, advice)
 
 
-@app.command()
+@app.command(cls=_PlainUsage, epilog=EXIT_CODES)
 def run(
-    preset: str = typer.Argument(..., help="A bundled preset's name or a .toml file."),
-    out: Path = typer.Option(None, "--out", help="Run directory. Default: runs/<UTC timestamp>-<name>."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (overrides the preset)."),
-    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Stop after N optimizer steps in all."),
-    seed: int = typer.Option(None, "--seed", min=0, help="Random seed (overrides the preset)."),
-    dataset: str = typer.Option(None, "--dataset", help="Data set name or .npz/.csv path (overrides)."),
-    every: int = typer.Option(None, "--every", min=1, help="Record statistics every N steps (overrides)."),
+    preset: str = typer.Argument(..., metavar="PRESET", help=PRESET_HELP),
+    out: Path = typer.Option(
+        None, "--out", metavar="DIR", help="Run directory. Default: runs/<UTC timestamp>-<name>."
+    ),
+    epochs: int = typer.Option(None, "--epochs", min=1, metavar="N", help="Epochs (overrides the preset)."),
+    max_steps: int = typer.Option(
+        None, "--max-steps", min=1, metavar="N", help="Stop after N optimizer steps in all."
+    ),
+    seed: int = typer.Option(None, "--seed", min=0, metavar="N", help="Random seed (overrides the preset)."),
+    dataset: str = typer.Option(
+        None,
+        "--dataset",
+        metavar="NAME_OR_PATH",
+        help="Data set name or .npz/.csv path (overrides); the output layer follows its classes.",
+    ),
+    every: int = typer.Option(
+        None, "--every", min=1, metavar="N", help="Record statistics every N steps (overrides)."
+    ),
     fail_on: str = typer.Option(
-        None, "--fail-on", help="Comma list of diagnosis kinds; exit 3 if any is raised."
+        None,
+        "--fail-on",
+        metavar="KINDS",
+        help=f"Comma list of diagnosis kinds ({', '.join(KINDS)}): stop training at the first one "
+        "diagnosed and exit 3.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Allow writing into an existing run directory."
     ),
 ) -> None:
-    """Train headless with live progress, per-layer gradients and diagnoses; write a run directory."""
+    """Train headless: live progress, per-layer gradients, diagnoses. Writes a run directory."""
     kinds: set[str] = set()
     if fail_on:
         from gradtui.errors import did_you_mean
@@ -201,7 +246,7 @@ def run(
     if out is not None:
         from gradtui.runlog import check_out
 
-        check_out(out, overwrite=overwrite)  # before any data is loaded
+        check_out(out, overwrite=overwrite, wording="cli")  # before any data is loaded
     from gradtui.preset import load
     from gradtui.session import Session, prepare
 
@@ -209,15 +254,22 @@ def run(
         epochs=epochs, seed=seed, dataset=dataset, max_steps=max_steps, every=every
     )
     try:
-        prepared = prepare(p)
+        prepared = prepare(p, output_follows_data=dataset is not None)
     except GradtuiError as exc:
         if dataset is not None and exc.key == "data.dataset":  # the option's fault, not the preset's
             raise GradtuiError(exc.detail, key="--dataset") from None
         raise
+    if prepared.preset is not p:
+        old_units, new_units = p.layers[-1].units, prepared.preset.layers[-1].units
+        sys.stderr.write(
+            f"gradtui: the output layer has {new_units} units instead of the preset's {old_units}: "
+            f"--dataset {dataset} has {new_units} classes\n"
+        )
+        p = prepared.preset
     from gradtui.view import RichView
 
     view = RichView(quiet=quiet)
-    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared)
+    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared, fail_on=kinds)
     try:
         summary = session.run()
     except KeyboardInterrupt:
@@ -231,7 +283,17 @@ def run(
     view.print_summary(summary)
     if summary["status"] == "failed":
         sys.exit(1)
-    if kinds and any(d["kind"] in kinds for d in summary["diagnoses"]):
+    matched = session.failed_on
+    if matched is None and kinds:
+        from gradtui.diagnosis import Diagnosis
+
+        matched = next((Diagnosis.from_dict(d) for d in summary["diagnoses"] if d["kind"] in kinds), None)
+    if matched is not None:
+        where = f"layer {matched.layer}" if matched.layer else "the model"
+        stopped = f"; training stopped at step {summary['steps']}" if summary["status"] == "stopped" else ""
+        sys.stderr.write(
+            f"gradtui: --fail-on {matched.kind}: {matched.kind} on {where} at step {matched.step}{stopped}\n"
+        )
         sys.exit(3)
 
 

@@ -440,6 +440,15 @@ class Diagnoser:
             {self.infos[n].entry for n in names if n in self.infos and self.infos[n].entry is not None}
         )
 
+    def _entry_layers(self, names: list[str]) -> list[str]:
+        """The Dense layers of the ``[[layers]]`` entries ``names`` come from (all their repeats),
+        in model order: what a fix on those entries changes. Layers without an entry (a user's
+        own model) stay as given."""
+        entries = set(self._entries(names))
+        if not entries:
+            return names
+        return [n for n in self.order if self.infos[n].is_dense and self.infos[n].entry in entries]
+
     def _describe(self, names: list[str], info: LayerInfo) -> str:
         init = info.initializer.label() if info.initializer else "its initializer"
         bn = f", batch_norm = '{info.batch_norm}'" if info.batch_norm != "none" else ""
@@ -490,14 +499,17 @@ class Diagnoser:
             good_var = matched_variance(info.activation, info.fan_in, info.fan_out) if info.fan_in else None
             if var is not None and good_var and var > 4 * good_var:
                 good, rule, _ = matched_init(info.activation)
-                extra = f", and {clip}" if clip else f", and {lr}"
+                # A fix changes whole [[layers]] entries: the advice names every layer of the
+                # entries it changes, and nothing else (not the softmax output layer whose
+                # gradients merely grew with the rest); "and" only for what the fix also sets.
+                named = self._entry_layers(g_names)
+                train = {"clipnorm": 1.0} if clip and nonfinite else None
+                extra = f", and {clip}" if train else (f", or {clip}" if clip else f", or {lr}")
                 advice = (
-                    f"{self._describe(g_names, info)} (σ² = {var:.3g}, {var / good_var:.3g}x too large): "
+                    f"{self._describe(named, info)} (σ² = {var:.3g}, {var / good_var:.3g}x too large): "
                     f"use {good} ({rule}){extra}"
                 )
-                all_names = [n for n in names if n in self.infos and self.infos[n].is_dense] or g_names
-                train = {"clipnorm": 1.0} if clip and nonfinite else None
-                return advice, self._fix(all_names, {"initializer": good}, train)
+                return advice, self._fix(named, {"initializer": good}, train)
         if clip:
             return f"clip gradients with {clip} (keeps their direction), or {lr}", self._fix(
                 [], None, {"clipnorm": 1.0}

@@ -314,6 +314,10 @@ class Preset:
             train = dataclasses.replace(train, seed=seed)
         if max_steps is not None:
             train = dataclasses.replace(train, max_steps=max_steps)
+        if dataset is not None and dataset.lower().endswith(DATA_SUFFIXES):
+            # read from where the command runs, and stored absolute so that the run directory's
+            # preset.toml loads from any folder (a relative path would be read from the run's)
+            dataset = os.path.abspath(os.path.expanduser(dataset))
         data = self.data if dataset is None else dataclasses.replace(self.data, dataset=dataset)
         monitor = self.monitor
         if every is not None:
@@ -329,6 +333,22 @@ class Preset:
                 raise PresetError(exc.detail, key="--dataset") from None
             raise
         return dataclasses.replace(checked, source=self.source)
+
+    def with_output_units(self, units: int) -> Preset:
+        """A copy whose output layer (the last entry, a Dense) has ``units`` units.
+
+        For data given on the command line whose number of classes differs from the one the
+        preset was written for. A last entry with ``repeat > 1`` keeps its other copies as they
+        were; only the final layer changes. Returns ``self`` when nothing changes.
+        """
+        last = self.layers[-1]
+        if last.type != "dense" or last.units == units:
+            return self
+        out = dataclasses.replace(last, units=units, repeat=1)
+        head = self.layers[:-1] + (
+            (dataclasses.replace(last, repeat=last.repeat - 1),) if last.repeat > 1 else ()
+        )
+        return dataclasses.replace(self, layers=(*head, out))
 
 
 # --------------------------------------------------------------------------- loading

@@ -14,7 +14,7 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,28 @@ def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
     return path
 
 
+#: files of a run are created ``rw-rw-rw-`` less the user's umask, like any file a tool writes
+FILE_MODE = 0o666
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, created with :data:`FILE_MODE` less the umask.
+
+    ``tempfile.mkstemp`` would create it ``0600`` whatever the umask, and the rename keeps that
+    mode: ``summary.json`` would then be private while ``stats.jsonl`` beside it is not.
+    """
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), tmp
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -81,29 +99,46 @@ def _unclean(value: Any) -> Any:
     return value
 
 
-def check_out(path: Path, *, overwrite: bool = False) -> bool:
+#: how an error names the run directory and the overwrite switch, by who asked for the folder:
+#: a command line user passes options, a Python caller passes arguments (SPEC section 4)
+WORDING = {
+    "cli": {"out": "--out", "overwrite": "pass --overwrite"},
+    "python": {"out": "out", "overwrite": "pass overwrite=True"},
+}
+
+
+def check_out(path: Path, *, overwrite: bool = False, wording: str = "python") -> bool:
     """Refuse a run directory that is a file, or that holds files unless ``overwrite``.
 
     Returns whether the folder holds files (that ``overwrite`` allows replacing). Called early by
     the CLI too, so a refused ``--out`` costs no data loading.
+
+    Args:
+        path: the run directory.
+        overwrite (bool): allow a folder that holds files. Defaults to False.
+        wording (str): ``"python"`` (the default) names the arguments ``out`` and
+            ``overwrite=True``; ``"cli"`` names the options ``--out`` and ``--overwrite``.
     """
     path = Path(path)
+    words = WORDING[wording]
     if path.exists() and not path.is_dir():
         raise GradtuiError(
-            "exists and is not a folder; --out names a folder for the run directory",
+            f"exists and is not a folder; {words['out']} names a folder for the run directory",
             file=str(path),
-            key="--out",
+            key=words["out"],
         )
     try:
         holds_files = path.is_dir() and any(path.iterdir())
     except OSError as exc:
-        raise GradtuiError(f"cannot read it: {exc.strerror or exc}", file=str(path), key="--out") from None
+        raise GradtuiError(
+            f"cannot read it: {exc.strerror or exc}", file=str(path), key=words["out"]
+        ) from None
     if holds_files:
         if not overwrite:
             raise GradtuiError(
-                "already holds a run; choose another --out or pass --overwrite",
+                f"already holds a run; choose another {words['out']} or {words['overwrite']}",
                 file=str(path),
-                key="--out",
+                key=words["out"],
             )
         return True
     return False
@@ -116,17 +151,21 @@ class RunDir:
         path: the folder; created with its parents.
         overwrite (bool): replace an existing run directory's files. Defaults to False, and an
             existing non-empty folder is then refused.
+        wording (str): how that refusal names the switch: ``"python"`` (the default, for
+            ``gradtui.watch``: ``overwrite=True``) or ``"cli"`` (``--out``, ``--overwrite``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, overwrite: bool = False, wording: str = "python"
+    ) -> None:
         self.path = Path(path)
-        if check_out(self.path, overwrite=overwrite):
+        if check_out(self.path, overwrite=overwrite, wording=wording):
             for name in ("stats.jsonl", "summary.json", "preset.toml"):
                 with contextlib.suppress(FileNotFoundError):
                     (self.path / name).unlink()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path / "stats.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path / "stats.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         except OSError as exc:
             raise GradtuiError(
                 f"cannot write the run directory: {exc.strerror or exc}", file=str(self.path)

@@ -66,12 +66,19 @@ class Prepared:
     total_steps: int
 
 
-def prepare(preset: Preset) -> Prepared:
-    """Load the data and check the model against it and against memory (bad input -> error)."""
+def prepare(preset: Preset, *, output_follows_data: bool = False) -> Prepared:
+    """Load the data and check the model against it and against memory (bad input -> error).
+
+    With ``output_follows_data`` (data named on the command line) the output layer takes the
+    data's number of classes instead of refusing a preset written for another number; the
+    returned ``Prepared.preset`` is then the changed preset.
+    """
     from gradtui.data import load
 
     with in_file(preset.source):
         data = load(preset.data, seed=preset.train.seed)
+        if output_follows_data and isinstance(data.num_classes, int) and data.num_classes >= 2:
+            preset = preset.with_output_units(data.num_classes)
         layers = plan(preset, data.input_shape, data.num_classes)
         check_memory(preset, layers)
     steps_per_epoch = max(1, math.ceil(len(data.x_train) / preset.train.batch_size))
@@ -90,6 +97,8 @@ class Session:
         listener: receives progress; see :class:`Listener`.
         overwrite (bool): allow an existing run directory. Defaults to False.
         prepared: a :func:`prepare` result, if the caller already has one.
+        fail_on: diagnosis kinds that stop training at their first diagnosis (status
+            ``stopped``; the diagnosis is kept in ``failed_on``), for ``--fail-on``.
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class Session:
         overwrite: bool = False,
         prepared: Prepared | None = None,
         flush_interval: float = 0.2,
+        fail_on: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.preset = preset
         self.out = Path(out) if out is not None else default_run_dir(preset.name)
@@ -115,6 +125,9 @@ class Session:
         self.summary: dict[str, Any] | None = None
         self.status = "idle"
         self.traceback: str | None = None
+        self.fail_on = frozenset(fail_on)
+        #: the first diagnosis of a ``fail_on`` kind, which stopped training
+        self.failed_on: Diagnosis | None = None
 
     # ------------------------------------------------------------------ control (any thread)
 
@@ -136,6 +149,14 @@ class Session:
         """Whether training is held."""
         return not self._resume.is_set()
 
+    def _check_fail_on(self, records: Records, new: list[Diagnosis]) -> None:
+        """Stop at the first diagnosis of a ``fail_on`` kind: a CI gate need not train on."""
+        if self.failed_on is None:
+            match = next((d for d in new if d.kind in self.fail_on), None)
+            if match is not None:
+                self.failed_on = match
+                self.stop()
+
     def _emit(self, method: str, *args: Any) -> None:
         fn = getattr(self.listener, method, None)
         if fn is not None:
@@ -149,7 +170,7 @@ class Session:
         self._emit("on_status", "loading data")
         prepared = self.prepared or prepare(self.preset)
         preset = prepared.preset
-        run = RunDir(self.out, overwrite=self.overwrite)
+        run = RunDir(self.out, overwrite=self.overwrite, wording="cli")
         run.write_preset(preset.to_toml())
         status, error = "failed", None
         monitor = None
@@ -178,6 +199,8 @@ class Session:
             monitor.callback.interval = self.flush_interval
             monitor.device = device_name()
             self.monitor = monitor
+            if self.fail_on:
+                monitor.listeners.append(self._check_fail_on)
             monitor.listeners.append(lambda recs, new: self._emit("on_records", recs, new, monitor.history))
             monitor.epoch_listeners.append(lambda e, logs: self._emit("on_epoch", e, logs))
             info = StartInfo(

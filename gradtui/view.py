@@ -66,13 +66,20 @@ def layer_table(history: History, names: list[str], diagnoses: list[Diagnosis], 
         if math.isfinite(v) and v > 0
     ]
     lo, hi = (min(allv), max(allv)) if allv else (None, None)
-    flagged = {n: d for d in diagnoses for n in (d.layers or [d.layer]) if n}
+    # a diagnosis that still holds marks its layers over one that cleared (drawn as a hollow mark)
+    ordered = sorted(diagnoses, key=lambda d: d.cleared_step is None)
+    flagged = {n: d for d in ordered for n in (d.layers or [d.layer]) if n}
     for n in names:
         s = history.series(n, "grad_norm")
         latest = history.latest(n)
         act = latest.get("saturation", latest.get("dead"))
         d = flagged.get(n)
-        status = Text("●", style=SEVERITY_STYLE.get(d.severity, "yellow")) if d else Text("●", style="green")
+        if d is None:
+            status = Text("●", style="green")
+        elif d.cleared_step is not None:
+            status = Text("○", style="yellow")
+        else:
+            status = Text("●", style=SEVERITY_STYLE.get(d.severity, "yellow"))
         table.add_row(
             n,
             Text(sparkline(s.points() if s else [], width, lo=lo, hi=hi), style="cyan"),
@@ -86,19 +93,26 @@ def layer_table(history: History, names: list[str], diagnoses: list[Diagnosis], 
 
 
 def diagnosis_text(d: Diagnosis) -> Text:
-    """``ERROR vanishing dense @ step 2: message`` and its advice on the next line."""
+    """``ERROR vanishing dense @ step 2: message`` and its advice on the next line.
+
+    A diagnosis whose condition stopped holding says ``(cleared @ step N)`` after its message.
+    """
     t = Text()
     t.append(f"{d.severity.upper():7} ", style=SEVERITY_STYLE.get(d.severity, ""))
     t.append(f"{d.kind}", style="bold")
-    t.append(f" {d.layer or 'model'} @ step {d.step}: {d.message}\n")
-    t.append(f"        fix: {d.advice}", style="dim")
+    t.append(f" {d.layer or 'model'} @ step {d.step}: {d.message}")
+    if d.cleared_step is not None:
+        t.append(f" (cleared @ step {d.cleared_step})", style="green")
+    t.append(f"\n        fix: {d.advice}", style="dim")
     return t
 
 
 class RichView:
     """The live view of ``gradtui run``: progress, the per-layer table, diagnoses.
 
-    Repaints at most ``fps`` times a second however fast statistics arrive.
+    Repaints at most ``fps`` times a second however fast statistics arrive. When stdout is not a
+    terminal (a pipe, a file, CI's log) there is no live display: one whole progress line per
+    epoch, never wrapped, then the last frame's layer table.
     """
 
     def __init__(self, *, quiet: bool = False, console: Console | None = None, fps: float = 4.0) -> None:
@@ -116,6 +130,8 @@ class RichView:
         self.logs: dict[str, Any] = {}
         self._last_paint = 0.0
         self.finished = False
+        #: a pipe or file: whole lines instead of a live display (which reflows at 80 columns)
+        self.plain = not self.console.is_terminal
 
     # listener hooks
     def on_status(self, text: str) -> None:
@@ -126,7 +142,7 @@ class RichView:
     def on_start(self, info: Any) -> None:
         self.info = info
         self.status = "training"
-        if not self.quiet:
+        if not self.quiet and not self.plain:
             self.live = Live(self.render(), console=self.console, auto_refresh=False, transient=False)
             self.live.start()
 
@@ -142,11 +158,16 @@ class RichView:
 
     def on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         self.logs = logs
+        if self.plain and not self.quiet and self.info is not None:
+            self.console.print(self.progress_line(), soft_wrap=True)
         self._paint(force=True)
 
     def on_end(self, summary: dict[str, Any]) -> None:
         self.status = summary["status"]
         self.finished = True  # the summary repeats the diagnoses: the last frame leaves them out
+        if self.plain and not self.quiet and self.info is not None and self.history is not None:
+            names = [x.name for x in self.info.layers if x.has_weights]
+            self.console.print(layer_table(self.history, names, self.diagnoses))
         self._paint(force=True)
         self.close()
 
@@ -171,6 +192,18 @@ class RichView:
         info = self.info
         if info is None:
             return Text(self.status)
+        parts: list[Any] = [self.progress_line()]
+        if self.history is not None:
+            names = [x.name for x in info.layers if x.has_weights]
+            parts.append(layer_table(self.history, names, self.diagnoses))
+        if not self.finished:
+            for d in reversed(self.diagnoses):
+                parts.append(diagnosis_text(d))
+        return Group(*parts)
+
+    def progress_line(self) -> Text:
+        """Name, progress bar, step, epoch, ETA, speed, device, loss: one line."""
+        info = self.info
         total = max(1, info.total_steps)
         done = min(self.step, total)
         elapsed = time.monotonic() - info.started
@@ -187,14 +220,7 @@ class RichView:
             head.append(f"loss {fmt(self.history.loss.last, '.4g')}")
         if "val_accuracy" in self.logs:
             head.append(f"  val_acc {fmt(self.logs['val_accuracy'], '.3f')}")
-        parts: list[Any] = [head]
-        if self.history is not None:
-            names = [x.name for x in info.layers if x.has_weights]
-            parts.append(layer_table(self.history, names, self.diagnoses))
-        if not self.finished:
-            for d in reversed(self.diagnoses):
-                parts.append(diagnosis_text(d))
-        return Group(*parts)
+        return head
 
     def print_summary(self, summary: dict[str, Any]) -> None:
         """The final summary: status, loss, accuracy, diagnoses with advice, run directory."""
@@ -204,6 +230,8 @@ class RichView:
 def print_summary(summary: dict[str, Any], console: Console | None = None, out: Any = None) -> None:
     """Print a run's summary (``summary.json``) for a person."""
     console = console or Console()
+    # in a pipe or a file a line is a line: Rich would otherwise fold it at 80 columns, mid-word
+    wrap = {"soft_wrap": not console.is_terminal}
     status = summary["status"]
     style = {
         "completed": "green",
@@ -222,17 +250,17 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, out: 
         line.append(f", accuracy {fmt(final['accuracy'], '.3f')}")
     if "val_accuracy" in final:
         line.append(f", val_accuracy {fmt(final['val_accuracy'], '.3f')}")
-    console.print(line)
+    console.print(line, **wrap)
     if summary.get("error"):
-        console.print(Text(f"error: {summary['error']}", style="red"))
+        console.print(Text(f"error: {summary['error']}", style="red"), **wrap)
     diags = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
     if diags:
         for d in diags:
-            console.print(diagnosis_text(d))
+            console.print(diagnosis_text(d), **wrap)
     else:
         console.print(Text("no problems found", style="green"))
     if out is not None:
-        console.print(Text(f"run directory: {out}", style="dim"))
+        console.print(Text(f"run directory: {out}", style="dim"), **wrap)
 
 
 def print_check(

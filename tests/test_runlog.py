@@ -166,9 +166,58 @@ def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "summary.json").write_text("old")
-    with pytest.raises(GradtuiError, match="--overwrite"):
+    with pytest.raises(GradtuiError, match="overwrite=True"):
         RunDir(folder)
     assert (folder / "summary.json").read_text() == "old"
+
+
+def test_refusal_names_python_arguments_for_watch(tmp_path: Path) -> None:
+    """RunDir as ``gradtui.watch`` makes it (no wording: the Python default) names the arguments
+    ``out`` and ``overwrite=True``, never the command line's options (SPEC section 4)."""
+    folder = tmp_path / "mine"
+    RunDir(folder).close()
+    (folder / "summary.json").write_text("{}")
+    with pytest.raises(GradtuiError) as info:
+        RunDir(folder)
+    message = info.value.one_line()
+    assert "overwrite=True" in message and "out" in message
+    assert "--" not in message
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GradtuiError) as info:
+        RunDir(tmp_path / "file")
+    assert "--" not in info.value.one_line()
+
+
+def test_refusal_names_cli_options_for_the_command_line(tmp_path: Path) -> None:
+    """The command line's sessions ask for ``wording="cli"``: ``--out`` and ``--overwrite``."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    with pytest.raises(GradtuiError) as info:
+        RunDir(folder, wording="cli")
+    message = info.value.one_line()
+    assert "--out" in message and "--overwrite" in message and "overwrite=True" not in message
+
+
+def test_run_files_share_one_mode_from_the_umask(tmp_path: Path) -> None:
+    """summary.json, preset.toml and stats.jsonl are all created 0666 less the user's umask
+    (a temporary file from tempfile would leave summary.json 0600)."""
+    for umask in (0o022, 0o077, 0o002):
+        old = os.umask(umask)
+        try:
+            folder = tmp_path / f"run-{umask:o}"
+            run = RunDir(folder)
+            run.write_preset('name = "x"\n')
+            run.append([_record(0)])
+            run.write_summary({"status": "completed"})
+            run.close()
+        finally:
+            os.umask(old)
+        modes = {
+            name: (folder / name).stat().st_mode & 0o777
+            for name in ("summary.json", "preset.toml", "stats.jsonl")
+        }
+        assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def test_overwrite_replaces_the_old_run(tmp_path: Path) -> None:

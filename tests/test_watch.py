@@ -108,3 +108,15 @@ def test_watch_a_subclassed_model_records_gradients_only(tmp_path: Path, digits)
     run = read_run(tmp_path / "sub")
     assert run.status == "completed" and len(run.records) == 8
     assert all(v["grad_norm"] > 0 for v in run.records[0]["layers"].values())
+
+
+def test_watch_twice_into_one_out_names_the_python_argument(tmp_path: Path) -> None:
+    """A second ``watch`` into the same ``out`` is refused in Python's words: ``overwrite=True``."""
+    from gradtui.errors import GradtuiError
+
+    model = sequential(1, "relu", "he_normal")
+    gradtui.watch(model, out=tmp_path / "mine")
+    with pytest.raises(GradtuiError) as info:
+        gradtui.watch(model, out=tmp_path / "mine")
+    message = str(info.value)
+    assert "overwrite=True" in message and "--overwrite" not in message and "--out" not in message

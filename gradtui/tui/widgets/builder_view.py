@@ -65,6 +65,9 @@ class BuilderView(Widget):
     BuilderView { layout: horizontal; height: 1fr; }
     BuilderView #builder-left { width: 1fr; }
     BuilderView #builder-right { width: 58; border-left: vkey $secondary; padding: 0 1; }
+    BuilderView.-medium #builder-right { width: 48; }
+    BuilderView.-narrow #builder-right { width: 38; }
+    BuilderView.-narrow #stack-buttons { margin: 0; }
     BuilderView #stack-title { height: 1; text-style: bold; color: $accent; }
     BuilderView #stack-buttons { height: 1; margin: 0 0 1 0; }
     BuilderView #stack-buttons Button { min-width: 8; margin-right: 1; height: 1; border: none; }
@@ -103,6 +106,14 @@ class BuilderView(Widget):
         """Show the preset."""
         self.show(self.preset, cursor=0)
 
+    def on_resize(self) -> None:
+        """Narrow the forms column on a small terminal: the table keeps its main columns (see
+        :class:`~gradtui.tui.widgets.layer_table.LayerTable`), the forms their labels."""
+        width = self.size.width
+        self.set_class(width < 100, "-narrow")
+        self.set_class(100 <= width < 140, "-medium")
+        self.call_after_refresh(self._title)  # once the title has its new width
+
     def on_forms_column_ready(self, event: FormsColumn.Ready) -> None:
         """The forms arrived after the first paint: fill them."""
         event.stop()
@@ -111,7 +122,9 @@ class BuilderView(Widget):
     @property
     def forms_ready(self) -> bool:
         """Whether the forms are mounted (they are, from just after the first paint)."""
-        return bool(self.query(LayerForm))
+        # their fields, not only the forms: a resize can redraw the table (and highlight a row)
+        # between a form's mount and its compose
+        return bool(self.query("LayerForm #form-title"))
 
     def _fill_forms(self) -> None:
         if self.forms_ready:
@@ -237,7 +250,12 @@ class BuilderView(Widget):
 
     def _title(self) -> None:
         n = sum(spec.repeat for spec in self.preset.layers)
-        self.query_one("#stack-title", Static).update(
-            f"Stack: {self.preset.name} — {len(self.preset.layers)} entries, {n} layers, "
-            f"{self.info.params.get('total', 0):,} parameters"
-        )
+        title = self.query_one("#stack-title", Static)
+        params = f"{self.info.params.get('total', 0):,} parameters"
+        choices = [
+            f"Stack: {self.preset.name} — {len(self.preset.layers)} entries, {n} layers, {params}",
+            f"Stack: {self.preset.name} — {n} layers, {params}",
+            f"Stack: {self.preset.name} — {n} layers",
+        ]
+        width = title.size.width or 10_000  # before the first layout: the longest
+        title.update(next((c for c in choices if len(c) <= width), choices[-1]))

@@ -25,10 +25,59 @@ from gradtui.tui.render import (
 )
 from gradtui.tui.widgets.shown import DrawnWhenShown
 
+#: the widest a layer name is drawn (longer ones are cut), and the narrowest
 NAME_W = 20
+NAME_MIN = 5
 SPARK_W = 64
-#: columns besides the sparkline: mark, name, grad, update ratio, bar
-FIXED_W = 2 + NAME_W + 1 + 9 + 9 + 2 + 20
+#: the narrowest sparkline worth drawing; below it the optional columns go first
+SPARK_MIN = 16
+MARK_W = 2
+GRAD_W = 9  # " " + 8
+UPD_W = 9  # " " + 8
+BAR_W = 2 + 6 + 5 + 5  # "  " + bar + " 100%" + " dead"
+
+
+class Columns:
+    """Which columns a row has at a given width, and how wide each is.
+
+    What matters first always shows: the status mark, the layer's name, its sparkline and its
+    latest gradient norm. The update ratio and the saturation/dead bar join as the panel grows,
+    each only once the sparkline keeps at least :data:`SPARK_MIN` columns.
+    """
+
+    def __init__(self, width: int, names: list[str]) -> None:
+        longest = max((len(n) for n in names), default=NAME_MIN)
+        self.name_w = max(NAME_MIN, min(NAME_W, longest, width // 4))
+        rest = width - MARK_W - (self.name_w + 1) - GRAD_W
+        self.upd = rest - UPD_W >= SPARK_MIN
+        if self.upd:
+            rest -= UPD_W
+        self.bar = rest - BAR_W >= SPARK_MIN
+        if self.bar:
+            rest -= BAR_W
+        self.spark_w = max(4, min(SPARK_W, rest))
+
+
+def scale_label(scale: tuple[float, float] | None, width: int) -> str:
+    """The sparkline column's header: the shared log scale, as long as ``width`` allows.
+
+    ``grad norm, one log scale 3e-08 … 1e+00``, shortened to ``log 3e-08…1e+00``, then
+    ``3e-08…1e+00``, then ``grad norm``: a cut ``1e+0`` would read as another number.
+    """
+    if scale is None:
+        choices = ["grad norm, one log scale", "grad norm (log)", "grad norm", "grad"]
+    else:
+        lo, hi = f"{10 ** scale[0]:.0e}", f"{10 ** scale[1]:.0e}"
+        choices = [
+            f"grad norm, one log scale {lo} … {hi}",
+            f"grad norm (log) {lo} … {hi}",
+            f"log {lo}…{hi}",
+            f"{lo}…{hi}",
+            "grad norm",
+            "grad",
+        ]
+    label = next((c for c in choices if len(c) <= width), "")
+    return f"{label:<{width}}"
 
 
 def layer_status(rows: list[LayerRow], diagnoses: list[Diagnosis]) -> dict[str, str]:
@@ -105,9 +154,14 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         self._cache.clear()
 
     @property
+    def columns(self) -> Columns:
+        """The columns that fit the panel's current width."""
+        return Columns(self.scrollable_content_region.width, [r.name for r in self.rows])
+
+    @property
     def spark_width(self) -> int:
         """Columns of each sparkline at the current width."""
-        return max(8, min(SPARK_W, self.scrollable_content_region.width - FIXED_W))
+        return self.columns.spark_w
 
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the view: a header line, a rule, or one layer."""
@@ -130,29 +184,34 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         """Line ``index`` as ``(text, style)`` runs."""
         if not self.rows:
             return [("No statistics yet: press t to train." if index == 0 else "", "dim")]
-        spark_w = self.spark_width
+        cols = self.columns
+        name_w, spark_w = cols.name_w, cols.spark_w
         if index == 0:
-            scale = self._scale
-            label = "grad norm, one log scale"
-            if scale:
-                label += f" {10 ** scale[0]:.0e} … {10 ** scale[1]:.0e}"
-            return [
-                (f"  {'layer':<{NAME_W}} {label:<{spark_w}} {'grad':>8} {'upd/w':>8}  {'sat/dead'}", "bold")
-            ]
+            # every numeric column has its header, right-aligned over its numbers; the sparkline's
+            # header is the shared scale, shortened (never cut) to fit the sparkline's width
+            head = f"{'layer':<{name_w}} {scale_label(self._scale, spark_w)} {'grad':>8}"
+            if cols.upd:
+                head += f" {'upd/w':>8}"
+            if cols.bar:
+                head += f"  {'sat/dead':<{BAR_W - 2}}"
+            return [(" " * MARK_W + head, "bold")]
         if index == 1:
-            return [("  " + "─" * (NAME_W + spark_w + 36), "dim")]
+            width = name_w + 1 + spark_w + GRAD_W + (UPD_W if cols.upd else 0) + (BAR_W if cols.bar else 0)
+            return [("  " + "─" * width, "dim")]
         if index - 2 >= len(self.rows):
             return []
         row = self.rows[index - 2]
         st = self._status.get(row.name, "ok")
         runs: Runs = [
             (STATUS_MARK[st] + " ", STATUS_STYLE[st]),
-            (f"{row.name[:NAME_W]:<{NAME_W}} ", STATUS_STYLE[st] if st != "ok" else ""),
+            (f"{row.name[:name_w]:<{name_w}} ", STATUS_STYLE[st] if st != "ok" else ""),
             *sparkline_runs(row.grad, spark_w, self._scale),
             (" " + fmt_num(row.grad_norm), "bold" if st == "ok" else STATUS_STYLE[st]),
-            (" " + fmt_num(row.update_ratio) + "  ", ""),
         ]
-        if row.act_key:
+        if cols.upd:
+            runs.append((" " + fmt_num(row.update_ratio), ""))
+        if cols.bar and row.act_key:
+            runs.append(("  ", ""))
             runs += fraction_runs(row.act_value, 6)
             runs.append((" sat" if row.act_key == "saturation" else " dead", "dim"))
         return runs

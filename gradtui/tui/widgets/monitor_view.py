@@ -12,14 +12,33 @@ from gradtui.tui.widgets.layer_monitor import LayerMonitor
 from gradtui.tui.widgets.loss_chart import LossChart
 from gradtui.tui.widgets.warnings_panel import WarningsPanel
 
+#: below these widths the side column narrows (``-medium``), then drops the chart (``-narrow``)
+MEDIUM, WIDE = 100, 140
+
 
 class MonitorView(Widget):
-    """Everything about the run on screen: its layers, its curves, its diagnoses."""
+    """Everything about the run on screen: its layers, its curves, its diagnoses.
+
+    Laid out for 80x24 upward. What matters first always shows: every layer's sparkline, its
+    latest gradient norm and status mark on the left, and the warnings with their advice on the
+    right. Below 100 columns the loss chart gives its place to the warnings; the layer rows'
+    update ratio and saturation/dead columns appear as the terminal grows (see
+    :class:`~gradtui.tui.widgets.layer_monitor.Columns`).
+    """
 
     DEFAULT_CSS = """
     MonitorView { layout: horizontal; height: 1fr; }
     MonitorView #monitor-side { width: 58; }
+    MonitorView.-medium #monitor-side { width: 50; }
+    MonitorView.-narrow #monitor-side { width: 36; }
+    MonitorView.-narrow #loss-chart { display: none; }
     """
+
+    def on_resize(self) -> None:
+        """Pick the layout for the new width."""
+        width = self.size.width
+        self.set_class(width < MEDIUM, "-narrow")
+        self.set_class(MEDIUM <= width < WIDE, "-medium")
 
     def compose(self) -> ComposeResult:
         """Layer rows, then chart above warnings."""

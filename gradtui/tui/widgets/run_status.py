@@ -62,11 +62,15 @@ class RunStatus(Static):
         if s is not None and s.total_steps:
             done = min(s.steps_done, s.total_steps)
             text.append(f"{s.name}  ", "bold")
-            text.append_text(progress_bar(done, s.total_steps, 30))
+            # at 80 columns the bar shrinks and the elapsed time goes, so that the loss still shows
+            wide = self.size.width >= 110
+            text.append_text(progress_bar(done, s.total_steps, 30 if wide else 10))
             text.append(f" step {done}/{s.total_steps}")
             epochs = f"/{s.epochs}" if s.epochs else ""
             text.append(f"  epoch {s.epoch + 1}{epochs}")
-            text.append(f"  elapsed {fmt_duration(s.elapsed)}  ETA {fmt_duration(s.eta)}")
+            if wide:
+                text.append(f"  elapsed {fmt_duration(s.elapsed)}")
+            text.append(f"  ETA {fmt_duration(s.eta)}")
             if s.loss:
                 text.append(f"  loss {s.loss[-1]:.4g}")
             if s.out:
@@ -74,3 +78,7 @@ class RunStatus(Static):
         else:
             text.append("press t to train the stack; q quits", "dim")
         self.update(text, layout=False)  # two lines, always
+
+    def on_resize(self) -> None:
+        """Lay the progress line out again for the new width."""
+        self._draw()

@@ -17,7 +17,11 @@ def describe(d: Diagnosis) -> Text:
     sev = d.severity if d.severity in STATUS_STYLE else "warning"
     text = Text()
     text.append(f"{STATUS_MARK[sev]} {d.kind}", STATUS_STYLE[sev])
-    text.append(f"  {d.layer or 'model'}  step {d.step}\n", "bold")
+    text.append(f"  {d.layer or 'model'}  step {d.step}", "bold")
+    if d.cleared_step is not None:
+        # a transient problem that went away stays listed, marked so nobody chases it
+        text.append(f"  cleared @ step {d.cleared_step}", "green")
+    text.append("\n")
     text.append(d.message + "\n")
     text.append("→ " + d.advice, "italic")
     if d.fix:
