@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from gradtui.errors import GradtuiError
-from gradtui.preset import NAMED_SHAPES, DataSpec, Preset
+from gradtui.preset import DataSpec, Preset, named_input
 from gradtui.stack import Advice, LayerInfo, param_counts, plan, preflight
 
 _SPEC_CACHE: dict[tuple[str, float], tuple[tuple[int, ...], int]] = {}
@@ -21,8 +21,9 @@ def cached_input_spec(data: DataSpec) -> tuple[tuple[int, ...], int]:
     A named data set costs nothing (not even importing numpy, which the first screen does not
     need); a file is read once, not on every keystroke.
     """
-    if data.dataset in NAMED_SHAPES:
-        return NAMED_SHAPES[data.dataset]
+    named = named_input(data)
+    if named is not None:
+        return named
     from gradtui.data import input_spec
 
     if os.path.sep not in data.dataset and not data.dataset.endswith((".npz", ".csv")):
@@ -77,5 +78,5 @@ def stack_info(preset: Preset) -> StackInfo:
         if layer.is_dense and layer.entry not in info.entry_variance:
             info.entry_variance[layer.entry] = layer.variance
     info.params = param_counts(info.layers)
-    info.advice = preflight(info.layers)
+    info.advice = preflight(info.layers, preset.train)
     return info
