@@ -349,3 +349,44 @@ def test_preflight_on_recurrent_and_deep_plain_stacks() -> None:
     ):
         p = preset(fixed)
         assert preflight(plan(p, (64,), 10), p.train) == []
+
+
+@pytest.mark.parametrize("name", ["conv-relu-bn", "deep-residual", "rnn-exploding"])
+def test_check_prints_what_keras_summary_prints(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``gradtui check`` (text and --json) against Keras's own ``model.summary()`` of the model."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from gradtui.build import build
+    from gradtui.cli import app
+    from gradtui.preset import load
+
+    p = load(name)
+    model, _ = build(p, *input_spec(p.data), compile=False)
+    lines: list[str] = []
+    monkeypatch.setenv("COLUMNS", "200")  # rich, under Keras's summary, cuts a table to the terminal
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=200)
+    summary = "\n".join(lines)
+    rows = {}
+    for line in summary.splitlines():
+        m = re.match(r"│ (\w+) \((\w+)\)\s+│ (\([^)]*\))\s+│\s+([\d,]+) │", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3), int(m.group(4).replace(",", "")))
+    assert rows, summary
+    rows.pop("input", None)  # a functional model's summary lists its input too (0 parameters)
+    result = CliRunner().invoke(app, ["check", name, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) >= {"name", "params", "layers", "advice"}
+    shown = {
+        r["name"]: (r["type"], "(" + ", ".join(str(d) for d in r["output_shape"]) + ")", r["params"])
+        for r in out["layers"]
+    }
+    assert shown == rows
+    total = int(re.search(r"Total params: ([\d,]+)", summary).group(1).replace(",", ""))
+    assert out["params"]["total"] == total
+    text = CliRunner().invoke(app, ["check", name])
+    assert text.exit_code == 0
+    assert f"Total params: {total:,}" in text.output
