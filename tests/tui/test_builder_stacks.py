@@ -53,6 +53,7 @@ async def test_conv_entry_edits_filters_kernel_strides_and_residual(make_app) ->
         assert layer.batch_norm == "before" and layer.initializer.name == "he_normal"
         table = app.query_one(LayerTable)
         assert table.get_cell_at((0, 2)) == "8 3x5"
+        assert table.get_cell_at((0, 9)) == "1x1x8"  # 8 repeats of strides 2: 8 -> 4 -> 2 -> 1 -> 1...
         assert "res" in str(table.get_cell_at((0, 5)))
         # an edit the shapes refuse shows the plan's error in the panel, not a crash
         form.query_one("#f-padding", Select).value = "valid"
@@ -81,6 +82,7 @@ async def test_turning_a_dense_entry_into_recurrent_and_back(make_app) -> None: 
         assert table.get_cell_at((0, 1)) == "lstm" and "bi" in str(table.get_cell_at((0, 5)))
         # 2 directions x 4 gates x (32 x (2 + 32) + 32)
         assert table.get_cell_at((0, 7)) == f"{2 * 4 * (32 * 34 + 32):,}"
+        assert table.get_cell_at((0, 9)) == "64"  # two directions of 32, the last step only
         # a dense entry made conv2d gets filters and a kernel to start from
         await pilot.press("i")
         form.query_one("#f-type", Select).value = "conv1d"

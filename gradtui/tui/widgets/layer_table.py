@@ -1,4 +1,5 @@
-"""The layer stack as a table: one row per ``[[layers]]`` entry, with parameters and σ².
+"""The layer stack as a table: one row per ``[[layers]]`` entry, with parameters, σ² and the
+entry's output shape (``8x8x16``, without the batch axis).
 
 The ``units`` column holds what sizes the entry in its type's words (``16 3x3`` for a conv,
 ``/2`` for a pool, ``17→8`` for an embedding); ``BN`` holds its switches (``before``, ``res``
@@ -13,7 +14,7 @@ from textual.widgets import DataTable
 from gradtui.preset import CONV_TYPES, POOL_TYPES, RECURRENT_TYPES, WEIGHTED_TYPES, LayerSpec, Preset
 from gradtui.tui.stackinfo import StackInfo
 
-COLUMNS = ("#", "type", "units", "activation", "initializer", "BN", "repeat", "params", "σ²")
+COLUMNS = ("#", "type", "units", "activation", "initializer", "BN", "repeat", "params", "σ²", "output")
 
 
 def _size(value: int | tuple[int, ...]) -> str:
@@ -58,6 +59,7 @@ def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> l
         act = f"rate {spec.rate:g}" if spec.type == "dropout" and spec.rate is not None else ""
     params = info.entry_params.get(index)
     var = info.entry_variance.get(index)
+    out = info.entry_output.get(index)
     mark = Text(f"{index}", "bold yellow" if index in flagged else "")
     return [
         mark,
@@ -69,6 +71,7 @@ def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> l
         f"×{spec.repeat}" if spec.repeat > 1 else "1",
         f"{params:,}" if params is not None else "",
         f"{var:.3g}" if var is not None else "",
+        "x".join(str(d) for d in out) if out else "",
     ]
 
 
