@@ -1050,17 +1050,44 @@ class _Validator:
 
 
 def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
-    """A copy of the preset with a diagnosis's ``fix`` applied.
+    """A copy of the preset with a diagnosis's ``fix`` applied (what ``f`` does in the TUI).
 
-    ``fix`` has optional ``entries`` (indices of ``[[layers]]`` entries) with ``set`` (keys of
-    those entries to change, in their TOML form) and ``train`` (keys of ``[train]`` to change).
+    A fix is a dict with any of:
+
+    - ``entries``: indices of ``[[layers]]`` entries, and ``set``: keys of those entries to
+      change, in their TOML form. A key is set on each named entry whose type takes it (see
+      ``LAYER_KEYS``) and left out on the others, so one fix can name dense, conv and recurrent
+      entries together. Forms of issue 12:
+
+      - ``{"set": {"type": "lstm"}}`` (or ``"gru"``): a SimpleRNN becomes an LSTM/GRU. A changed
+        ``type`` keeps the entry's keys that the new type takes (units, initializers,
+        ``return_sequences``, ``bidirectional``...) and drops the others; name any key to reset
+        beside it (``{"type": "lstm", "activation": "tanh"}``).
+      - ``{"set": {"residual": True}}``: skip connections on deep dense/conv entries.
+      - ``{"set": {"batch_norm": "before"}}``: BatchNorm in dense/conv entries.
+    - ``train``: keys of ``[train]`` to change, e.g. ``{"clipnorm": 1.0}`` for exploding
+      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one).
+
+    The result is validated like a preset file: a fix that does not fit raises
+    :class:`PresetError`.
     """
     if not fix:
         return preset
     data = preset.to_dict()
+    changes = dict(fix.get("set", {}))
     for i in fix.get("entries", []):
-        if 0 <= i < len(data["layers"]) and data["layers"][i]["type"] == "dense":
-            data["layers"][i].update(fix.get("set", {}))
+        if not (0 <= i < len(data["layers"])) or not changes:
+            continue
+        table = data["layers"][i]
+        kind = changes.get("type", table["type"])
+        if kind not in LAYER_KEYS:
+            raise PresetError(
+                f"the fix names layer type '{kind}'; {one_of(LAYER_TYPES)}", key=f"layers[{i}].type"
+            )
+        allowed = LAYER_KEYS[kind]
+        table = {k: v for k, v in table.items() if k in allowed}
+        table.update({k: v for k, v in changes.items() if k in allowed})
+        data["layers"][i] = table
     train_set = dict(fix.get("train", {}))
     if "clipnorm" in train_set:
         data["train"].pop("global_clipnorm", None)

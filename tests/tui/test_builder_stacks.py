@@ -111,3 +111,31 @@ async def test_preflight_names_recurrent_clipping_and_deep_plain_stacks(make_app
         await pilot.pause()
         assert app.preset.layers[0].residual
         assert "residual = true" not in str(panel.content)
+
+
+async def test_f_applies_the_issue_12_fix_forms_to_the_stack(make_app) -> None:  # type: ignore[no-untyped-def]
+    from gradtui.diagnosis import Diagnosis
+
+    app = make_app("rnn-pixels")
+    async with opened(app) as pilot:
+        app.trained_preset = app.preset
+        lstm = {"entries": [0], "set": {"type": "lstm", "activation": "tanh"}}
+        assert app.apply_diagnosis(
+            Diagnosis("vanishing", "simple_rnn", 3, "error", "m", "a", ["simple_rnn"], lstm)
+        )
+        await pilot.pause()
+        assert app.preset.layers[0].type == "lstm"
+        assert app.query_one(LayerTable).get_cell_at((0, 1)) == "lstm"
+        assert app.query_one(LayerForm).query_one("#f-type", Select).value == "lstm"
+        app.trained_preset = app.preset
+        clip = {"train": {"clipnorm": 1.0}}
+        assert app.apply_diagnosis(Diagnosis("exploding", "lstm", 3, "error", "m", "a", ["lstm"], clip))
+        assert app.preset.train.clipnorm == 1.0
+    app = make_app("deep-plain")
+    async with opened(app) as pilot:
+        app.trained_preset = app.preset
+        residual = {"entries": [0], "set": {"residual": True}}
+        assert app.apply_diagnosis(Diagnosis("vanishing", "dense", 3, "error", "m", "a", ["dense"], residual))
+        await pilot.pause()
+        assert app.preset.layers[0].residual
+        assert "res" in str(app.query_one(LayerTable).get_cell_at((0, 5)))
