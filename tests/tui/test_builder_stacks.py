@@ -3,6 +3,9 @@ parameters per row, pre-flight advice about them (issue 12)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from textual.widgets import Input, Select
 
 from gradtui.tui.widgets.advice_panel import AdvicePanel
@@ -139,3 +142,26 @@ async def test_f_applies_the_issue_12_fix_forms_to_the_stack(make_app) -> None: 
         await pilot.pause()
         assert app.preset.layers[0].residual
         assert "res" in str(app.query_one(LayerTable).get_cell_at((0, 5)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["deep-residual", "rnn-clipnorm", "conv-relu-bn"])
+async def test_new_stacks_train_in_the_app(make_app, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A residual, a recurrent regression and a conv stack train in the TUI and reach the monitor."""
+    import time
+
+    from gradtui.preset import load
+    from gradtui.tui.widgets.layer_monitor import LayerMonitor
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(load(name).with_overrides(max_steps=20).to_toml())
+    app = make_app(str(path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("t")
+        start = time.monotonic()
+        while app.training or app.current is None:
+            assert time.monotonic() - start < 120, "training did not finish"
+            await pilot.pause(0.05)
+        assert app.current.status == "completed", app.current
+        names = [r.name for r in app.query_one(LayerMonitor).rows]
+        assert names and all(not n.startswith("add") for n in names), names
