@@ -850,13 +850,7 @@ class _Validator:
             return LayerSpec(
                 type=kind,
                 units=self.required_integer(entry, "units", prefix, kind, hi=10**9),
-                activation=self.activation(entry.get("activation", "linear"), prefix + "activation"),
-                initializer=self.initializer(
-                    entry.get("initializer", "glorot_uniform"), prefix + "initializer"
-                ),
-                bias_initializer=self.initializer(
-                    entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
-                ),
+                **self.kernel(entry, prefix),
                 batch_norm=self.choice(entry, "batch_norm", "none", BATCH_NORM, prefix),
                 residual=residual,
                 repeat=repeat,
@@ -874,13 +868,7 @@ class _Validator:
                 kernel_size=self.size(entry, "kernel_size", 3, prefix, rank),
                 strides=self.size(entry, "strides", 1, prefix, rank),
                 padding=self.choice(entry, "padding", "same", PADDINGS, prefix),
-                activation=self.activation(entry.get("activation", "linear"), prefix + "activation"),
-                initializer=self.initializer(
-                    entry.get("initializer", "glorot_uniform"), prefix + "initializer"
-                ),
-                bias_initializer=self.initializer(
-                    entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
-                ),
+                **self.kernel(entry, prefix),
                 batch_norm=self.choice(entry, "batch_norm", "none", BATCH_NORM, prefix),
                 residual=residual,
                 repeat=repeat,
@@ -889,15 +877,9 @@ class _Validator:
             return LayerSpec(
                 type=kind,
                 units=self.required_integer(entry, "units", prefix, kind, hi=10**6),
-                activation=self.recurrent_activation(entry.get("activation", "tanh"), prefix + "activation"),
-                initializer=self.initializer(
-                    entry.get("initializer", "glorot_uniform"), prefix + "initializer"
-                ),
+                **self.kernel(entry, prefix, recurrent=True),
                 recurrent_initializer=self.initializer(
                     entry.get("recurrent_initializer", "orthogonal"), prefix + "recurrent_initializer"
-                ),
-                bias_initializer=self.initializer(
-                    entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
                 ),
                 return_sequences=self.boolean(entry, "return_sequences", False, prefix),
                 bidirectional=self.boolean(entry, "bidirectional", False, prefix),
@@ -940,6 +922,23 @@ class _Validator:
                 repeat=repeat,
             )
         return LayerSpec(type=kind, repeat=repeat)
+
+    def kernel(self, entry: dict[str, Any], prefix: str, *, recurrent: bool = False) -> dict[str, Spec]:
+        """``activation``, ``initializer`` and ``bias_initializer`` of a dense, conv or recurrent
+        entry, with their defaults (a recurrent layer's activation is tanh, inside its cell)."""
+        if recurrent:
+            activation = self.recurrent_activation(entry.get("activation", "tanh"), prefix + "activation")
+        else:
+            activation = self.activation(entry.get("activation", "linear"), prefix + "activation")
+        return {
+            "activation": activation,
+            "initializer": self.initializer(
+                entry.get("initializer", "glorot_uniform"), prefix + "initializer"
+            ),
+            "bias_initializer": self.initializer(
+                entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
+            ),
+        }
 
     def required_integer(self, entry: dict[str, Any], key: str, prefix: str, kind: str, *, hi: int) -> int:
         """A key an entry cannot do without (``units``, ``filters``): missing names the key."""

@@ -538,53 +538,37 @@ def _projection(
     out_shape: tuple[int, ...],
     main: LayerInfo,
 ) -> LayerInfo:
-    """The linear projection that brings a residual block's input to its output's shape."""
+    """The linear projection that brings a residual block's input to its output's shape: a
+    Dense without activation, or a 1x1 convolution with the block's strides."""
+    c_in, c_out = in_shape[-1], out_shape[-1]
     if kind == "dense":
-        n, units = in_shape[0], out_shape[0]
-        return LayerInfo(
-            namer("dense"),
-            "Dense",
-            entry,
-            out_shape,
-            params=n * units + units,
-            trainable=n * units + units,
-            initializer=Spec("glorot_uniform"),
-            bias_initializer=Spec("zeros"),
-            fan_in=n,
-            fan_out=units,
-            keras_args={"fused": True, "use_bias": True},
-            kind=kind,
-            role="projection",
-        )
-    rank = len(in_shape) - 1
-    strides = main.keras_args["strides"]
-    sides = tuple(-(-n // st) for n, st in zip(in_shape[:-1], strides, strict=True))
-    if sides != out_shape[:-1]:
-        raise PresetError(
-            f"residual = true needs the block to keep its input's size {_shape_text(in_shape[:-1])} up "
-            f"to its strides, but padding = 'valid' makes it {_shape_text(out_shape[:-1])}; "
-            "use padding = 'same'",
-            key=f"layers[{entry}] ({kind})",
-        )
-    c_in, filters = in_shape[-1], out_shape[-1]
+        cls, args = "Dense", {}
+    else:
+        rank = len(in_shape) - 1
+        strides = main.keras_args["strides"]
+        sides = tuple(-(-n // st) for n, st in zip(in_shape[:-1], strides, strict=True))
+        if sides != out_shape[:-1]:
+            raise PresetError(
+                f"residual = true needs the block to keep its input's size {_shape_text(in_shape[:-1])} "
+                f"up to its strides, but padding = 'valid' makes it {_shape_text(out_shape[:-1])}; "
+                "use padding = 'same'",
+                key=f"layers[{entry}] ({kind})",
+            )
+        cls = f"Conv{rank}D"
+        args = {"kernel_size": (1,) * rank, "strides": strides, "padding": "same"}
+    params = c_in * c_out + c_out
     return LayerInfo(
         namer(kind),
-        f"Conv{rank}D",
+        cls,
         entry,
         out_shape,
-        params=c_in * filters + filters,
-        trainable=c_in * filters + filters,
+        params=params,
+        trainable=params,
         initializer=Spec("glorot_uniform"),
         bias_initializer=Spec("zeros"),
         fan_in=c_in,
-        fan_out=filters,
-        keras_args={
-            "fused": True,
-            "use_bias": True,
-            "kernel_size": (1,) * rank,
-            "strides": strides,
-            "padding": "same",
-        },
+        fan_out=c_out,
+        keras_args={"fused": True, "use_bias": True, **args},
         kind=kind,
         role="projection",
     )
