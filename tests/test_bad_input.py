@@ -54,7 +54,7 @@ CASES: dict[str, tuple[str, str | None, str]] = {
     "misspelt-optimizer.toml": ("misspelt-optimizer.toml", "train.optimizer", "did you mean 'adam'"),
     "misspelt-dataset.toml": ("misspelt-dataset.toml", "data.dataset", "did you mean 'digits'"),
     "unknown-dataset-suffix.toml": ("unknown-dataset-suffix.toml", "data.dataset", "a path to .npz/.csv"),
-    "unknown-layer-type.toml": ("unknown-layer-type.toml", "layers[0].type", "one of dense, flatten"),
+    "unknown-layer-type.toml": ("unknown-layer-type.toml", "layers[0].type", "one of dense, conv1d, conv2d"),
     "monitor-unknown-threshold.toml": (
         "monitor-unknown-threshold.toml",
         "monitor.vanishing",
