@@ -90,7 +90,7 @@ async def test_edit_form_changes_units_activation_initializer_repeat(make_app) -
         assert layer.repeat == 4
         assert sum(s.repeat for s in app.preset.layers) == 5
         # the table and the pre-flight follow the edit
-        assert app.query_one(LayerTable).get_cell_at((0, 6)) == "×4"
+        assert app.query_one(LayerTable).get_cell("0", "repeat") == "×4"
         # leaky_relu shows its parameter, and the form writes it
         form.query_one("#f-activation", Select).value = "leaky_relu"
         await pilot.pause()

@@ -26,6 +26,9 @@ ROWS = {
 }
 ALL_ROWS = set().union(*ROWS.values()) | {"rate", "bn-momentum"}
 
+#: wide enough for every column of the builder table (the narrower sizes are tests/tui/test_layout.py's)
+WIDE = (170, 45)
+
 
 def shown_rows(form: LayerForm) -> set[str]:
     return {r for r in ALL_ROWS if form.query_one(f"#row-{r}").display}
@@ -33,7 +36,7 @@ def shown_rows(form: LayerForm) -> set[str]:
 
 async def test_each_type_shows_the_keys_it_takes(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("conv-relu-bn")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         form = app.query_one(LayerForm)
         for kind, rows in ROWS.items():
             form.query_one("#f-type", Select).value = kind
@@ -43,7 +46,7 @@ async def test_each_type_shows_the_keys_it_takes(make_app) -> None:  # type: ign
 
 async def test_conv_entry_edits_filters_kernel_strides_and_residual(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("conv-relu-bn")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         form = app.query_one(LayerForm)
         assert form.query_one("#f-filters", Input).value == "8"
         assert form.query_one("#f-kernel", Input).value == "3"
@@ -55,9 +58,9 @@ async def test_conv_entry_edits_filters_kernel_strides_and_residual(make_app) ->
         assert (layer.kernel_size, layer.strides, layer.residual) == ((3, 5), 2, True)
         assert layer.batch_norm == "before" and layer.initializer.name == "he_normal"
         table = app.query_one(LayerTable)
-        assert table.get_cell_at((0, 2)) == "8 3x5"
-        assert table.get_cell_at((0, 9)) == "1x1x8"  # 8 repeats of strides 2: 8 -> 4 -> 2 -> 1 -> 1...
-        assert "res" in str(table.get_cell_at((0, 5)))
+        assert table.get_cell("0", "units") == "8 3x5"
+        assert table.get_cell("0", "output") == "1x1x8"  # 8 repeats of strides 2: 8 -> 4 -> 2 -> 1 -> 1...
+        assert "res" in str(table.get_cell("0", "BN"))
         # an edit the shapes refuse shows the plan's error in the panel, not a crash
         form.query_one("#f-padding", Select).value = "valid"
         await pilot.pause()
@@ -67,7 +70,7 @@ async def test_conv_entry_edits_filters_kernel_strides_and_residual(make_app) ->
 
 async def test_turning_a_dense_entry_into_recurrent_and_back(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("rnn-exploding")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         form = app.query_one(LayerForm)
         assert form.query_one("#f-rinit", Select).value == "random_normal"
         assert form.query_one("#f-rinit-param", Input).value == "0.3"
@@ -82,10 +85,10 @@ async def test_turning_a_dense_entry_into_recurrent_and_back(make_app) -> None: 
         layer = app.preset.layers[0]
         assert layer.bidirectional and layer.recurrent_initializer.name == "orthogonal"
         table = app.query_one(LayerTable)
-        assert table.get_cell_at((0, 1)) == "lstm" and "bi" in str(table.get_cell_at((0, 5)))
+        assert table.get_cell("0", "type") == "lstm" and "bi" in str(table.get_cell("0", "BN"))
         # 2 directions x 4 gates x (32 x (2 + 32) + 32)
-        assert table.get_cell_at((0, 7)) == f"{2 * 4 * (32 * 34 + 32):,}"
-        assert table.get_cell_at((0, 9)) == "64"  # two directions of 32, the last step only
+        assert table.get_cell("0", "params") == f"{2 * 4 * (32 * 34 + 32):,}"
+        assert table.get_cell("0", "output") == "64"  # two directions of 32, the last step only
         # a dense entry made conv2d gets filters and a kernel to start from
         await pilot.press("i")
         form.query_one("#f-type", Select).value = "conv1d"
@@ -95,7 +98,7 @@ async def test_turning_a_dense_entry_into_recurrent_and_back(make_app) -> None: 
 
 async def test_preflight_names_recurrent_clipping_and_deep_plain_stacks(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("rnn-exploding")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         panel = app.query_one(AdvicePanel)
         assert "without gradient clipping" in str(panel.content)
         assert "a number (regression)" in str(panel.content)
@@ -106,7 +109,7 @@ async def test_preflight_names_recurrent_clipping_and_deep_plain_stacks(make_app
         assert app.preset.train.clipnorm == 1.0
         assert "without gradient clipping" not in str(panel.content)
     app = make_app("deep-plain")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         panel = app.query_one(AdvicePanel)
         assert "residual = true" in str(panel.content)
         form = app.query_one(LayerForm)
@@ -120,7 +123,7 @@ async def test_f_applies_the_issue_12_fix_forms_to_the_stack(make_app) -> None: 
     from gradtui.diagnosis import Diagnosis
 
     app = make_app("rnn-pixels")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         app.trained_preset = app.preset
         lstm = {"entries": [0], "set": {"type": "lstm", "activation": "tanh"}}
         assert app.apply_diagnosis(
@@ -128,20 +131,21 @@ async def test_f_applies_the_issue_12_fix_forms_to_the_stack(make_app) -> None: 
         )
         await pilot.pause()
         assert app.preset.layers[0].type == "lstm"
-        assert app.query_one(LayerTable).get_cell_at((0, 1)) == "lstm"
+        await pilot.pause()
+        assert app.query_one(LayerTable).get_cell("0", "type") == "lstm"
         assert app.query_one(LayerForm).query_one("#f-type", Select).value == "lstm"
         app.trained_preset = app.preset
         clip = {"train": {"clipnorm": 1.0}}
         assert app.apply_diagnosis(Diagnosis("exploding", "lstm", 3, "error", "m", "a", ["lstm"], clip))
         assert app.preset.train.clipnorm == 1.0
     app = make_app("deep-plain")
-    async with opened(app) as pilot:
+    async with opened(app, WIDE) as pilot:
         app.trained_preset = app.preset
         residual = {"entries": [0], "set": {"residual": True}}
         assert app.apply_diagnosis(Diagnosis("vanishing", "dense", 3, "error", "m", "a", ["dense"], residual))
         await pilot.pause()
         assert app.preset.layers[0].residual
-        assert "res" in str(app.query_one(LayerTable).get_cell_at((0, 5)))
+        assert "res" in str(app.query_one(LayerTable).get_cell("0", "BN"))
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from gradtui.tui.stackinfo import StackInfo
 
 COLUMNS = ("#", "type", "units", "activation", "initializer", "BN", "repeat", "params", "σ²", "output")
 #: the order columns are given room in as the table grows; the first five always show
-PRIORITY = ("#", "units", "activation", "initializer", "type", "repeat", "params", "output", "σ²", "BN")
+PRIORITY = ("#", "units", "activation", "initializer", "type", "repeat", "params", "σ²", "BN", "output")
 #: a shorter header for a column whose cells are narrower than its name, on a narrow table
 SHORT = {"activation": "act", "initializer": "init", "repeat": "rep"}
 CELL_PAD = 2  # DataTable's cell padding, one column each side
