@@ -292,3 +292,24 @@ def test_integer_too_large_for_a_float_is_refused() -> None:
             assert exc.key == f"{table}.{key}" and "out of range" in exc.detail
         else:  # pragma: no cover
             raise AssertionError("accepted")
+
+
+@SETTINGS
+@given(preset_dicts())
+def test_any_valid_preset_plans_or_is_refused_with_one_line(doc: dict[str, Any]) -> None:
+    """Any stack of any layer types is planned, or refused with a one-line error naming a key
+    (a shape a layer cannot take), never another exception, before TensorFlow loads."""
+    from gradtui.errors import GradtuiError
+    from gradtui.preset import named_input
+    from gradtui.stack import plan
+
+    preset = loads(tomli_w.dumps(doc), default_name="stem")
+    named = named_input(preset.data)
+    if named is None:
+        return  # a data file: its shape is read from the file
+    try:
+        layers = plan(preset, *named)
+    except GradtuiError as exc:
+        assert exc.key and "\n" not in exc.one_line()
+        return
+    assert layers and all(x.params >= 0 and all(d >= 1 for d in x.output_shape) for x in layers)

@@ -169,3 +169,19 @@ async def test_new_stacks_train_in_the_app(make_app, tmp_path: Path, name: str) 
         assert app.current.status == "completed", app.current
         names = [r.name for r in app.query_one(LayerMonitor).rows]
         assert names and all(not n.startswith("add") for n in names), names
+
+
+async def test_the_adding_task_shows_its_length_and_loss(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("rnn-clipnorm")
+    async with opened(app) as pilot:
+        assert app.query_one("#row-length").display and app.query_one("#row-loss").display
+        assert app.query_one("#t-length", Input).value == "50"
+        app.query_one("#t-length", Input).value = "20"
+        await pilot.pause()
+        app.query_one("#t-loss", Select).value = "mae"
+        await pilot.pause()
+        assert app.preset.data.length == 20 and app.preset.loss == "mae"
+        assert app.query_one(LayerTable).get_cell_at((0, 7)) == f"{32 * (2 + 32) + 32:,}"
+    app = make_app("conv-relu-bn")
+    async with opened(app):
+        assert not app.query_one("#row-length").display and not app.query_one("#row-loss").display
