@@ -137,6 +137,78 @@ def model_name(preset: Preset) -> str:
     return safe or "model"
 
 
+def make_layer(info: LayerInfo, seed: int) -> Any:
+    """The Keras layer a planned :class:`LayerInfo` stands for, named as planned."""
+    keras = import_keras()
+    L = keras.layers
+
+    def inits() -> dict[str, Any]:
+        assert info.initializer is not None and info.bias_initializer is not None
+        return {
+            "kernel_initializer": make_initializer(info.initializer, seed),
+            "bias_initializer": make_initializer(info.bias_initializer, seed + 500),
+        }
+
+    args = info.keras_args
+    if info.type == "Dense":
+        fused = args.get("fused", True)
+        return L.Dense(
+            info.fan_out,
+            activation=info.activation if fused else None,
+            use_bias=args.get("use_bias", True),
+            name=info.name,
+            **inits(),
+        )
+    if info.type in ("Conv1D", "Conv2D"):
+        cls = L.Conv1D if info.type == "Conv1D" else L.Conv2D
+        return cls(
+            info.output_shape[-1],
+            args["kernel_size"],
+            strides=args["strides"],
+            padding=args["padding"],
+            activation=info.activation if args.get("fused", True) else None,
+            use_bias=args.get("use_bias", True),
+            name=info.name,
+            **inits(),
+        )
+    if info.is_recurrent:
+        cls = {"simple_rnn": L.SimpleRNN, "lstm": L.LSTM, "gru": L.GRU}[info.kind]
+        assert info.recurrent_initializer is not None
+        rnn = cls(
+            args["units"],
+            activation=info.activation,
+            return_sequences=args["return_sequences"],
+            recurrent_initializer=make_initializer(info.recurrent_initializer, seed + 250),
+            name=None if info.inner else info.name,
+            **inits(),
+        )
+        return L.Bidirectional(rnn, name=info.name) if info.inner else rnn
+    if info.type == "BatchNormalization":
+        bn_args = {k: v for k, v in args.items() if v is not None}
+        return L.BatchNormalization(name=info.name, **bn_args)
+    if info.type == "LayerNormalization":
+        return L.LayerNormalization(epsilon=args.get("epsilon") or 1e-3, name=info.name)
+    if info.type == "Flatten":
+        return L.Flatten(name=info.name)
+    if info.type == "Dropout":
+        return L.Dropout(args["rate"], seed=seed, name=info.name)
+    if info.type == "Embedding":
+        return L.Embedding(
+            args["input_dim"],
+            args["output_dim"],
+            embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
+            name=info.name,
+        )
+    if info.type.startswith(("MaxPooling", "AveragePooling", "GlobalAveragePooling")):
+        cls = getattr(L, info.type)
+        if "pool_size" in args:
+            return cls(pool_size=args["pool_size"], name=info.name)
+        return cls(name=info.name)
+    if info.type == "Add":
+        return L.Add(name=info.name)
+    return make_activation_layer(info)
+
+
 def build(
     preset: Preset,
     input_shape: tuple[int, ...],
@@ -146,6 +218,9 @@ def build(
 ) -> tuple[Any, list[LayerInfo]]:
     """Build (and compile) the Keras model of a preset; refuse it first if it cannot fit.
 
+    A stack without residual blocks is a ``Sequential`` model; with them, a functional model in
+    which each block's input is kept for its ``Add`` (through its projection, when planned).
+
     Returns the model and the :class:`LayerInfo` of each of its layers.
     """
     layers = plan(preset, input_shape, num_classes)
@@ -153,40 +228,41 @@ def build(
     keras = import_keras()
     keras.utils.set_random_seed(preset.train.seed)
     seed = preset.train.seed
-    built = [keras.Input(shape=tuple(input_shape), name="input")]
-    for i, info in enumerate(layers):
-        layer_seed = seed * 1000 + i
-        if info.type == "Dense":
-            fused = info.keras_args.get("fused", True)
-            assert info.initializer is not None and info.bias_initializer is not None
-            built.append(
-                keras.layers.Dense(
-                    info.fan_out,
-                    activation=info.activation if fused else None,
-                    use_bias=info.keras_args.get("use_bias", True),
-                    kernel_initializer=make_initializer(info.initializer, layer_seed),
-                    bias_initializer=make_initializer(info.bias_initializer, layer_seed + 500),
-                    name=info.name,
-                )
-            )
-        elif info.type == "BatchNormalization":
-            args = {k: v for k, v in info.keras_args.items() if v is not None}
-            built.append(keras.layers.BatchNormalization(name=info.name, **args))
-        elif info.type == "Flatten":
-            built.append(keras.layers.Flatten(name=info.name))
-        elif info.type == "Dropout":
-            built.append(keras.layers.Dropout(info.keras_args["rate"], seed=layer_seed, name=info.name))
-        else:
-            built.append(make_activation_layer(info))
-    model = keras.Sequential(built, name=model_name(preset))
-    if compile:
-        out = next(x for x in reversed(layers) if x.is_dense)
-        model.compile(
-            optimizer=make_optimizer(preset),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=out.activation == "linear"),
-            metrics=["accuracy"],
+    built = [make_layer(info, seed * 1000 + i) for i, info in enumerate(layers)]
+    if any(info.role == "add" for info in layers):
+        inputs = keras.Input(shape=tuple(input_shape), name="input")
+        x = skip = inputs
+        for info, layer in zip(layers, built, strict=True):
+            if info.residual_start:
+                skip = x
+            if info.role == "projection":
+                skip = layer(skip)
+            elif info.role == "add":
+                x = layer([x, skip])
+            else:
+                x = layer(x)
+        model = keras.Model(inputs, x, name=model_name(preset))
+    else:
+        model = keras.Sequential(
+            [keras.Input(shape=tuple(input_shape), name="input"), *built], name=model_name(preset)
         )
+    if compile:
+        model.compile(optimizer=make_optimizer(preset), **loss_and_metrics(preset, layers))
     return model, layers
+
+
+def loss_and_metrics(preset: Preset, layers: list[LayerInfo]) -> dict[str, Any]:
+    """``loss`` and ``metrics`` for ``compile``: accuracy only for a classifier (SPEC section 2)."""
+    keras = import_keras()
+    if preset.loss == "mse":
+        return {"loss": keras.losses.MeanSquaredError(), "metrics": []}
+    if preset.loss == "mae":
+        return {"loss": keras.losses.MeanAbsoluteError(), "metrics": []}
+    out = next(x for x in reversed(layers) if x.is_dense)
+    return {
+        "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=out.activation == "linear"),
+        "metrics": ["accuracy"],
+    }
 
 
 def keras_param_counts(model: Any) -> dict[str, int]:

@@ -158,7 +158,7 @@ def check(
 
     model, layers = build(p, shape, classes, compile=False)
     params = keras_param_counts(model)
-    advice = preflight(layers)
+    advice = preflight(layers, p.train)
     keras_layers = {layer.name: layer for layer in model.layers}
     rows = []
     for info in layers:
@@ -169,7 +169,7 @@ def check(
                 "type": type(kl).__name__,
                 "output_shape": [None, *[int(d) for d in kl.output.shape[1:]]],
                 "params": int(kl.count_params()),
-                "activation": info.activation if info.is_dense else None,
+                "activation": info.activation if info.is_weighted else None,
                 "initializer": info.initializer.label() if info.initializer else None,
                 "fan_in": info.fan_in or None,
                 "fan_out": info.fan_out or None,

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gradtui.errors import DataError, one_of
-from gradtui.preset import NAMED_DATASETS, NAMED_SHAPES, DataSpec
-
-#: input shape and class count of each named data set, known without loading it
+from gradtui.preset import NAMED_DATASETS, NAMED_FORMS, DataSpec, named_input
 
 FASHION_FILES = (
     "train-labels-idx1-ubyte.gz",
@@ -36,6 +34,8 @@ class Dataset:
     x_val: np.ndarray | None
     y_val: np.ndarray | None
     num_classes: int
+    #: ``True`` for a regression target (``adding``); ``num_classes`` is then 1
+    regression: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -122,6 +122,37 @@ def generate(name: str, samples: int, noise: float, seed: int) -> tuple[np.ndarr
         raise DataError(f"unknown generated data set '{name}'", key="data.dataset")
     order = rng.permutation(n)
     return x[order].astype(np.float32), y[order].astype(np.int64)
+
+
+def adding(samples: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter & Schmidhuber 1997), seeded.
+
+    Each example is ``length`` steps of (a value uniform in [0, 1], a marker); two steps are
+    marked, one in each half of the sequence, and the target is the sum of their two values. A
+    network that does not carry the first marked value across about ``length / 2`` steps can do
+    no better than predicting the mean, 1.0 (a mean squared error near 1/6).
+    """
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, (samples, length))
+    markers = np.zeros((samples, length))
+    half = max(1, length // 2)
+    first = rng.integers(0, half, samples)
+    second = rng.integers(half, length, samples) if length > half else first
+    rows = np.arange(samples)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = np.stack([values, markers], axis=-1).astype(np.float32)
+    y = (values * markers).sum(axis=1).astype(np.float32)
+    return x, y
+
+
+def _in_form(name: str, x: np.ndarray, form: str, raw: np.ndarray | None = None) -> np.ndarray:
+    """A pixel data set as its first layer takes it: image, sequence, or tokens (raw pixel values)."""
+    shape = NAMED_FORMS.get(name, {}).get(form)
+    if shape is None:
+        return x
+    source = raw if form == "tokens" and raw is not None else x
+    return source.reshape((len(source), *shape)).astype(np.float32)
 
 
 #: what a user data file must hold, repeated in every error about one
@@ -253,26 +284,34 @@ def _labels(y: np.ndarray, source: str, key: str = "y_train") -> tuple[np.ndarra
 
 
 def input_spec(spec: DataSpec) -> tuple[tuple[int, ...], int]:
-    """Input shape and number of classes, without loading a named data set."""
-    if spec.dataset in NAMED_SHAPES:
-        return NAMED_SHAPES[spec.dataset]
+    """Input shape (in the form the first layer takes) and number of classes (1 for a regression
+    task), without loading a named data set."""
+    named = named_input(spec)
+    if named is not None:
+        return named
     ds = load(spec, seed=0)
     return ds.input_shape, ds.num_classes
 
 
 def load(spec: DataSpec, *, seed: int) -> Dataset:
-    """Load, scale and split the data set a preset names."""
+    """Load, scale and split the data set a preset names, in the form its first layer takes
+    (``spec.form``: digits as (8, 8, 1) for conv2d, (64, 1) for a recurrent layer or conv1d...)."""
     name = spec.dataset
     if name == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        x = digits.data.astype(np.float32) / 16.0
+        x = _in_form(name, digits.data.astype(np.float32) / 16.0, spec.form, digits.data)
         y, k = digits.target.astype(np.int64), 10
     elif name in ("mnist", "fashion_mnist"):
         raw_x, raw_y, k = _load_mnist_like(name)
-        x = raw_x.astype(np.float32) / 255.0
+        x = _in_form(name, raw_x.astype(np.float32) / 255.0, spec.form, raw_x)
         y = raw_y.astype(np.int64)
+    elif name == "adding":
+        x, y_sum = adding(spec.samples, spec.length, seed)
+        ds = _split(name, x, y_sum.astype(np.float32), 1, spec.validation_split, seed)
+        ds.regression = True
+        return ds
     elif name in ("spiral", "circles", "xor", "gaussian"):
         x, y = generate(name, spec.samples, spec.noise, seed)
         x = x / 5.0  # the Playground's [-6, 6] square, scaled to about [-1, 1]

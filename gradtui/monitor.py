@@ -1,7 +1,8 @@
-"""One monitored training: the instrumented step, the run directory, the diagnoses, listeners.
+"""One monitored training: the recorder, the run directory, the diagnoses, listeners.
 
 :class:`Monitor` is shared by ``gradtui run``, the TUI and :func:`watch`, so all three record
-the same statistics and diagnoses into the same run directory layout.
+the same statistics and diagnoses into the same run directory layout, through the same
+:class:`gradtui.recorder.Recorder`: the training itself is never replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
 from gradtui.preset import Thresholds, TrainSpec
-from gradtui.probe import Instrument, Records, describe, make_callback
+from gradtui.probe import Records, make_callback
+from gradtui.recorder import Recorder
+from gradtui.rows import describe
 from gradtui.runlog import RunDir
 from gradtui.stack import LayerInfo
 
@@ -51,12 +54,20 @@ class Monitor:
         name: str | None = None,
         history_size: int = 256,
         run: RunDir | None = None,
+        optimizer: Any = None,
     ) -> None:
         self.model = model
-        self.layers = layers if layers is not None else describe(model)
+        self.instrument = Recorder(model, optimizer, every=every)
+        described = describe(model, self.instrument.tracked)
+        self.layers = _with_rows(layers, described) if layers is not None else described
         self.name = name or getattr(model, "name", "model")
-        self.run = run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
-        self.instrument = Instrument(model, self.layers, every=every)
+        try:
+            self.run = (
+                run if run is not None else (RunDir(out, overwrite=overwrite) if out is not None else None)
+            )
+        except BaseException:
+            self.instrument.detach()
+            raise
         self.diagnoser = Diagnoser(self.layers, thresholds, train)
         self.history = History(history_size)
         self.stop_on_nonfinite = stop_on_nonfinite
@@ -72,6 +83,9 @@ class Monitor:
         self.device = "CPU"
         self._lock = threading.Lock()
         self._start_iterations = self._iterations()
+        self._drainer: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.closed = False
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
@@ -84,7 +98,7 @@ class Monitor:
         return self.instrument.read_count
 
     def _iterations(self) -> int:
-        opt = getattr(self.model, "optimizer", None)
+        opt = self.instrument.optimizer
         try:
             return int(opt.iterations.numpy()) if opt is not None else 0
         except Exception:
@@ -106,13 +120,15 @@ class Monitor:
             block = self.instrument.drain(getattr(self.callback, "epoch", 0))
             if not len(block):
                 return block
-            if self.initial_loss is None:
-                self.initial_loss = float(block.losses[0])
-            self.last_loss = float(block.losses[-1])
+            known = block.losses[block.loss_known] if block.loss_known is not None else block.losses
+            if len(known):
+                if self.initial_loss is None:
+                    self.initial_loss = float(known[0])
+                self.last_loss = float(known[-1])
             if self.run is not None:
                 self.run.append_lines(block.to_jsonl())
             self.history.add_block(block)
-            new = self.diagnoser.feed_block(block)
+            new = self.diagnoser.feed_block(_with_known_losses(block))
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
                 self.model.stop_training = True
@@ -176,6 +192,77 @@ class Monitor:
             self.run.write_summary(summary)
         return summary
 
+    # ------------------------------------------------------------------ custom training loops
+
+    def start_draining(self, interval: float = 0.2) -> None:
+        """Drain from a background thread every ``interval`` seconds (a custom training loop
+        has no callback to do it); :meth:`close` stops it."""
+        if self._drainer is not None:
+            return
+
+        def loop() -> None:
+            while not self._closing.wait(interval):
+                try:
+                    self.flush("timer")
+                except Exception:  # the training thread may be tearing the model down
+                    pass
+
+        self._drainer = threading.Thread(target=loop, name="gradtui-drain", daemon=True)
+        self._drainer.start()
+
+    def close(self, status: str = "completed", *, error: str | None = None) -> dict[str, Any]:
+        """Stop recording, drain what is left and write ``summary.json`` (once)."""
+        self._closing.set()
+        if self._drainer is not None:
+            self._drainer.join(timeout=5)
+            self._drainer = None
+        summary = self.finish(status, error=error)
+        self.instrument.detach()
+        self.closed = True
+        return summary
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close("completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted")
+        else:
+            self.close("failed", error=f"{exc_type.__name__}: {exc}")
+
+
+def _with_rows(planned: list[LayerInfo], described: list[LayerInfo]) -> list[LayerInfo]:
+    """A preset's planned layers, with a row for every recorded layer the plan names only by its
+    parent (``bidirectional`` -> ``bidirectional/forward_lstm``): such a row takes the parent's
+    entry, so advice and fixes still point at the preset's entry. Rows come in the model's
+    order, the plan's weightless layers after them."""
+    by_name = {info.name: info for info in planned}
+    out: list[LayerInfo] = []
+    for row in described:
+        info = by_name.get(row.name)
+        if info is None:
+            parent = by_name.get(row.name.split("/", 1)[0])
+            if parent is not None:
+                row.entry = parent.entry
+            info = row
+        out.append(info)
+    named = {info.name for info in out}
+    return out + [info for info in planned if info.name not in named]
+
+
+def _with_known_losses(block: Records) -> Records:
+    """The block as the diagnoser reads it: an unknown loss (a step that computed it out of
+    gradtui's sight) is no NaN, so it takes part in no loss rule."""
+    if block.loss_known is None or block.loss_known.all():
+        return block
+    from dataclasses import replace
+
+    import numpy as np
+
+    return replace(block, losses=np.where(block.loss_known, block.losses, 0.0), _fields=block._fields)
+
 
 def _float(v: Any) -> Any:
     try:
@@ -195,16 +282,32 @@ class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
 
 
-def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: Any) -> Watch:
-    """Instrument a user's Keras model so its own ``fit`` records a gradtui run directory.
+def watch(
+    model: Any,
+    out: str | Path | None = None,
+    every: int = 1,
+    *,
+    optimizer: Any = None,
+    overwrite: bool = False,
+    tensorboard: str | Path | None = None,
+    stop_on_nonfinite: bool = True,
+    thresholds: Any = None,
+) -> Watch:
+    """Record a user's Keras training into a gradtui run directory, without changing it.
 
     Args:
-        model: a built Keras model (Sequential with an Input, or functional). Activation
-            statistics (saturation, dead units) need its layers' outputs; gradient
-            statistics work for any model.
+        model: a built Keras model (its weights exist): Sequential, functional or subclassed,
+            nested blocks included.
         out: the run directory to write. Defaults to ``runs/<timestamp>-<model name>``.
         every (int): record statistics every N optimizer steps. Defaults to 1.
-        **kwargs: more :class:`Monitor` arguments (``thresholds``, ``stop_on_nonfinite``).
+        optimizer: the optimizer whose ``apply_gradients`` a custom training loop calls.
+            Defaults to ``model.optimizer`` (what ``fit`` uses). Naming it starts a background
+            drain, for loops that never call ``fit``; leave the ``with`` block (or call
+            ``monitor.close()``) to write ``summary.json``.
+        overwrite (bool): write into an existing run directory. Defaults to False.
+        tensorboard: also write TensorBoard event files into this folder. Defaults to None.
+        stop_on_nonfinite (bool): stop ``fit`` at the first NaN/Inf. Defaults to True.
+        thresholds: diagnosis thresholds (:class:`gradtui.preset.Thresholds`). Defaults to None.
 
     Returns:
         The monitor; ``monitor.diagnoses`` lists what was found so far.
@@ -213,6 +316,10 @@ def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: A
         >>> monitor = gradtui.watch(model, out="runs/mine", every=1)
         >>> model.fit(x, y, epochs=3)
         >>> [d.kind for d in monitor.diagnoses]
+
+        >>> with gradtui.watch(model, out="runs/loop", optimizer=opt) as monitor:
+        ...     for x, y in dataset:
+        ...         train_step(x, y)
     """
     from gradtui.build import device_name, import_keras
     from gradtui.runlog import default_run_dir
@@ -225,8 +332,23 @@ def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: A
         )
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
-    monitor = Watch(model, None, out=out, every=every, **kwargs)
+    run = None if not _is_chief() else RunDir(out, overwrite=overwrite)
+    monitor = Watch(
+        model,
+        None,
+        every=every,
+        optimizer=optimizer,
+        stop_on_nonfinite=stop_on_nonfinite,
+        thresholds=thresholds,
+        run=run,
+    )
     monitor.device = device_name()
+    if tensorboard is not None:
+        from gradtui.tensorboard import attach as attach_tensorboard
+
+        attach_tensorboard(monitor, tensorboard)
+    if optimizer is not None:
+        monitor.start_draining()
     original_fit = model.fit
 
     def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:
@@ -248,5 +370,26 @@ def watch(model: Any, out: str | Path | None = None, every: int = 1, **kwargs: A
         finally:
             monitor.finish(status, error=error)
 
-    model.fit = fit
+    object.__setattr__(model, "fit", fit)
     return monitor
+
+
+def _is_chief() -> bool:
+    """Whether this process writes the run directory: the chief of a multi-worker training
+    (``TF_CONFIG``'s task ``chief``, or ``worker`` 0 when there is no chief), or any process
+    outside one."""
+    import json
+    import os
+
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return True
+    task = config.get("task") or {}
+    cluster = config.get("cluster") or {}
+    kind, index = task.get("type"), int(task.get("index", 0) or 0)
+    if not kind:
+        return True
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and index == 0

@@ -22,7 +22,31 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-LAYER_TYPES = ("dense", "flatten", "batch_norm", "activation", "dropout")
+LAYER_TYPES = (
+    "dense",
+    "conv1d",
+    "conv2d",
+    "max_pool",
+    "avg_pool",
+    "global_avg_pool",
+    "simple_rnn",
+    "lstm",
+    "gru",
+    "embedding",
+    "flatten",
+    "batch_norm",
+    "layer_norm",
+    "activation",
+    "dropout",
+)
+CONV_TYPES = ("conv1d", "conv2d")
+POOL_TYPES = ("max_pool", "avg_pool")
+RECURRENT_TYPES = ("simple_rnn", "lstm", "gru")
+#: entries with a kernel of their own (what ``initializer`` and pre-flight advice are about)
+WEIGHTED_TYPES = ("dense", *CONV_TYPES, *RECURRENT_TYPES)
+#: entry types that take ``residual = true``
+RESIDUAL_TYPES = ("dense", *CONV_TYPES)
+PADDINGS = ("same", "valid")
 ACTIVATIONS = (
     "linear",
     "sigmoid",
@@ -62,7 +86,12 @@ VS_MODES = ("fan_in", "fan_out", "fan_avg")
 VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform")
 BATCH_NORM = ("none", "before", "after")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
-NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian")
+NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian", "adding")
+#: generated data sets whose target is a number (regression), not a class
+REGRESSION_DATASETS = ("adding",)
+LOSSES = ("sparse_categorical_crossentropy", "mse", "mae")
+CLASS_LOSSES = ("sparse_categorical_crossentropy",)
+REGRESSION_LOSSES = ("mse", "mae")
 #: input shape and number of classes of each named data set, known without loading it
 NAMED_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "digits": ((64,), 10),
@@ -73,10 +102,18 @@ NAMED_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "xor": ((2,), 2),
     "gaussian": ((2,), 2),
 }
+#: the image and sequence forms of the pixel data sets (SPEC section 2), and their pixel values
+#: as tokens for an ``embedding`` first layer (digits' pixels are 0..16, MNIST's 0..255)
+NAMED_FORMS: dict[str, dict[str, tuple[int, ...]]] = {
+    "digits": {"image": (8, 8, 1), "sequence": (64, 1), "tokens": (64,)},
+    "mnist": {"image": (28, 28, 1), "sequence": (784, 1), "tokens": (784,)},
+    "fashion_mnist": {"image": (28, 28, 1), "sequence": (784, 1), "tokens": (784,)},
+}
+NAMED_VOCAB = {"digits": 17, "mnist": 256, "fashion_mnist": 256}
 DATA_SUFFIXES = (".npz", ".csv")
 
 TOP_KEYS = ("name", "description", "data", "layers", "train", "monitor")
-DATA_KEYS = ("dataset", "validation_split", "samples", "noise")
+DATA_KEYS = ("dataset", "validation_split", "samples", "noise", "length")
 TRAIN_KEYS = (
     "optimizer",
     "learning_rate",
@@ -89,6 +126,30 @@ TRAIN_KEYS = (
     "batch_size",
     "seed",
     "max_steps",
+    "loss",
+)
+_INIT_KEYS = ("activation", "initializer", "bias_initializer")
+_CONV_KEYS = (
+    "type",
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    *_INIT_KEYS,
+    "batch_norm",
+    "residual",
+    "repeat",
+)
+_RECURRENT_KEYS = (
+    "type",
+    "units",
+    "activation",
+    "initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "return_sequences",
+    "bidirectional",
+    "repeat",
 )
 LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "dense": (
@@ -98,10 +159,21 @@ LAYER_KEYS: dict[str, tuple[str, ...]] = {
         "initializer",
         "bias_initializer",
         "batch_norm",
+        "residual",
         "repeat",
     ),
+    "conv1d": _CONV_KEYS,
+    "conv2d": _CONV_KEYS,
+    "max_pool": ("type", "pool_size", "repeat"),
+    "avg_pool": ("type", "pool_size", "repeat"),
+    "global_avg_pool": ("type", "repeat"),
+    "simple_rnn": _RECURRENT_KEYS,
+    "lstm": _RECURRENT_KEYS,
+    "gru": _RECURRENT_KEYS,
+    "embedding": ("type", "input_dim", "output_dim", "repeat"),
     "flatten": ("type", "repeat"),
     "batch_norm": ("type", "momentum", "epsilon", "repeat"),
+    "layer_norm": ("type", "epsilon", "repeat"),
     "activation": ("type", "activation", "repeat"),
     "dropout": ("type", "rate", "repeat"),
 }
@@ -177,9 +249,22 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+#: an int, or one int per spatial axis (``kernel_size = [3, 3]``)
+Size = int | tuple[int, ...]
+
+
+def _size_toml(value: Size) -> int | list[int]:
+    return list(value) if isinstance(value, tuple) else value
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """One ``[[layers]]`` entry; ``repeat`` copies stand for as many identical layers."""
+    """One ``[[layers]]`` entry; ``repeat`` copies stand for as many identical layers.
+
+    Only the fields that apply to the entry's ``type`` are meaningful (see ``LAYER_KEYS``):
+    ``units`` for dense and recurrent entries, ``filters``/``kernel_size``/``strides``/``padding``
+    for convolutions, ``pool_size`` for pools, ``input_dim``/``output_dim`` for an embedding.
+    """
 
     type: str = "dense"
     units: int | None = None
@@ -191,23 +276,64 @@ class LayerSpec:
     rate: float | None = None
     momentum: float | None = None
     epsilon: float | None = None
+    residual: bool = False
+    filters: int | None = None
+    kernel_size: Size | None = None
+    strides: Size = 1
+    padding: str = "same"
+    pool_size: Size = 2
+    recurrent_initializer: Spec = Spec("orthogonal")
+    return_sequences: bool = False
+    bidirectional: bool = False
+    input_dim: int | None = None
+    output_dim: int | None = None
 
     def to_toml(self) -> dict[str, Any]:
-        """The TOML table of this entry, every key that applies to its type written out."""
+        """The TOML table of this entry, every key that applies to its type written out.
+
+        ``residual`` is written only when true, so a plain dense entry reads as it always did.
+        """
         out: dict[str, Any] = {"type": self.type}
+        act = (self.activation or Spec("linear")).to_toml()
         if self.type == "dense":
             out["units"] = self.units
-            out["activation"] = (self.activation or Spec("linear")).to_toml()
+            out["activation"] = act
             out["initializer"] = self.initializer.to_toml()
             out["bias_initializer"] = self.bias_initializer.to_toml()
             out["batch_norm"] = self.batch_norm
+        elif self.type in CONV_TYPES:
+            out["filters"] = self.filters
+            out["kernel_size"] = _size_toml(self.kernel_size or 1)
+            out["strides"] = _size_toml(self.strides)
+            out["padding"] = self.padding
+            out["activation"] = act
+            out["initializer"] = self.initializer.to_toml()
+            out["bias_initializer"] = self.bias_initializer.to_toml()
+            out["batch_norm"] = self.batch_norm
+        elif self.type in RECURRENT_TYPES:
+            out["units"] = self.units
+            out["activation"] = act
+            out["initializer"] = self.initializer.to_toml()
+            out["recurrent_initializer"] = self.recurrent_initializer.to_toml()
+            out["bias_initializer"] = self.bias_initializer.to_toml()
+            out["return_sequences"] = self.return_sequences
+            out["bidirectional"] = self.bidirectional
+        elif self.type in POOL_TYPES:
+            out["pool_size"] = _size_toml(self.pool_size)
+        elif self.type == "embedding":
+            out["input_dim"] = self.input_dim
+            out["output_dim"] = self.output_dim
         elif self.type == "activation":
-            out["activation"] = (self.activation or Spec("linear")).to_toml()
+            out["activation"] = act
         elif self.type == "dropout":
             out["rate"] = self.rate
         elif self.type == "batch_norm":
             out["momentum"] = self.momentum
             out["epsilon"] = self.epsilon
+        elif self.type == "layer_norm":
+            out["epsilon"] = self.epsilon
+        if self.residual:
+            out["residual"] = True
         out["repeat"] = self.repeat
         return out
 
@@ -217,14 +343,63 @@ class LayerSpec:
         return self.activation.name if self.activation else "linear"
 
 
+#: the form the data takes for each first layer (SPEC section 2): ``flat`` as stored, ``image``
+#: (height, width, channels), ``sequence`` (steps, features), ``tokens`` (integer steps)
+FIRST_LAYER_FORMS = {
+    "conv2d": "image",
+    "conv1d": "sequence",
+    "simple_rnn": "sequence",
+    "lstm": "sequence",
+    "gru": "sequence",
+    "embedding": "tokens",
+    "dense": "flat",
+    "flatten": "flat",
+}
+
+
+def data_form(layers: tuple[LayerSpec, ...] | list[LayerSpec]) -> str:
+    """The form the first shape-taking layer asks of the data (``flat`` by default).
+
+    Layers that keep any shape (dropout, normalization, activation, pools) are looked past.
+    """
+    for spec in layers:
+        if spec.type in FIRST_LAYER_FORMS:
+            return FIRST_LAYER_FORMS[spec.type]
+    return "flat"
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """The ``[data]`` table."""
+    """The ``[data]`` table.
+
+    ``form`` is not a key: it is derived from the first layer (:func:`data_form`) when the
+    preset is validated, so loading the data needs nothing but this table.
+    """
 
     dataset: str = "digits"
     validation_split: float = 0.1
     samples: int = 1000
     noise: float = 0.1
+    length: int = 50
+    form: str = field(default="flat", compare=False, repr=False)
+
+    @property
+    def regression(self) -> bool:
+        """Whether the target is a number (the generated ``adding`` task) rather than a class."""
+        return self.dataset in REGRESSION_DATASETS
+
+
+def named_input(data: DataSpec) -> tuple[tuple[int, ...], int] | None:
+    """Input shape and number of classes of a named data set in its form, without loading it.
+
+    A regression task has one output (``1``); ``None`` for a data file.
+    """
+    if data.dataset == "adding":
+        return (data.length, 2), 1
+    if data.dataset not in NAMED_SHAPES:
+        return None
+    shape, classes = NAMED_SHAPES[data.dataset]
+    return NAMED_FORMS.get(data.dataset, {}).get(data.form, shape), classes
 
 
 @dataclass(frozen=True)
@@ -242,6 +417,8 @@ class TrainSpec:
     batch_size: int = 32
     seed: int = 0
     max_steps: int | None = None
+    #: ``None``: the task's default (:attr:`Preset.loss`)
+    loss: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +443,13 @@ class Preset:
     #: the file it was read from, named in errors found later (not part of the preset's value)
     source: str | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def loss(self) -> str:
+        """The training loss: ``[train] loss``, else the task's default (SPEC section 2)."""
+        if self.train.loss:
+            return self.train.loss
+        return "mse" if self.data.regression else "sparse_categorical_crossentropy"
+
     def expanded(self) -> list[tuple[int, LayerSpec]]:
         """Each layer entry repeated ``repeat`` times, with the index of its entry."""
         return [(i, spec) for i, spec in enumerate(self.layers) for _ in range(spec.repeat)]
@@ -281,7 +465,7 @@ class Preset:
         return {
             "name": self.name,
             "description": self.description,
-            "data": dataclasses.asdict(self.data),
+            "data": {k: v for k, v in dataclasses.asdict(self.data).items() if k != "form"},
             "layers": [layer.to_toml() for layer in self.layers],
             "train": train,
             "monitor": monitor,
@@ -479,6 +663,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         validation_split=v.number(data_tbl, "validation_split", 0.1, "data.", lo=0.0, hi=0.9),
         samples=v.integer(data_tbl, "samples", 1000, "data.", lo=16, hi=10_000_000),
         noise=v.number(data_tbl, "noise", 0.1, "data.", lo=0.0, hi=100.0),
+        length=v.integer(data_tbl, "length", 50, "data.", lo=2, hi=100_000),
     )
 
     layers_raw = data.get("layers")
@@ -491,6 +676,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
     layers = tuple(v.layer(entry, i) for i, entry in enumerate(layers_raw))
     if not any(layer.type == "dense" for layer in layers):
         raise PresetError("needs at least one dense layer", file=source, key="layers")
+    data_spec = dataclasses.replace(data_spec, form=data_form(layers))
     total = sum(layer.repeat for layer in layers)
     if total > 10_000:
         raise PresetError(f"{total} layers in all; at most 10000 are allowed", file=source, key="layers")
@@ -526,6 +712,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         batch_size=v.integer(train_tbl, "batch_size", 32, "train.", lo=1, hi=1_000_000),
         seed=v.integer(train_tbl, "seed", 0, "train.", lo=0, hi=2**31 - 1),
         max_steps=v.optional_integer(train_tbl, "max_steps", "train.", lo=1),
+        loss=v.loss(train_tbl, data_spec),
     )
 
     mon_tbl = v.table(data, "monitor")
@@ -676,20 +863,55 @@ class _Validator:
                     msg = f"unknown key{hint}; allowed for {kind}: {', '.join(allowed)}"
                 raise self.fail(prefix + key, msg)
         repeat = self.integer(entry, "repeat", 1, prefix, lo=1, hi=10_000)
+        residual = False
+        if kind in RESIDUAL_TYPES:
+            residual = self.boolean(entry, "residual", False, prefix)
         if kind == "dense":
-            if "units" not in entry:
-                raise self.fail(prefix + "units", "missing; a dense layer needs units (an integer >= 1)")
             return LayerSpec(
                 type=kind,
-                units=self.integer(entry, "units", 1, prefix, lo=1, hi=10**9),
-                activation=self.activation(entry.get("activation", "linear"), prefix + "activation"),
-                initializer=self.initializer(
-                    entry.get("initializer", "glorot_uniform"), prefix + "initializer"
-                ),
-                bias_initializer=self.initializer(
-                    entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
-                ),
+                units=self.required_integer(entry, "units", prefix, kind, hi=10**9),
+                **self.kernel(entry, prefix),
                 batch_norm=self.choice(entry, "batch_norm", "none", BATCH_NORM, prefix),
+                residual=residual,
+                repeat=repeat,
+            )
+        if kind in CONV_TYPES:
+            rank = 1 if kind == "conv1d" else 2
+            if "kernel_size" not in entry:
+                raise self.fail(
+                    prefix + "kernel_size",
+                    f"missing; a {kind} layer needs kernel_size (an integer, or a list of {rank})",
+                )
+            return LayerSpec(
+                type=kind,
+                filters=self.required_integer(entry, "filters", prefix, kind, hi=10**6),
+                kernel_size=self.size(entry, "kernel_size", 3, prefix, rank),
+                strides=self.size(entry, "strides", 1, prefix, rank),
+                padding=self.choice(entry, "padding", "same", PADDINGS, prefix),
+                **self.kernel(entry, prefix),
+                batch_norm=self.choice(entry, "batch_norm", "none", BATCH_NORM, prefix),
+                residual=residual,
+                repeat=repeat,
+            )
+        if kind in RECURRENT_TYPES:
+            return LayerSpec(
+                type=kind,
+                units=self.required_integer(entry, "units", prefix, kind, hi=10**6),
+                **self.kernel(entry, prefix, recurrent=True),
+                recurrent_initializer=self.initializer(
+                    entry.get("recurrent_initializer", "orthogonal"), prefix + "recurrent_initializer"
+                ),
+                return_sequences=self.boolean(entry, "return_sequences", False, prefix),
+                bidirectional=self.boolean(entry, "bidirectional", False, prefix),
+                repeat=repeat,
+            )
+        if kind in POOL_TYPES:
+            return LayerSpec(type=kind, pool_size=self.size(entry, "pool_size", 2, prefix, 2), repeat=repeat)
+        if kind == "embedding":
+            return LayerSpec(
+                type=kind,
+                input_dim=self.required_integer(entry, "input_dim", prefix, kind, hi=10**7),
+                output_dim=self.required_integer(entry, "output_dim", prefix, kind, hi=10**6),
                 repeat=repeat,
             )
         if kind == "activation":
@@ -713,7 +935,75 @@ class _Validator:
                 epsilon=self.number(entry, "epsilon", 1e-3, prefix, lo=0.0, hi=1.0, lo_open=True),
                 repeat=repeat,
             )
+        if kind == "layer_norm":
+            return LayerSpec(
+                type=kind,
+                epsilon=self.number(entry, "epsilon", 1e-3, prefix, lo=0.0, hi=1.0, lo_open=True),
+                repeat=repeat,
+            )
         return LayerSpec(type=kind, repeat=repeat)
+
+    def kernel(self, entry: dict[str, Any], prefix: str, *, recurrent: bool = False) -> dict[str, Spec]:
+        """``activation``, ``initializer`` and ``bias_initializer`` of a dense, conv or recurrent
+        entry, with their defaults (a recurrent layer's activation is tanh, inside its cell)."""
+        if recurrent:
+            activation = self.recurrent_activation(entry.get("activation", "tanh"), prefix + "activation")
+        else:
+            activation = self.activation(entry.get("activation", "linear"), prefix + "activation")
+        return {
+            "activation": activation,
+            "initializer": self.initializer(
+                entry.get("initializer", "glorot_uniform"), prefix + "initializer"
+            ),
+            "bias_initializer": self.initializer(
+                entry.get("bias_initializer", "zeros"), prefix + "bias_initializer"
+            ),
+        }
+
+    def required_integer(self, entry: dict[str, Any], key: str, prefix: str, kind: str, *, hi: int) -> int:
+        """A key an entry cannot do without (``units``, ``filters``): missing names the key."""
+        if key not in entry:
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise self.fail(prefix + key, f"missing; {article} {kind} layer needs {key} (an integer >= 1)")
+        return self.integer(entry, key, 1, prefix, lo=1, hi=hi)
+
+    def size(self, entry: dict[str, Any], key: str, default: int, prefix: str, rank: int) -> Size:
+        """``kernel_size``, ``strides`` or ``pool_size``: an integer, or a list of ``rank`` integers
+        (a pool's list may have 1 or 2; the input decides which)."""
+        value = entry.get(key, default)
+        if isinstance(value, list):
+            ok = len(value) == rank or (key == "pool_size" and 1 <= len(value) <= rank)
+            if not ok or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+                want = "1 or 2" if key == "pool_size" else str(rank)
+                raise self.fail(
+                    prefix + key, f"must be an integer or a list of {want} integers, not {value!r}"
+                )
+            if any(x < 1 or x > 10_000 for x in value):
+                raise self.fail(prefix + key, f"{value} is out of range; each must be between 1 and 10000")
+            return tuple(value)
+        return self.integer(entry, key, default, prefix, lo=1, hi=10_000)
+
+    def recurrent_activation(self, value: Any, key: str) -> Spec:
+        """A recurrent layer's activation: a plain name its cell applies at every step."""
+        spec = self.activation(value, key)
+        if spec.params or spec.name in ("prelu", "softmax"):
+            allowed = tuple(a for a in ACTIVATIONS if a not in ("prelu", "softmax"))
+            raise self.fail(
+                key,
+                f"'{spec.label()}' cannot run inside a recurrent cell; give a plain name, {one_of(allowed)}",
+            )
+        return spec
+
+    def loss(self, table: dict[str, Any], data: DataSpec) -> str | None:
+        """``[train] loss``: it must fit the task (classes or a regression target)."""
+        if "loss" not in table:
+            return None
+        value = self.choice(table, "loss", "", LOSSES, "train.")
+        fits = REGRESSION_LOSSES if data.regression else CLASS_LOSSES
+        if value not in fits:
+            task = f"{data.dataset} is a regression task" if data.regression else "the data has classes"
+            raise self.fail("train.loss", f"'{value}' does not fit: {task}; {one_of(fits)}")
+        return value
 
     def _named(
         self, value: Any, key: str, choices: dict[str, dict[str, Any]], what: str
@@ -779,17 +1069,44 @@ class _Validator:
 
 
 def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
-    """A copy of the preset with a diagnosis's ``fix`` applied.
+    """A copy of the preset with a diagnosis's ``fix`` applied (what ``f`` does in the TUI).
 
-    ``fix`` has optional ``entries`` (indices of ``[[layers]]`` entries) with ``set`` (keys of
-    those entries to change, in their TOML form) and ``train`` (keys of ``[train]`` to change).
+    A fix is a dict with any of:
+
+    - ``entries``: indices of ``[[layers]]`` entries, and ``set``: keys of those entries to
+      change, in their TOML form. A key is set on each named entry whose type takes it (see
+      ``LAYER_KEYS``) and left out on the others, so one fix can name dense, conv and recurrent
+      entries together. Forms of issue 12:
+
+      - ``{"set": {"type": "lstm"}}`` (or ``"gru"``): a SimpleRNN becomes an LSTM/GRU. A changed
+        ``type`` keeps the entry's keys that the new type takes (units, initializers,
+        ``return_sequences``, ``bidirectional``...) and drops the others; name any key to reset
+        beside it (``{"type": "lstm", "activation": "tanh"}``).
+      - ``{"set": {"residual": True}}``: skip connections on deep dense/conv entries.
+      - ``{"set": {"batch_norm": "before"}}``: BatchNorm in dense/conv entries.
+    - ``train``: keys of ``[train]`` to change, e.g. ``{"clipnorm": 1.0}`` for exploding
+      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one).
+
+    The result is validated like a preset file: a fix that does not fit raises
+    :class:`PresetError`.
     """
     if not fix:
         return preset
     data = preset.to_dict()
+    changes = dict(fix.get("set", {}))
     for i in fix.get("entries", []):
-        if 0 <= i < len(data["layers"]) and data["layers"][i]["type"] == "dense":
-            data["layers"][i].update(fix.get("set", {}))
+        if not (0 <= i < len(data["layers"])) or not changes:
+            continue
+        table = data["layers"][i]
+        kind = changes.get("type", table["type"])
+        if kind not in LAYER_KEYS:
+            raise PresetError(
+                f"the fix names layer type '{kind}'; {one_of(LAYER_TYPES)}", key=f"layers[{i}].type"
+            )
+        allowed = LAYER_KEYS[kind]
+        table = {k: v for k, v in table.items() if k in allowed}
+        table.update({k: v for k, v in changes.items() if k in allowed})
+        data["layers"][i] = table
     train_set = dict(fix.get("train", {}))
     if "clipnorm" in train_set:
         data["train"].pop("global_clipnorm", None)

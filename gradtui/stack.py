@@ -12,12 +12,31 @@ import os
 from dataclasses import dataclass, field
 
 from gradtui.errors import ModelTooLargeError, PresetError
-from gradtui.preset import LayerSpec, Preset, Spec
+from gradtui.preset import (
+    FIRST_LAYER_FORMS,
+    NAMED_VOCAB,
+    POOL_TYPES,
+    RECURRENT_TYPES,
+    LayerSpec,
+    Preset,
+    Spec,
+    TrainSpec,
+)
 
 SATURATING = ("sigmoid", "tanh")
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "gelu", "swish")
 #: this many saturating hidden layers without BatchNorm earn a pre-flight warning
 DEEP_SATURATING = 6
+#: this many hidden dense/conv layers with neither residual connections nor normalization
+#: earn a pre-flight warning: plain stacks of 20 and more layers train worse than shallower ones
+#: whatever their activation (He et al. 2016), while 12 ReLU layers with He init train well here
+DEEP_PLAIN = 16
+#: a SimpleRNN over this many steps earns a pre-flight warning (its gradient through time
+#: shrinks or grows geometrically with the number of steps)
+LONG_SEQUENCE = 30
+#: Keras classes of the recurrent types, and the number of gates each kernel holds
+RECURRENT_CLASSES = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+RECURRENT_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 #: activations that Keras's Dense takes by name; others get a layer of their own
 FUSABLE = (
     "linear",
@@ -42,6 +61,21 @@ KERAS_BASE_NAMES = {
     "leaky_relu": "leaky_re_lu",
     "prelu": "p_re_lu",
     "elu": "elu",
+    "conv1d": "conv1d",
+    "conv2d": "conv2d",
+    "MaxPooling1D": "max_pooling1d",
+    "MaxPooling2D": "max_pooling2d",
+    "AveragePooling1D": "average_pooling1d",
+    "AveragePooling2D": "average_pooling2d",
+    "GlobalAveragePooling1D": "global_average_pooling1d",
+    "GlobalAveragePooling2D": "global_average_pooling2d",
+    "simple_rnn": "simple_rnn",
+    "lstm": "lstm",
+    "gru": "gru",
+    "bidirectional": "bidirectional",
+    "embedding": "embedding",
+    "layer_norm": "layer_normalization",
+    "add": "add",
 }
 
 
@@ -61,6 +95,12 @@ class LayerInfo:
         fan_in, fan_out: of a Dense kernel.
         batch_norm: ``none``, ``before`` or ``after`` for a Dense block.
         is_output: the last Dense layer (the classifier).
+        kind: the ``[[layers]]`` type it comes from (``conv2d``, ``lstm``...), ``""`` if implied.
+        role: ``projection`` for the linear projection on a residual skip, ``add`` for the
+            ``Add`` that closes a residual block, ``""`` otherwise.
+        residual_start: the first layer of a residual block (its input is the skip's input).
+        inner: the wrapped class of a ``Bidirectional`` layer (``LSTM``...).
+        recurrent_initializer: the recurrent kernel's initializer of a recurrent layer.
     """
 
     name: str
@@ -79,6 +119,11 @@ class LayerInfo:
     is_output: bool = False
     activation_spec: Spec | None = None
     keras_args: dict = field(default_factory=dict)
+    kind: str = ""
+    role: str = ""
+    residual_start: bool = False
+    inner: str | None = None
+    recurrent_initializer: Spec | None = None
 
     @property
     def has_weights(self) -> bool:
@@ -87,7 +132,23 @@ class LayerInfo:
 
     @property
     def is_dense(self) -> bool:
-        return self.type == "Dense"
+        """A Dense layer of the stack (not the projection on a residual skip)."""
+        return self.type == "Dense" and self.role != "projection"
+
+    @property
+    def is_conv(self) -> bool:
+        """A convolution of the stack (not the projection on a residual skip)."""
+        return self.type in ("Conv1D", "Conv2D") and self.role != "projection"
+
+    @property
+    def is_recurrent(self) -> bool:
+        """A SimpleRNN, LSTM or GRU, bidirectional or not."""
+        return self.kind in RECURRENT_TYPES
+
+    @property
+    def is_weighted(self) -> bool:
+        """A dense, conv or recurrent layer of the stack: one with a kernel it was given."""
+        return self.is_dense or self.is_conv or self.is_recurrent
 
     @property
     def variance(self) -> float | None:
@@ -157,7 +218,7 @@ class _Namer:
         self.counts: dict[str, int] = {}
 
     def __call__(self, kind: str) -> str:
-        base = KERAS_BASE_NAMES[kind]
+        base = KERAS_BASE_NAMES.get(kind, kind)
         n = self.counts.get(base, 0)
         self.counts[base] = n + 1
         return base if n == 0 else f"{base}_{n}"
@@ -173,11 +234,27 @@ def _activation_layer_kind(act: Spec) -> str:
     return "activation"
 
 
+def _sizes(value: int | tuple[int, ...] | None, rank: int) -> tuple[int, ...]:
+    if value is None:
+        return (1,) * rank
+    return tuple(value) if isinstance(value, tuple) else (int(value),) * rank
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _first_shape_type(preset: Preset) -> str | None:
+    return next((s.type for s in preset.layers if s.type in FIRST_LAYER_FORMS), None)
+
+
 def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None = None) -> list[LayerInfo]:
     """The Keras layers a preset builds, with names, shapes and parameter counts.
 
     This is the single description of the model that :mod:`gradtui.build` turns into Keras
-    layers, so names and counts here are exactly the Keras ones.
+    layers, so names and counts here are exactly the Keras ones. An input a layer cannot take
+    (a recurrent layer on flat data, a pool that shrinks a side below 1, a convolution of the
+    wrong rank) is a :class:`PresetError` naming the entry, before TensorFlow loads.
     """
     namer = _Namer()
     layers: list[LayerInfo] = []
@@ -190,10 +267,14 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             "the last layer must be the dense output layer (units = number of classes)",
             key=f"layers[{len(preset.layers) - 1}].type",
         )
-    if len(shape) > 1 and not any(s.type == "flatten" for _, s in expanded[: dense_positions[0]]):
+    if len(shape) > 1 and _first_shape_type(preset) in ("dense", None):
         # an image goes through a Flatten before the first Dense, as anyone would write it
         layers.append(LayerInfo(namer("flatten"), "Flatten", None, (math.prod(shape),)))
         shape = (math.prod(shape),)
+    last_recurrent: list[int] = []  # the entry of the last recurrent layer seen
+
+    def entry_error(entry: int, kind: str, message: str) -> PresetError:
+        return PresetError(message, key=f"layers[{entry}] ({kind})")
 
     def activation_info(entry: int, act: Spec) -> LayerInfo:
         kind = _activation_layer_kind(act)
@@ -208,55 +289,227 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
     def add_activation(entry: int, act: Spec, owner: LayerInfo) -> None:
         owner.activation_layer = activation_info(entry, act).name
 
+    def spatial(entry: int, spec: LayerSpec, what: str) -> int:
+        """The number of spatial axes of the current shape (1: sequence, 2: image)."""
+        if len(shape) in (2, 3):
+            return len(shape) - 1
+        raise entry_error(
+            entry,
+            spec.type,
+            f"{what} takes a sequence (steps, channels) or an image (height, width, channels), "
+            f"but its input has shape {_shape_text(shape)}",
+        )
+
     for pos, (entry, spec) in enumerate(expanded):
         key = f"layers[{entry}]"
-        if spec.type == "flatten":
+        kind = spec.type
+        if kind == "flatten":
             shape = (math.prod(shape),)
-            layers.append(LayerInfo(namer("flatten"), "Flatten", entry, shape))
-        elif spec.type == "dropout":
+            layers.append(LayerInfo(namer("flatten"), "Flatten", entry, shape, kind=kind))
+        elif kind == "dropout":
             layers.append(
-                LayerInfo(namer("dropout"), "Dropout", entry, shape, keras_args={"rate": spec.rate})
+                LayerInfo(
+                    namer("dropout"), "Dropout", entry, shape, keras_args={"rate": spec.rate}, kind=kind
+                )
             )
-        elif spec.type == "batch_norm":
+        elif kind == "batch_norm":
             layers.append(_bn_info(namer, entry, shape, spec))
-        elif spec.type == "activation":
+        elif kind == "layer_norm":
+            n = 2 * shape[-1]
+            layers.append(
+                LayerInfo(
+                    namer("layer_norm"),
+                    "LayerNormalization",
+                    entry,
+                    shape,
+                    params=n,
+                    trainable=n,
+                    keras_args={"epsilon": spec.epsilon},
+                    kind=kind,
+                )
+            )
+        elif kind == "activation":
             act = spec.activation or Spec("linear")
-            owner = next((x for x in reversed(layers) if x.is_dense), None)
+            owner = next((x for x in reversed(layers) if x.is_dense or x.is_conv), None)
             if owner is not None and owner.activation == "linear" and owner.activation_layer is None:
                 owner.activation = act.name
                 add_activation(entry, act, owner)
             else:
                 activation_info(entry, act)
-        else:  # dense
-            if len(shape) != 1:
-                raise PresetError(
-                    f"a dense layer needs flat input, got shape {shape}; add a flatten layer",
-                    key=key,
+        elif kind in POOL_TYPES:
+            rank = spatial(entry, spec, "a pool")
+            pool = _sizes(spec.pool_size, rank)
+            if len(pool) != rank:
+                raise entry_error(
+                    entry,
+                    kind,
+                    f"pool_size {list(pool)} has {len(pool)} value(s) but its input {_shape_text(shape)} "
+                    f"has {rank} spatial axes; give an integer or {rank} values",
                 )
+            out = tuple(n // p for n, p in zip(shape[:-1], pool, strict=True))
+            if min(out) < 1:
+                raise entry_error(
+                    entry,
+                    kind,
+                    f"pool_size {spec.pool_size if isinstance(spec.pool_size, int) else list(pool)} "
+                    f"shrinks a side of its input {_shape_text(shape)} below 1; use a smaller "
+                    "pool_size or fewer pools",
+                )
+            shape = (*out, shape[-1])
+            cls = ("MaxPooling" if kind == "max_pool" else "AveragePooling") + f"{rank}D"
+            layers.append(LayerInfo(namer(cls), cls, entry, shape, keras_args={"pool_size": pool}, kind=kind))
+        elif kind == "global_avg_pool":
+            rank = spatial(entry, spec, "global_avg_pool")
+            shape = (shape[-1],)
+            cls = f"GlobalAveragePooling{rank}D"
+            layers.append(LayerInfo(namer(cls), cls, entry, shape, kind=kind))
+        elif kind == "embedding":
+            if pos != 0 or len(shape) != 1:
+                raise entry_error(
+                    entry,
+                    kind,
+                    "an embedding reads the data's integer tokens, so it must be the first layer "
+                    f"(its input here has shape {_shape_text(shape)})",
+                )
+            vocab = NAMED_VOCAB.get(preset.data.dataset)
+            if vocab is not None and (spec.input_dim or 0) < vocab:
+                raise PresetError(
+                    f"{spec.input_dim} is fewer than the {vocab} pixel values of "
+                    f"{preset.data.dataset} (its tokens); set input_dim = {vocab} or more",
+                    key=f"{key}.input_dim",
+                )
+            n = int(spec.input_dim or 1) * int(spec.output_dim or 1)
+            shape = (shape[0], int(spec.output_dim or 1))
+            layers.append(
+                LayerInfo(
+                    namer("embedding"),
+                    "Embedding",
+                    entry,
+                    shape,
+                    params=n,
+                    trainable=n,
+                    keras_args={"input_dim": spec.input_dim, "output_dim": spec.output_dim},
+                    kind=kind,
+                )
+            )
+        elif kind in RECURRENT_TYPES:
+            if len(shape) != 2:
+                if len(shape) == 1 and last_recurrent:
+                    hint = f"set return_sequences = true on layers[{last_recurrent[-1]}] before it"
+                elif len(shape) == 1:
+                    hint = (
+                        "the data is flat here; recurrent layers read digits, mnist or fashion_mnist "
+                        "pixel by pixel, adding, or a data file of shape (samples, steps, features)"
+                    )
+                else:
+                    hint = "add a global_avg_pool or flatten first, or use conv1d for sequences"
+                raise entry_error(
+                    entry,
+                    kind,
+                    f"a recurrent layer needs a sequence (steps, features), but its input has shape "
+                    f"{_shape_text(shape)}; {hint}",
+                )
+            steps, features = shape
             units = int(spec.units or 1)
+            gates = RECURRENT_GATES[kind]
+            bias = 2 * units if kind == "gru" else units  # Keras's GRU (reset_after) has two biases
+            per = gates * (units * (features + units) + bias)
+            dirs = 2 if spec.bidirectional else 1
+            width = units * dirs
+            shape = (steps, width) if spec.return_sequences else (width,)
+            cls = RECURRENT_CLASSES[kind]
+            act = spec.activation or Spec("tanh")
+            info = LayerInfo(
+                namer("bidirectional" if spec.bidirectional else kind),
+                "Bidirectional" if spec.bidirectional else cls,
+                entry,
+                shape,
+                params=per * dirs,
+                trainable=per * dirs,
+                activation=act.name,
+                initializer=spec.initializer,
+                bias_initializer=spec.bias_initializer,
+                fan_in=features,
+                fan_out=gates * units,
+                activation_spec=act,
+                keras_args={"units": units, "return_sequences": spec.return_sequences, "steps": steps},
+                kind=kind,
+                inner=cls if spec.bidirectional else None,
+                recurrent_initializer=spec.recurrent_initializer,
+            )
+            layers.append(info)
+            last_recurrent.append(entry)
+        else:  # dense, conv1d, conv2d
+            in_shape = shape
+            start = len(layers)
             act = spec.activation or Spec("linear")
             fused = act.name in FUSABLE and not act.params and spec.batch_norm != "before"
             use_bias = spec.batch_norm != "before"
-            fan_in = shape[0]
-            params = fan_in * units + (units if use_bias else 0)
+            if kind == "dense":
+                if len(shape) != 1:
+                    raise entry_error(
+                        entry,
+                        kind,
+                        f"a dense layer needs flat input, but its input has shape {_shape_text(shape)}; "
+                        "add a flatten or global_avg_pool layer before it",
+                    )
+                units = int(spec.units or 1)
+                fan_in, fan_out = shape[0], units
+                params = fan_in * units + (units if use_bias else 0)
+                out_shape: tuple[int, ...] = (units,)
+                cls, args = "Dense", {}
+            else:
+                rank = 1 if kind == "conv1d" else 2
+                if len(shape) != rank + 1:
+                    want = (
+                        "a sequence (steps, channels)" if rank == 1 else "an image (height, width, channels)"
+                    )
+                    raise entry_error(
+                        entry,
+                        kind,
+                        f"{kind} needs {want}, but its input has shape {_shape_text(shape)}",
+                    )
+                kernel = _sizes(spec.kernel_size, rank)
+                strides = _sizes(spec.strides, rank)
+                sides = []
+                for n, k, st in zip(shape[:-1], kernel, strides, strict=True):
+                    if spec.padding == "same":
+                        sides.append(-(-n // st))
+                    elif n < k:
+                        raise entry_error(
+                            entry,
+                            kind,
+                            f"kernel_size {list(kernel)} is larger than its input {_shape_text(shape)} "
+                            "with padding = 'valid'; use padding = 'same' or a smaller kernel_size",
+                        )
+                    else:
+                        sides.append((n - k) // st + 1)
+                filters = int(spec.filters or 1)
+                receptive = math.prod(kernel)
+                fan_in, fan_out = receptive * shape[-1], receptive * filters
+                params = fan_in * filters + (filters if use_bias else 0)
+                out_shape = (*sides, filters)
+                cls = f"Conv{rank}D"
+                args = {"kernel_size": kernel, "strides": strides, "padding": spec.padding}
             info = LayerInfo(
-                namer("dense"),
-                "Dense",
+                namer(kind),
+                cls,
                 entry,
-                (units,),
+                out_shape,
                 params=params,
                 trainable=params,
                 activation=act.name,
                 initializer=spec.initializer,
                 bias_initializer=spec.bias_initializer,
                 fan_in=fan_in,
-                fan_out=units,
+                fan_out=fan_out,
                 batch_norm=spec.batch_norm,
                 is_output=pos == last_dense,
                 activation_spec=act,
-                keras_args={"fused": fused, "use_bias": use_bias},
+                keras_args={"fused": fused, "use_bias": use_bias, **args},
+                kind=kind,
             )
-            shape = (units,)
+            shape = out_shape
             layers.append(info)
             if fused:
                 info.activation_layer = info.name
@@ -268,20 +521,87 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
                     add_activation(entry, act, info)
                 if spec.batch_norm == "after":
                     layers.append(_bn_info(namer, entry, shape, None))
+            if spec.residual:
+                layers[start].residual_start = True
+                if shape != in_shape:
+                    layers.append(_projection(namer, entry, kind, in_shape, shape, info))
+                layers.append(LayerInfo(namer("add"), "Add", entry, shape, kind=kind, role="add"))
+    _check_output(preset, layers, num_classes)
+    return layers
+
+
+def _projection(
+    namer: _Namer,
+    entry: int,
+    kind: str,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    main: LayerInfo,
+) -> LayerInfo:
+    """The linear projection that brings a residual block's input to its output's shape: a
+    Dense without activation, or a 1x1 convolution with the block's strides."""
+    c_in, c_out = in_shape[-1], out_shape[-1]
+    if kind == "dense":
+        cls, args = "Dense", {}
+    else:
+        rank = len(in_shape) - 1
+        strides = main.keras_args["strides"]
+        sides = tuple(-(-n // st) for n, st in zip(in_shape[:-1], strides, strict=True))
+        if sides != out_shape[:-1]:
+            raise PresetError(
+                f"residual = true needs the block to keep its input's size {_shape_text(in_shape[:-1])} "
+                f"up to its strides, but padding = 'valid' makes it {_shape_text(out_shape[:-1])}; "
+                "use padding = 'same'",
+                key=f"layers[{entry}] ({kind})",
+            )
+        cls = f"Conv{rank}D"
+        args = {"kernel_size": (1,) * rank, "strides": strides, "padding": "same"}
+    params = c_in * c_out + c_out
+    return LayerInfo(
+        namer(kind),
+        cls,
+        entry,
+        out_shape,
+        params=params,
+        trainable=params,
+        initializer=Spec("glorot_uniform"),
+        bias_initializer=Spec("zeros"),
+        fan_in=c_in,
+        fan_out=c_out,
+        keras_args={"fused": True, "use_bias": True, **args},
+        kind=kind,
+        role="projection",
+    )
+
+
+def _check_output(preset: Preset, layers: list[LayerInfo], num_classes: int | None) -> None:
     out = next(x for x in reversed(layers) if x.is_dense)
+    key = f"layers[{out.entry}]"
+    if preset.data.regression:
+        if out.fan_out != 1:
+            raise PresetError(
+                f"{preset.data.dataset} is a regression task with one target; set units = 1",
+                key=f"{key}.units",
+            )
+        if out.activation != "linear":
+            raise PresetError(
+                f"the output layer's activation is {out.activation}; the output of a regression task "
+                "must be linear",
+                key=f"{key}.activation",
+            )
+        return
     if num_classes is not None and out.fan_out != num_classes:
         raise PresetError(
             f"the output layer has {out.fan_out} units but the data has {num_classes} classes; "
             f"set units = {num_classes}",
-            key=f"layers[{out.entry}].units",
+            key=f"{key}.units",
         )
     if out.activation not in ("softmax", "linear"):
         raise PresetError(
             f"the output layer's activation is {out.activation}; it must be softmax "
             "(or linear for logits) for a classifier",
-            key=f"layers[{out.entry}].activation",
+            key=f"{key}.activation",
         )
-    return layers
 
 
 def _bn_info(namer: _Namer, entry: int | None, shape: tuple[int, ...], spec: LayerSpec | None) -> LayerInfo:
@@ -297,6 +617,7 @@ def _bn_info(namer: _Namer, entry: int | None, shape: tuple[int, ...], spec: Lay
         params=4 * n,
         trainable=2 * n,
         keras_args=args,
+        kind="batch_norm",
     )
 
 
@@ -383,16 +704,22 @@ class Advice:
         return {"layer": self.layer, "message": self.message}
 
 
-def preflight(layers: list[LayerInfo]) -> list[Advice]:
-    """Advice from the initializer/activation pairing of each Dense block.
+def preflight(layers: list[LayerInfo], train: TrainSpec | None = None) -> list[Advice]:
+    """Pre-flight advice about the planned layers (and the training, when given).
 
-    Glorot (σ² = 1/fan_avg) fits none/tanh/logistic/softmax, He (σ² = 2/fan_in) the ReLU family,
-    LeCun (σ² = 1/fan_in) SELU. A variance several times off the matched one is flagged too.
+    - The initializer/activation pairing of each dense, conv or recurrent layer: Glorot
+      (σ² = 1/fan_avg) fits none/tanh/logistic/softmax, He (σ² = 2/fan_in) the ReLU family,
+      LeCun (σ² = 1/fan_in) SELU; a variance several times off the matched one is flagged too.
+    - A deep saturating stack without BatchNorm, and a deep plain stack (:data:`DEEP_PLAIN`
+      dense/conv layers) with neither residual connections nor normalization.
+    - Recurrent layers trained without gradient clipping (``train`` given), and a SimpleRNN over
+      a long sequence.
+
     Consecutive layers of one entry are reported together as ``dense..dense_11``.
     """
     groups: dict[tuple, list[LayerInfo]] = {}
     for info in layers:
-        if not info.is_dense or info.initializer is None:
+        if not info.is_weighted or info.initializer is None:
             continue
         problem = _pairing_problem(info)
         if problem is None:
@@ -402,8 +729,8 @@ def preflight(layers: list[LayerInfo]) -> list[Advice]:
     for (entry, problem), infos in groups.items():
         names = [x.name for x in infos]
         out.append(Advice(layer_range(names), f"{layer_range(names)}: {problem}", entry))
-    deep = [x for x in layers if x.is_dense and not x.is_output and x.activation in SATURATING]
-    deep = [x for x in deep if x.batch_norm == "none"]
+    hidden = [x for x in layers if (x.is_dense or x.is_conv) and not x.is_output]
+    deep = [x for x in hidden if x.activation in SATURATING and x.batch_norm == "none"]
     if len(deep) >= DEEP_SATURATING:
         names = [x.name for x in deep]
         acts = "/".join(sorted({x.activation for x in deep}))
@@ -416,6 +743,45 @@ def preflight(layers: list[LayerInfo]) -> list[Advice]:
                 deep[0].entry,
             )
         )
+    else:
+        normalized = any(x.type in ("BatchNormalization", "LayerNormalization") for x in layers)
+        residual = any(x.role == "add" for x in layers)
+        if len(hidden) >= DEEP_PLAIN and not normalized and not residual:
+            names = [x.name for x in hidden]
+            out.append(
+                Advice(
+                    layer_range(names),
+                    f"{layer_range(names)}: {len(hidden)} stacked layers with neither residual "
+                    "connections nor normalization; the gradient must pass through every one of them, "
+                    "so a plain stack this deep trains slowly or stalls; set residual = true, or "
+                    "batch_norm = 'before'",
+                    hidden[0].entry,
+                )
+            )
+    recurrent = [x for x in layers if x.is_recurrent]
+    clipped = train is not None and bool(train.clipnorm or train.clipvalue or train.global_clipnorm)
+    if recurrent and train is not None and not clipped:
+        names = [x.name for x in recurrent]
+        out.append(
+            Advice(
+                layer_range(names),
+                f"{layer_range(names)}: recurrent layers without gradient clipping; the gradient through "
+                "time is a product over the steps and can explode (Pascanu et al. 2013); set "
+                "clipnorm = 1.0 in [train]",
+                recurrent[0].entry,
+            )
+        )
+    for x in recurrent:
+        steps = x.keras_args.get("steps", 0)
+        if x.kind == "simple_rnn" and steps >= LONG_SEQUENCE:
+            out.append(
+                Advice(
+                    x.name,
+                    f"{x.name}: a SimpleRNN over {steps} steps; its gradient through time shrinks or grows "
+                    "geometrically with the steps, so long dependencies are lost; use lstm or gru",
+                    x.entry,
+                )
+            )
     return out
 
 

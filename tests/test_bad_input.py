@@ -54,7 +54,7 @@ CASES: dict[str, tuple[str, str | None, str]] = {
     "misspelt-optimizer.toml": ("misspelt-optimizer.toml", "train.optimizer", "did you mean 'adam'"),
     "misspelt-dataset.toml": ("misspelt-dataset.toml", "data.dataset", "did you mean 'digits'"),
     "unknown-dataset-suffix.toml": ("unknown-dataset-suffix.toml", "data.dataset", "a path to .npz/.csv"),
-    "unknown-layer-type.toml": ("unknown-layer-type.toml", "layers[0].type", "one of dense, flatten"),
+    "unknown-layer-type.toml": ("unknown-layer-type.toml", "layers[0].type", "one of dense, conv1d, conv2d"),
     "monitor-unknown-threshold.toml": (
         "monitor-unknown-threshold.toml",
         "monitor.vanishing",
@@ -78,6 +78,10 @@ CASES: dict[str, tuple[str, str | None, str]] = {
     # wrong types
     "units-string.toml": ("units-string.toml", "layers[0].units", "must be an integer"),
     "units-bool.toml": ("units-bool.toml", "layers[0].units", "must be an integer"),
+    # shapes a layer cannot take, and a loss that does not fit the task (issue 12)
+    "recurrent-on-flat-data.toml": ("recurrent-on-flat-data.toml", "layers[1] (lstm)", "needs a sequence"),
+    "pool-shrinks-below-one.toml": ("pool-shrinks-below-one.toml", "layers[1] (max_pool)", "below 1"),
+    "loss-not-for-task.toml": ("loss-not-for-task.toml", "train.loss", "one of mse, mae"),
     "units-float.toml": ("units-float.toml", "layers[0].units", "must be an integer"),
     "learning-rate-string.toml": ("learning-rate-string.toml", "train.learning_rate", "must be a number"),
     "epochs-float.toml": ("epochs-float.toml", "train.epochs", "must be an integer"),

@@ -19,6 +19,7 @@ from gradtui.preset import (
     ACTIVATIONS,
     BATCH_NORM,
     INITIALIZERS,
+    LAYER_TYPES,
     NAMED_DATASETS,
     OPTIMIZERS,
     VS_DISTRIBUTIONS,
@@ -76,11 +77,7 @@ def activations(draw: st.DrawFn) -> Any:
 @st.composite
 def layer_entries(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
     """One valid ``[[layers]]`` entry."""
-    kind = (
-        "dense"
-        if dense
-        else draw(st.sampled_from(["dense", "flatten", "batch_norm", "activation", "dropout"]))
-    )
+    kind = "dense" if dense else draw(st.sampled_from([t for t in LAYER_TYPES if t != "dense"]))
     entry: dict[str, Any] = {"type": kind}
     if kind == "dense":
         entry["units"] = draw(st.integers(1, 512))
@@ -92,6 +89,45 @@ def layer_entries(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
             entry["bias_initializer"] = draw(initializers())
         if draw(st.booleans()):
             entry["batch_norm"] = draw(st.sampled_from(BATCH_NORM))
+        if draw(st.booleans()):
+            entry["residual"] = draw(st.booleans())
+    elif kind in ("conv1d", "conv2d"):
+        rank = 1 if kind == "conv1d" else 2
+        entry["filters"] = draw(st.integers(1, 64))
+        size = st.integers(1, 5) | st.lists(st.integers(1, 5), min_size=rank, max_size=rank)
+        entry["kernel_size"] = draw(size)
+        if draw(st.booleans()):
+            entry["strides"] = draw(size)
+        if draw(st.booleans()):
+            entry["padding"] = draw(st.sampled_from(["same", "valid"]))
+        for key, strategy in (
+            ("activation", activations()),
+            ("initializer", initializers()),
+            ("bias_initializer", initializers()),
+            ("batch_norm", st.sampled_from(BATCH_NORM)),
+            ("residual", st.booleans()),
+        ):
+            if draw(st.booleans()):
+                entry[key] = draw(strategy)
+    elif kind in ("simple_rnn", "lstm", "gru"):
+        entry["units"] = draw(st.integers(1, 64))
+        for key, strategy in (
+            ("activation", st.sampled_from(["tanh", "relu", "sigmoid", "linear"])),
+            ("initializer", initializers()),
+            ("recurrent_initializer", initializers()),
+            ("bias_initializer", initializers()),
+            ("return_sequences", st.booleans()),
+            ("bidirectional", st.booleans()),
+        ):
+            if draw(st.booleans()):
+                entry[key] = draw(strategy)
+    elif kind in ("max_pool", "avg_pool") and draw(st.booleans()):
+        entry["pool_size"] = draw(st.integers(1, 4) | st.lists(st.integers(1, 4), min_size=1, max_size=2))
+    elif kind == "embedding":
+        entry["input_dim"] = draw(st.integers(1, 1000))
+        entry["output_dim"] = draw(st.integers(1, 64))
+    elif kind == "layer_norm" and draw(st.booleans()):
+        entry["epsilon"] = draw(st.floats(min_value=1e-6, max_value=1.0))
     elif kind == "activation":
         entry["activation"] = draw(activations())
     elif kind == "dropout" and draw(st.booleans()):
@@ -119,6 +155,8 @@ def preset_dicts(draw: st.DrawFn) -> dict[str, Any]:
         data["validation_split"] = draw(unit)
     if draw(st.booleans()):
         data["samples"] = draw(st.integers(16, 100_000))
+    if draw(st.booleans()):
+        data["length"] = draw(st.integers(2, 1000))
     if data:
         doc["data"] = data
     layers = draw(st.lists(layer_entries(), max_size=3))
@@ -144,6 +182,11 @@ def preset_dicts(draw: st.DrawFn) -> dict[str, Any]:
     ):
         if draw(st.booleans()):
             train[key] = draw(st.integers(lo, hi))
+    if draw(st.booleans()):
+        regression = data.get("dataset") == "adding"
+        train["loss"] = draw(
+            st.sampled_from(["mse", "mae"] if regression else ["sparse_categorical_crossentropy"])
+        )
     if train:
         doc["train"] = train
     if draw(st.booleans()):
@@ -180,7 +223,8 @@ toml_values = st.recursive(
 )
 KEYS = ["name", "type", "units", "activation", "initializer", "layers", "data", "train", "monitor",
         "dataset", "epochs", "learning_rate", "optimizer", "clipnorm", "momentum", "repeat", "mode",
-        "stddev", "minval", "maxval", "every", "batch_norm", "rate"]  # fmt: skip
+        "stddev", "minval", "maxval", "every", "batch_norm", "rate", "filters", "kernel_size",
+        "residual", "loss", "pool_size", "bidirectional", "length"]  # fmt: skip
 
 
 def _mutate(doc: Any, path: list[int], key: str, value: Any) -> Any:
@@ -248,3 +292,24 @@ def test_integer_too_large_for_a_float_is_refused() -> None:
             assert exc.key == f"{table}.{key}" and "out of range" in exc.detail
         else:  # pragma: no cover
             raise AssertionError("accepted")
+
+
+@SETTINGS
+@given(preset_dicts())
+def test_any_valid_preset_plans_or_is_refused_with_one_line(doc: dict[str, Any]) -> None:
+    """Any stack of any layer types is planned, or refused with a one-line error naming a key
+    (a shape a layer cannot take), never another exception, before TensorFlow loads."""
+    from gradtui.errors import GradtuiError
+    from gradtui.preset import named_input
+    from gradtui.stack import plan
+
+    preset = loads(tomli_w.dumps(doc), default_name="stem")
+    named = named_input(preset.data)
+    if named is None:
+        return  # a data file: its shape is read from the file
+    try:
+        layers = plan(preset, *named)
+    except GradtuiError as exc:
+        assert exc.key and "\n" not in exc.one_line()
+        return
+    assert layers and all(x.params >= 0 and all(d >= 1 for d in x.output_shape) for x in layers)

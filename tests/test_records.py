@@ -41,6 +41,8 @@ def block(rng: np.random.Generator, start: int, n: int, layers: list[Tracked], e
     stats[:, :, 4] = 0.0
     tapped = np.array([t.act_kind is not None for t in layers])
     stats[:, :, 5] = np.where(tapped, rng.uniform(0, 1, (n, len(layers))), -1.0)
+    stats[:, :, 6] = np.where(tapped, rng.uniform(0, 1, (n, len(layers))), math.nan)
+    stats[:, :, 7] = math.nan  # no recurrent layers here
     steps = np.arange(start, start + n, dtype=np.int64)
     return Records(steps, rng.uniform(0.1, 3, n), stats, epoch, layers)
 
@@ -96,8 +98,9 @@ def test_jsonl_from_the_template_is_what_json_writes_for_the_records(tmp_path) -
         "update_ratio",
         "nonfinite",
         "saturation",
+        "act_mean",
     ]
-    assert list(first["dense_1"])[-1] == "dead" and "saturation" not in first["dense_1"]
+    assert list(first["dense_1"])[-2:] == ["dead", "act_mean"] and "saturation" not in first["dense_1"]
     assert first["dense"]["update_ratio"] == pytest.approx(b.stats[0, 0, 3] / b.stats[0, 0, 2])
     assert records[2]["layers"]["dense_1"] == {
         **records[2]["layers"]["dense_1"],

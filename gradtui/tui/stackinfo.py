@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from gradtui.errors import GradtuiError
-from gradtui.preset import NAMED_SHAPES, DataSpec, Preset
+from gradtui.preset import DataSpec, Preset, named_input
 from gradtui.stack import Advice, LayerInfo, param_counts, plan, preflight
 
 _SPEC_CACHE: dict[tuple[str, float], tuple[tuple[int, ...], int]] = {}
@@ -21,8 +21,9 @@ def cached_input_spec(data: DataSpec) -> tuple[tuple[int, ...], int]:
     A named data set costs nothing (not even importing numpy, which the first screen does not
     need); a file is read once, not on every keystroke.
     """
-    if data.dataset in NAMED_SHAPES:
-        return NAMED_SHAPES[data.dataset]
+    named = named_input(data)
+    if named is not None:
+        return named
     from gradtui.data import input_spec
 
     if os.path.sep not in data.dataset and not data.dataset.endswith((".npz", ".csv")):
@@ -44,7 +45,8 @@ class StackInfo:
     Attributes:
         layers: the planned Keras layers (empty when the plan failed).
         entry_params: parameters of each ``[[layers]]`` entry (all its repeats).
-        entry_variance: σ² of the first Dense kernel of each entry, ``None`` if not Dense.
+        entry_variance: σ² of the first kernel (dense, conv, recurrent) of each entry.
+        entry_output: the output shape of each entry (its last layer's, without the batch axis).
         advice: pre-flight advice.
         params: total, trainable and non-trainable parameter counts.
         input_shape: the data's sample shape; ``classes`` its number of classes.
@@ -54,6 +56,7 @@ class StackInfo:
     layers: list[LayerInfo] = field(default_factory=list)
     entry_params: dict[int, int] = field(default_factory=dict)
     entry_variance: dict[int, float | None] = field(default_factory=dict)
+    entry_output: dict[int, tuple[int, ...]] = field(default_factory=dict)
     advice: list[Advice] = field(default_factory=list)
     params: dict[str, int] = field(default_factory=dict)
     input_shape: tuple[int, ...] = ()
@@ -74,8 +77,9 @@ def stack_info(preset: Preset) -> StackInfo:
         if layer.entry is None:
             continue
         info.entry_params[layer.entry] = info.entry_params.get(layer.entry, 0) + layer.params
-        if layer.is_dense and layer.entry not in info.entry_variance:
+        if layer.is_weighted and layer.entry not in info.entry_variance:
             info.entry_variance[layer.entry] = layer.variance
+        info.entry_output[layer.entry] = layer.output_shape
     info.params = param_counts(info.layers)
-    info.advice = preflight(info.layers)
+    info.advice = preflight(info.layers, preset.train)
     return info

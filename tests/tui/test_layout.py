@@ -112,7 +112,7 @@ def test_scale_label_shortens_instead_of_cutting() -> None:
     [
         (SMALL, {"#", "type", "units", "activation", "initializer"}),
         (MEDIUM, {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²"}),
-        ((150, 45), {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²", "BN"}),
+        ((150, 45), {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²", "BN", "output"}),
     ],
 )
 async def test_builder_table_drops_columns_instead_of_cutting_them(make_app, size, expected) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +133,7 @@ async def test_builder_table_drops_columns_instead_of_cutting_them(make_app, siz
 
 
 def test_fit_columns_keeps_the_core_and_shortens_headers() -> None:
-    cells = [["0", "dense", "64", "sigmoid", "glorot_uniform", "", "×12", "49,920", "0.0156"]]
+    cells = [["0", "dense", "64", "sigmoid", "glorot_uniform", "", "×12", "49,920", "0.0156", "64"]]
     narrow = fit_columns(40, cells)
     assert [c for c, _ in narrow] == ["#", "type", "units", "activation", "initializer"]
     assert dict(narrow)["activation"] == "act"
@@ -148,6 +148,7 @@ def test_fit_columns_keeps_the_core_and_shortens_headers() -> None:
         "repeat",
         "params",
         "σ²",
+        "output",
     ]
     assert dict(wide)["activation"] == "activation"
 

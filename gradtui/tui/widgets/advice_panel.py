@@ -33,12 +33,15 @@ class AdvicePanel(Static):
             text.append("✖ cannot build: ", "bold red")
             text.append(info.error + "\n", "red")
         else:
-            n = len([x for x in info.layers if x.is_dense])
+            weighted = [x for x in info.layers if x.is_weighted]
+            kinds = sorted({x.type for x in weighted})
+            what = f"{kinds[0]} layers" if len(kinds) == 1 else "weighted layers"
+            target = "a number (regression)" if preset.data.regression else f"{info.classes} classes"
             text.append(
-                f"{n} Dense layers, {len(info.layers)} Keras layers · "
+                f"{len(weighted)} {what}, {len(info.layers)} Keras layers · "
                 f"{info.params.get('total', 0):,} parameters "
                 f"({info.params.get('trainable', 0):,} trainable) · "
-                f"input {info.input_shape} → {info.classes} classes\n",
+                f"input {info.input_shape} → {target}\n",
                 "dim",
             )
             if not info.advice:

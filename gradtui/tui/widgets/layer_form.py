@@ -1,4 +1,9 @@
-"""The form that edits one ``[[layers]]`` entry: type, units, activation, initializers, BN, repeat.
+"""The form that edits one ``[[layers]]`` entry: its type and the keys that type takes.
+
+Each type shows only its own fields (``LAYER_KEYS``): units for dense and recurrent entries,
+filters/kernel_size/strides/padding for convolutions, pool_size for pools, the recurrent
+initializer and return_sequences/bidirectional for SimpleRNN/LSTM/GRU, input_dim/output_dim for
+an embedding, epsilon for the normalizations, residual for dense and conv entries.
 
 Every change is sent to the app as the entry's TOML table (:class:`LayerForm.Edited`); the app
 validates it through the preset loader, so the form accepts exactly what a preset file does,
@@ -18,8 +23,13 @@ from gradtui.preset import (
     ACTIVATION_PARAMS,
     ACTIVATIONS,
     BATCH_NORM,
+    CONV_TYPES,
     INITIALIZERS,
+    LAYER_KEYS,
     LAYER_TYPES,
+    PADDINGS,
+    POOL_TYPES,
+    RECURRENT_TYPES,
     VS_DISTRIBUTIONS,
     VS_MODES,
     LayerSpec,
@@ -29,6 +39,37 @@ from gradtui.preset import (
 #: numeric initializer parameters, each with an Input of its own
 INIT_NUMBERS = ("scale", "stddev", "mean", "minval", "maxval", "value", "gain")
 BIAS_INITIALIZERS = ("zeros", "ones", "constant", "random_normal", "random_uniform", "glorot_uniform")
+BOOLS = ("false", "true")
+#: the value a field takes when a new type needs it and it is empty
+TYPE_DEFAULTS = {
+    "#f-units": "32",
+    "#f-filters": "16",
+    "#f-kernel": "3",
+    "#f-strides": "1",
+    "#f-pool": "2",
+    "#f-input-dim": "100",
+    "#f-output-dim": "16",
+}
+
+
+def _size_text(value: int | tuple[int, ...] | None) -> str:
+    if value is None:
+        return ""
+    return ", ".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _size(text: str) -> Any:
+    """``3`` -> 3, ``3, 3`` -> [3, 3]; anything else goes to the loader, which names the key."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) > 1:
+        return [_num(p) for p in parts]
+    return _num(text)
+
+
+def _first_param(name: str) -> str | None:
+    """The one numeric parameter of an initializer the recurrent field edits (stddev, gain...)."""
+    params = INITIALIZERS.get(name, {})
+    return next((p for p in ("stddev", "gain", "scale", "value", "maxval") if p in params), None)
 
 
 def _options(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
@@ -71,12 +112,21 @@ class LayerForm(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.index = -1
+        #: the shown entry's recurrent initializer: parameters the form has no field for are kept
+        self._recurrent_init = Spec("orthogonal")
 
     def compose(self) -> ComposeResult:
         """The fields; those that do not apply to the entry's type are hidden."""
         yield Static("Layer", id="form-title")
         yield from self._field("type", Select(_options(LAYER_TYPES), allow_blank=False, id="f-type"))
         yield from self._field("units", Input(id="f-units", type="integer"))
+        yield from self._field("filters", Input(id="f-filters", type="integer"))
+        yield from self._field("kernel_size", Input(id="f-kernel"), id="row-kernel")
+        yield from self._field("strides", Input(id="f-strides"))
+        yield from self._field("padding", Select(_options(PADDINGS), allow_blank=False, id="f-padding"))
+        yield from self._field("pool_size", Input(id="f-pool"))
+        yield from self._field("input_dim", Input(id="f-input-dim", type="integer"))
+        yield from self._field("output_dim", Input(id="f-output-dim", type="integer"))
         yield from self._field(
             "activation", Select(_options(ACTIVATIONS), allow_blank=False, id="f-activation")
         )
@@ -98,7 +148,16 @@ class LayerForm(VerticalScroll):
             "bias init", Select(_options(BIAS_INITIALIZERS), allow_blank=False, id="f-bias")
         )
         yield from self._field("  bias value", Input(id="f-bias-value"), id="row-bias-value")
+        yield from self._field(
+            "recurrent init", Select(_options(list(INITIALIZERS)), allow_blank=False, id="f-rinit")
+        )
+        yield from self._field("  param", Input(id="f-rinit-param"), id="row-rinit-param")
+        yield from self._field(
+            "return_seq", Select(_options(BOOLS), allow_blank=False, id="f-return-seq"), id="row-return-seq"
+        )
+        yield from self._field("bidirectional", Select(_options(BOOLS), allow_blank=False, id="f-bidir"))
         yield from self._field("batch_norm", Select(_options(BATCH_NORM), allow_blank=False, id="f-bn"))
+        yield from self._field("residual", Select(_options(BOOLS), allow_blank=False, id="f-residual"))
         yield from self._field("rate", Input(id="f-rate"), id="row-rate")
         yield from self._field("momentum", Input(id="f-bn-momentum"), id="row-bn-momentum")
         yield from self._field("epsilon", Input(id="f-bn-epsilon"), id="row-bn-epsilon")
@@ -139,6 +198,22 @@ class LayerForm(VerticalScroll):
             self._set("#f-bias", bias.name if bias.name in BIAS_INITIALIZERS else "zeros")
             self._set("#f-bias-value", f"{bias.param('value', 0.0):g}")
             self._set("#f-bn", spec.batch_norm)
+            self._set("#f-filters", str(spec.filters or ""))
+            self._set("#f-kernel", _size_text(spec.kernel_size))
+            self._set("#f-strides", _size_text(spec.strides))
+            self._set("#f-padding", spec.padding)
+            self._set("#f-pool", _size_text(spec.pool_size))
+            self._set("#f-input-dim", str(spec.input_dim or ""))
+            self._set("#f-output-dim", str(spec.output_dim or ""))
+            rinit = spec.recurrent_initializer
+            self._recurrent_init = rinit
+            self._set("#f-rinit", rinit.name)
+            first = _first_param(rinit.name)
+            value = rinit.param(first, INITIALIZERS[rinit.name].get(first)) if first else None
+            self._set("#f-rinit-param", f"{value:g}" if isinstance(value, (int, float)) else "")
+            self._set("#f-return-seq", "true" if spec.return_sequences else "false")
+            self._set("#f-bidir", "true" if spec.bidirectional else "false")
+            self._set("#f-residual", "true" if spec.residual else "false")
             self._set("#f-rate", f"{spec.rate:g}" if spec.rate is not None else "0.2")
             self._set("#f-bn-momentum", f"{spec.momentum:g}" if spec.momentum is not None else "0.99")
             self._set("#f-bn-epsilon", f"{spec.epsilon:g}" if spec.epsilon is not None else "0.001")
@@ -157,26 +232,45 @@ class LayerForm(VerticalScroll):
         act = self.query_one("#f-activation", Select).value
         init = self.query_one("#f-init", Select).value
         bias = self.query_one("#f-bias", Select).value
-        dense = kind == "dense"
+        keys = LAYER_KEYS.get(str(kind), ())
+        kernel = "initializer" in keys
+        rinit = str(self.query_one("#f-rinit", Select).value)
         shown = {
-            "#row-units": dense,
-            "#row-activation": kind in ("dense", "activation"),
-            "#row-act-param": kind in ("dense", "activation") and act in ACTIVATION_PARAMS,
-            "#row-init": dense,
-            "#row-bias": dense,
-            "#row-bias-value": dense and bias == "constant",
-            "#row-bn": dense,
+            "#row-units": "units" in keys,
+            "#row-filters": "filters" in keys,
+            "#row-kernel": "kernel_size" in keys,
+            "#row-strides": "strides" in keys,
+            "#row-padding": "padding" in keys,
+            "#row-pool": "pool_size" in keys,
+            "#row-input-dim": "input_dim" in keys,
+            "#row-output-dim": "output_dim" in keys,
+            "#row-activation": "activation" in keys,
+            "#row-act-param": "activation" in keys
+            and kind not in RECURRENT_TYPES
+            and act in ACTIVATION_PARAMS,
+            "#row-init": kernel,
+            "#row-bias": kernel,
+            "#row-bias-value": kernel and bias == "constant",
+            "#row-rinit": "recurrent_initializer" in keys,
+            "#row-rinit-param": "recurrent_initializer" in keys and _first_param(rinit) is not None,
+            "#row-return-seq": "return_sequences" in keys,
+            "#row-bidir": "bidirectional" in keys,
+            "#row-bn": "batch_norm" in keys,
+            "#row-residual": "residual" in keys,
             "#row-rate": kind == "dropout",
             "#row-bn-momentum": kind == "batch_norm",
-            "#row-bn-epsilon": kind == "batch_norm",
+            "#row-bn-epsilon": "epsilon" in keys,
         }
         allowed = INITIALIZERS.get(str(init), {})
         for p in (*INIT_NUMBERS, "mode", "distribution"):
-            shown[f"#row-init-{p}"] = dense and p in allowed
+            shown[f"#row-init-{p}"] = kernel and p in allowed
         for selector, visible in shown.items():
             self.query_one(selector).display = visible
         if act in ACTIVATION_PARAMS:
             self.query_one("#row-act-param Label", Label).update(next(iter(ACTIVATION_PARAMS[str(act)])))
+        first = _first_param(rinit)
+        if first:
+            self.query_one("#row-rinit-param Label", Label).update(f"  {first}")
 
     @property
     def error(self) -> str:
@@ -197,18 +291,30 @@ class LayerForm(VerticalScroll):
             return str(w.value) if isinstance(w, (Input, Select)) else ""
 
         kind = val("#f-type")
+        keys = LAYER_KEYS.get(kind, ())
         out: dict[str, Any] = {"type": kind}
-        if kind in ("dense", "activation"):
+        if "activation" in keys:
             act = val("#f-activation")
-            if act in ACTIVATION_PARAMS and val("#f-act-param").strip():
+            if kind not in RECURRENT_TYPES and act in ACTIVATION_PARAMS and val("#f-act-param").strip():
                 out["activation"] = {
                     "name": act,
                     next(iter(ACTIVATION_PARAMS[act])): _num(val("#f-act-param")),
                 }
             else:
                 out["activation"] = act
-        if kind == "dense":
+        if "units" in keys:
             out["units"] = _num(val("#f-units"))
+        if kind in CONV_TYPES:
+            out["filters"] = _num(val("#f-filters"))
+            out["kernel_size"] = _size(val("#f-kernel"))
+            out["strides"] = _size(val("#f-strides") or "1")
+            out["padding"] = val("#f-padding")
+        if kind in POOL_TYPES:
+            out["pool_size"] = _size(val("#f-pool") or "2")
+        if kind == "embedding":
+            out["input_dim"] = _num(val("#f-input-dim"))
+            out["output_dim"] = _num(val("#f-output-dim"))
+        if "initializer" in keys:
             init = val("#f-init")
             params: dict[str, Any] = {}
             for p in INITIALIZERS[init]:
@@ -224,11 +330,26 @@ class LayerForm(VerticalScroll):
                 out["bias_initializer"] = {"name": "constant", "value": _num(val("#f-bias-value") or "0")}
             else:
                 out["bias_initializer"] = bias
+        if "recurrent_initializer" in keys:
+            name = val("#f-rinit")
+            shown = self._recurrent_init
+            rparams = dict(shown.params) if shown.name == name else {}
+            first = _first_param(name)
+            if first and val("#f-rinit-param").strip():
+                rparams[first] = _num(val("#f-rinit-param"))
+            rparams = {k: v for k, v in rparams.items() if v != INITIALIZERS[name].get(k)}
+            out["recurrent_initializer"] = {"name": name, **rparams} if rparams else name
+            out["return_sequences"] = val("#f-return-seq") == "true"
+            out["bidirectional"] = val("#f-bidir") == "true"
+        if "batch_norm" in keys:
             out["batch_norm"] = val("#f-bn")
+        if "residual" in keys and val("#f-residual") == "true":
+            out["residual"] = True
         if kind == "dropout":
             out["rate"] = _num(val("#f-rate"))
         if kind == "batch_norm":
             out["momentum"] = _num(val("#f-bn-momentum") or "0.99")
+        if "epsilon" in keys:
             out["epsilon"] = _num(val("#f-bn-epsilon") or "0.001")
         out["repeat"] = _num(val("#f-repeat") or "1")
         return out
@@ -242,6 +363,13 @@ class LayerForm(VerticalScroll):
     def on_select_changed(self, event: Select.Changed) -> None:
         """A choice changed: send the entry (a new initializer starts from its defaults)."""
         event.stop()
+        if event.select.id == "f-type":
+            self._fill_type_defaults(str(event.value))
+        if event.select.id == "f-rinit" and event.value in INITIALIZERS:
+            first = _first_param(str(event.value))
+            value = INITIALIZERS[str(event.value)].get(first) if first else None
+            with self.prevent(Input.Changed):
+                self.query_one("#f-rinit-param", Input).value = f"{value:g}" if value is not None else ""
         if event.select.id == "f-init" and event.value in INITIALIZERS:
             defaults = INITIALIZERS[str(event.value)]
             with self.prevent(Input.Changed, Select.Changed):
@@ -253,6 +381,19 @@ class LayerForm(VerticalScroll):
                     "distribution", "truncated_normal"
                 )
         self._changed()
+
+    def _fill_type_defaults(self, kind: str) -> None:
+        """A new type starts with values for the keys it needs that are still empty (a dense
+        entry turned into conv2d gets 16 filters and a 3x3 kernel), and a recurrent one with
+        tanh, its own default activation, where the entry had none."""
+        with self.prevent(Input.Changed, Select.Changed):
+            for selector, default in TYPE_DEFAULTS.items():
+                field = self.query_one(selector, Input)
+                if not field.value.strip():
+                    field.value = default
+            act = self.query_one("#f-activation", Select)
+            if kind in RECURRENT_TYPES and act.value in ("linear", "softmax", "prelu"):
+                act.value = "tanh"
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """A value was typed: send the entry."""

@@ -1,16 +1,22 @@
-"""The layer stack as a table: one row per ``[[layers]]`` entry, with parameters and σ²."""
+"""The layer stack as a table: one row per ``[[layers]]`` entry, with parameters, σ² and the
+entry's output shape (``8x8x16``, without the batch axis).
+
+The ``units`` column holds what sizes the entry in its type's words (``16 3x3`` for a conv,
+``/2`` for a pool, ``17→8`` for an embedding); ``BN`` holds its switches (``before``, ``res``
+for residual, ``bi`` for bidirectional, ``seq`` for return_sequences).
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from gradtui.preset import LayerSpec, Preset
+from gradtui.preset import CONV_TYPES, POOL_TYPES, RECURRENT_TYPES, WEIGHTED_TYPES, LayerSpec, Preset
 from gradtui.tui.stackinfo import StackInfo
 
-COLUMNS = ("#", "type", "units", "activation", "initializer", "BN", "repeat", "params", "σ²")
+COLUMNS = ("#", "type", "units", "activation", "initializer", "BN", "repeat", "params", "σ²", "output")
 #: the order columns are given room in as the table grows; the first five always show
-PRIORITY = ("#", "units", "activation", "initializer", "type", "repeat", "params", "σ²", "BN")
+PRIORITY = ("#", "units", "activation", "initializer", "type", "repeat", "params", "σ²", "BN", "output")
 #: a shorter header for a column whose cells are narrower than its name, on a narrow table
 SHORT = {"activation": "act", "initializer": "init", "repeat": "rep"}
 CELL_PAD = 2  # DataTable's cell padding, one column each side
@@ -51,24 +57,61 @@ def _short(label: str) -> str:
     return label if len(label) <= LABEL_W else label[: LABEL_W - 1] + "…"
 
 
+def _size(value: int | tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _width(spec: LayerSpec) -> str:
+    """The ``units`` cell: units, or what stands for them in the entry's type."""
+    if spec.type in ("dense", *RECURRENT_TYPES):
+        return str(spec.units)
+    if spec.type in CONV_TYPES:
+        k = spec.kernel_size or 1
+        kernel = (
+            _size(k) if isinstance(k, tuple) else "x".join([str(k)] * (1 if spec.type == "conv1d" else 2))
+        )
+        return f"{spec.filters} {kernel}"
+    if spec.type in POOL_TYPES:
+        return f"/{_size(spec.pool_size)}"
+    if spec.type == "embedding":
+        return f"{spec.input_dim}→{spec.output_dim}"
+    return ""
+
+
+def _flags(spec: LayerSpec) -> str:
+    """The ``BN`` cell: batch_norm, and the other switches of the entry (res, bi, seq)."""
+    out = []
+    if spec.batch_norm != "none" and spec.type in ("dense", *CONV_TYPES):
+        out.append(spec.batch_norm)
+    if spec.residual:
+        out.append("res")
+    if spec.bidirectional:
+        out.append("bi")
+    if spec.return_sequences:
+        out.append("seq")
+    return " ".join(out)
+
+
 def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> list[Text | str]:
-    dense = spec.type == "dense"
+    weighted = spec.type in WEIGHTED_TYPES
     act = spec.activation.label() if spec.activation else ""
-    if spec.type not in ("dense", "activation"):
+    if spec.type not in ("activation", *WEIGHTED_TYPES):
         act = f"rate {spec.rate:g}" if spec.type == "dropout" and spec.rate is not None else ""
     params = info.entry_params.get(index)
     var = info.entry_variance.get(index)
+    out = info.entry_output.get(index)
     mark = Text(f"{index}", "bold yellow" if index in flagged else "")
     return [
         mark,
         spec.type,
-        str(spec.units) if dense else "",
+        _width(spec),
         _short(act),
-        _short(spec.initializer.label()) if dense else "",
-        spec.batch_norm if dense and spec.batch_norm != "none" else "",
+        _short(spec.initializer.label()) if weighted else "",
+        _flags(spec),
         f"×{spec.repeat}" if spec.repeat > 1 else "1",
         f"{params:,}" if params is not None else "",
         f"{var:.3g}" if var is not None else "",
+        "x".join(str(d) for d in out) if out else "",
     ]
 
 

@@ -1,4 +1,8 @@
-"""The training settings: data set, optimizer, learning rate, clipping, epochs, batch, seed, monitor."""
+"""The training settings: data set, optimizer, learning rate, clipping, epochs, batch, seed, monitor.
+
+For the generated regression task (``adding``) the form also shows its ``[data] length`` and the
+``[train] loss`` (mse or mae).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
-from gradtui.preset import NAMED_DATASETS, OPTIMIZERS, Preset
+from gradtui.preset import NAMED_DATASETS, OPTIMIZERS, REGRESSION_DATASETS, REGRESSION_LOSSES, Preset
 from gradtui.tui.widgets.layer_form import _num
 
 #: the clipping choices and the ``[train]`` key each one sets
@@ -51,6 +55,11 @@ class TrainForm(VerticalScroll):
             ),
         )
         yield from self._field("val split", Input(id="t-validation_split"))
+        # the generated regression task (adding) has a length and a loss of its own to choose
+        yield from self._field("  length", Input(id="t-length", type="integer"))
+        yield from self._field(
+            "  loss", Select([(x, x) for x in REGRESSION_LOSSES], allow_blank=False, id="t-loss")
+        )
         yield from self._field(
             "optimizer", Select([(o, o) for o in OPTIMIZERS], allow_blank=False, id="t-optimizer")
         )
@@ -89,13 +98,17 @@ class TrainForm(VerticalScroll):
             "#t-seed": str(t.seed),
             "#t-max_steps": str(t.max_steps) if t.max_steps else "",
             "#t-every": str(preset.monitor.every),
+            "#t-length": str(d.length),
         }
         with self.prevent(Input.Changed, Select.Changed):
             for selector, value in values.items():
                 self.query_one(selector, Input).value = value
             self.query_one("#t-optimizer", Select).value = t.optimizer
             self.query_one("#t-clipping", Select).value = clip
+            if preset.loss in REGRESSION_LOSSES:
+                self.query_one("#t-loss", Select).value = preset.loss
         self.query_one("#row-clip").display = clip != "none"
+        self._arrange_regression(d.dataset)
         self.error = ""
         self.shown = True
 
@@ -115,6 +128,9 @@ class TrainForm(VerticalScroll):
             return str(self.query_one(f"#t-{name}", Input).value).strip()
 
         data = {"dataset": val("dataset"), "validation_split": _num(val("validation_split"))}
+        regression = data["dataset"] in REGRESSION_DATASETS
+        if regression:
+            data["length"] = _num(val("length") or "50")
         optimizer = str(self.query_one("#t-optimizer", Select).value)
         train: dict[str, Any] = {
             "optimizer": optimizer,
@@ -131,6 +147,8 @@ class TrainForm(VerticalScroll):
             train[clip_key] = _num(val("clip") or "1.0")
         if val("max_steps"):
             train["max_steps"] = _num(val("max_steps"))
+        if regression:
+            train["loss"] = str(self.query_one("#t-loss", Select).value)
         return data, train, _num(val("every") or "1")
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -142,7 +160,13 @@ class TrainForm(VerticalScroll):
             return
         clipping = str(self.query_one("#t-clipping", Select).value)
         self.query_one("#row-clip").display = clipping != "none"
+        self._arrange_regression(str(self.query_one("#t-dataset", Input).value).strip())
         self.post_message(self.Edited(*self.tables()))
+
+    def _arrange_regression(self, dataset: str) -> None:
+        regression = dataset in REGRESSION_DATASETS
+        self.query_one("#row-length").display = regression
+        self.query_one("#row-loss").display = regression
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """A choice changed: send the settings."""

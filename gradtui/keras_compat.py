@@ -1,0 +1,133 @@
+"""Every private part of Keras gradtui relies on, in one place.
+
+gradtui records where every Keras training passes, whoever wrote the step: the optimizer's
+application of the gradients (after loss-scale unscaling, before clipping) and the layers'
+``call``. Keras has no public hook for either, so this module names the private methods it
+wraps, per instance, and nothing else in gradtui touches ``keras.src`` or an underscore
+attribute of a Keras object. ``tests/test_keras_compat.py`` checks each of them on the Keras
+versions that ``pyproject.toml`` allows (:data:`TESTED`).
+
+What is wrapped, and why there:
+
+- ``BaseOptimizer._backend_apply_gradients(grads, variables)``: called by ``apply`` (so by
+  ``apply_gradients``, ``fit``'s step, a custom ``train_step`` and a ``GradientTape`` loop)
+  with the gradients already divided by ``loss_scale_factor``; a ``LossScaleOptimizer`` calls
+  its inner optimizer's ``apply`` with unscaled gradients and only on steps it does not skip.
+  Clipping, weight decay and the update happen inside it.
+- ``TFOptimizer._all_reduce_sum_gradients(grads_and_vars)``: where ``tf.distribute`` sums the
+  replicas' gradients (inside ``_backend_update_step``); its result is the aggregated gradient.
+- ``TFOptimizer.assign/assign_add/assign_sub(variable, value)``: every change an optimizer
+  makes to a weight goes through them; their ``value`` is the update itself.
+- ``Layer._get_call_context().training``: whether a layer's ``call`` is part of a training
+  forward pass.
+- ``Layer._flatten_layers(include_self=False, recursive=False)``: a layer's direct sublayers.
+- ``Layer._build_shapes_dict``: the input shape a layer was built with, where it has no
+  symbolic input of its own (the two layers inside a ``Bidirectional``).
+- TensorFlow's ``tf.__internal__.distribute.interim.maybe_merge_call``: what Keras's optimizer
+  uses to update variables from a replica context, merged or not as the strategy wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: Keras minor versions whose private methods named above were checked by the tests
+TESTED = ("3.15",)
+
+#: optimizer methods wrapped per instance while a watch is attached
+APPLY = "_backend_apply_gradients"
+ALL_REDUCE = "_all_reduce_sum_gradients"
+ASSIGNS = ("assign", "assign_add", "assign_sub")
+
+
+def inner_optimizer(optimizer: Any) -> Any:
+    """The optimizer that applies unscaled gradients (a ``LossScaleOptimizer``'s inner one)."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def has_hooks(optimizer: Any) -> bool:
+    """Whether this Keras version's optimizer has the private methods gradtui wraps."""
+    return callable(getattr(optimizer, APPLY, None)) and all(
+        callable(getattr(optimizer, m, None)) for m in ASSIGNS
+    )
+
+
+def wrap_method(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace ``obj.name`` on this instance only with ``make(original)``.
+
+    ``object.__setattr__`` bypasses Keras's attribute tracking (a wrapped method is not state).
+    """
+    object.__setattr__(obj, name, make(getattr(obj, name)))
+
+
+def unwrap_method(obj: Any, name: str) -> None:
+    """Give ``obj`` back its class's ``name``."""
+    if name in vars(obj):
+        object.__delattr__(obj, name)
+
+
+@contextmanager
+def wrapped(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
+    """``wrap_method`` for the duration of a ``with`` block (nested wraps restore in order)."""
+    previous = vars(obj).get(name)
+    wrap_method(obj, name, make)
+    try:
+        yield
+    finally:
+        if previous is None:
+            unwrap_method(obj, name)
+        else:
+            object.__setattr__(obj, name, previous)
+
+
+def training_call(layer: Any) -> bool:
+    """Whether the ``call`` running now is part of a training forward pass."""
+    try:
+        ctx = layer._get_call_context()
+    except Exception:
+        return True
+    training = ctx.get_value("training") if ctx is not None else None
+    return bool(training) if training is not None else False
+
+
+def sublayers(layer: Any) -> list[Any]:
+    """A layer's direct sublayers (a model's layers, a block's, a wrapper's), Input layers left out."""
+    try:
+        subs = list(layer._flatten_layers(include_self=False, recursive=False))
+    except Exception:
+        subs = list(getattr(layer, "layers", []) or [])
+    return [s for s in subs if type(s).__name__ != "InputLayer"]
+
+
+def distribution_strategy(model: Any) -> Any:
+    """The ``tf.distribute`` strategy a model was built under (the default one when none)."""
+    import tensorflow as tf
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    return strategy if strategy is not None else tf.distribute.get_strategy()
+
+
+def merge_call(fn: Callable[..., Any], strategy: Any, *args: Any) -> Any:
+    """Run ``fn(distribution, *args)`` from a replica context the way Keras's optimizer updates
+    variables: in a cross-replica merge where the strategy wants one, directly otherwise (the
+    default strategy, strategies that need no merge call)."""
+    import tensorflow as tf
+
+    return tf.__internal__.distribute.interim.maybe_merge_call(fn, strategy, *args)
+
+
+def input_shape(layer: Any) -> tuple[Any, ...] | None:
+    """The shape of a built layer's (first) input, batch axis included, or ``None``."""
+    try:
+        return tuple(layer.input.shape)
+    except Exception:
+        pass
+    shapes = getattr(layer, "_build_shapes_dict", None) or {}
+    for value in shapes.values():
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+    return None

@@ -1,0 +1,575 @@
+"""The recorder: per-layer statistics taken where every Keras training passes, step unchanged.
+
+gradtui does not replace a model's step. It wraps, on the instances it watches, the optimizer's
+application of the gradients and the layers' ``call`` (see :mod:`gradtui.keras_compat`), so
+``fit`` with Keras's own or a user's ``train_step``, a ``GradientTape`` loop, ``jit_compile``,
+mixed precision and ``tf.distribute`` are all recorded by the same code, and train exactly as
+they would without gradtui:
+
+- a layer's ``call`` in a training forward pass leaves its output with the recorder (nothing is
+  computed there);
+- the optimizer's ``_backend_apply_gradients`` (gradients unscaled, before clipping; under
+  ``tf.distribute`` the replicas' sum) runs the update, then, every ``every`` steps, reduces each
+  variable's gradient, weight and update and each tapped output to a few numbers and writes them
+  as one row of a ring buffer held in a ``tf.Variable``. A host thread or a Keras callback
+  drains the ring a few times a second (:meth:`Recorder.drain`).
+
+The loss of a row is the one the step gave ``model.compute_loss`` or the optimizer's
+``scale_loss`` (what Keras's own step and the "customizing fit" guide's steps call); a step that
+calls neither leaves it unknown.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from gradtui import keras_compat as kc
+from gradtui.probe import COLUMNS, K, Records
+from gradtui.rows import Tracked, rows_of
+
+#: a sigmoid/tanh output counts as saturated where the derivative is below 8% of its maximum
+SIGMOID_SAT = 0.0204  # s(1-s) < 0.02 = 8% of 0.25
+TANH_SAT = 0.959  # 1-t^2 < 0.08
+#: per-variable values of a row: half sum of squares of the gradient, its largest and smallest
+#: value, half sums of squares of the weights and of the update (NaN/Inf counts come last)
+VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq")
+#: the gradient reaching a recurrent layer's input is summed into at most this many spans of time
+TIME_BUCKETS = 32
+#: ...and measured every this many recorded steps (its reduction runs in the backward pass)
+TIME_EVERY = 10
+#: graphs of control flow inside a step (their tensors belong to the step)
+_BRANCH_GRAPHS = ("CondBranchFuncGraph", "WhileCondFuncGraph", "WhileBodyFuncGraph")
+#: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known
+HEAD = 3
+
+
+def _f32(t: Any) -> Any:
+    import tensorflow as tf
+
+    t = tf.convert_to_tensor(t)
+    return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)
+
+
+class Recorder:
+    """Records per-layer statistics of every step an optimizer applies to a model's weights.
+
+    Args:
+        model: a built Keras model.
+        optimizer: the optimizer whose steps are recorded. Defaults to ``model.optimizer``.
+        every (int): record every N optimizer steps. Defaults to 1.
+        capacity (int): rows in the in-graph ring buffer. Defaults to 512.
+
+    Example:
+        >>> rec = Recorder(model)
+        >>> model.fit(x, y)
+        >>> rec.drain().to_records()[0]["layers"]
+    """
+
+    def __init__(self, model: Any, optimizer: Any = None, *, every: int = 1, capacity: int = 512) -> None:
+        from gradtui.build import import_keras
+
+        import_keras()
+        import tensorflow as tf
+
+        self.model = model
+        self.every = max(1, int(every))
+        self.capacity = int(capacity)
+        optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError(
+                "gradtui.watch needs an optimizer: compile the model, or pass optimizer= (the one "
+                "whose apply_gradients your training calls)"
+            )
+        self.optimizer = optimizer
+        self.applier = kc.inner_optimizer(optimizer)
+        if not kc.has_hooks(self.applier):
+            raise RuntimeError(
+                f"gradtui cannot record {type(self.applier).__name__}: its Keras version lacks the "
+                f"methods gradtui wraps (tested with Keras {', '.join(kc.TESTED)})"
+            )
+        self.tracked: list[Tracked] = rows_of(model)
+        self.layer_names = [t.name for t in self.tracked]
+        self.n_layers = len(self.tracked)
+        weights = model.trainable_weights
+        self._weights = weights
+        owner = np.full(len(weights), -1, dtype=np.int64)
+        recurrent = np.zeros(len(weights), bool)
+        for li, t in enumerate(self.tracked):
+            owner[t.variables] = li
+            recurrent[t.recurrent] = True
+        #: trainable-weight index of each per-variable column of a row
+        self._vars = [i for i in range(len(weights)) if owner[i] >= 0]
+        self.n_vars = v = len(self._vars)
+        self._column = {id(weights[i]): c for c, i in enumerate(self._vars)}
+        for c, i in enumerate(self._vars):
+            value = getattr(weights[i], "value", None)
+            if value is not None:
+                self._column[id(value)] = c
+        # Host side: the per-variable columns of a row, sorted by layer, are combined per layer
+        # with one reduceat each; recurrent kernels are summed apart
+        cols_owner = owner[self._vars]
+        self._rec_cols = recurrent[self._vars]
+        self._has_rec = np.array([bool(t.recurrent) for t in self.tracked])
+        self._perm = np.argsort(cols_owner, kind="stable")
+        self._starts = np.searchsorted(cols_owner[self._perm], np.arange(self.n_layers))
+
+        self.taps = [(li, t) for li, t in enumerate(self.tracked) if t.act_kind and t.act_source is not None]
+        self._tap_of = {id(t.act_source): k for k, (_, t) in enumerate(self.taps)}
+        self._act_layers = np.array([li for li, _ in self.taps], dtype=np.int64)
+        # recurrent layers over a sequence of known length: the gradient reaching each time step
+        self.time_rows: list[tuple[int, Tracked, int]] = []  # (layer index, row, sequence length)
+        for li, t in enumerate(self.tracked):
+            shape = kc.input_shape(t.layer) if hasattr(t.layer, "cell") else None
+            if shape is not None and len(shape) >= 3 and shape[1] is not None and int(shape[1]) > 1:
+                self.time_rows.append((li, t, int(shape[1])))
+        self.time_buckets = [min(TIME_BUCKETS, n) for _, _, n in self.time_rows]
+        # one row: HEAD, VAR_COLUMNS per variable, (fraction, mean) per tap, NaN/Inf per
+        # variable, then the spans of time of each recurrent layer
+        self._time_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
+        self.width = self._time_at + sum(self.time_buckets)
+        self.strategy = kc.distribution_strategy(model)
+        with tf.init_scope(), self.strategy.scope():
+            init = np.zeros((self.capacity, self.width), np.float32)
+            init[:, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
+            self.buffer = tf.Variable(init, trainable=False, name="gradtui_ring")
+            self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
+        self.read_count = 0
+        self.lost = 0
+        self._last_step = -1
+        self._templates: dict[bytes, str] = {}
+        #: steps whose update norm came from the optimizer's own update tensors (set when traced)
+        self.captured_updates = 0
+        # what a training forward pass left, per traced graph and thread (replicas are threads)
+        self._stash: dict[tuple[int, int], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._attached = False
+        self.attach()
+
+    # ------------------------------------------------------------------ hooks
+
+    def attach(self) -> None:
+        """Wrap the optimizer's application of gradients and the tapped layers' ``call``."""
+        if self._attached:
+            return
+        kc.wrap_method(self.applier, kc.APPLY, self._wrap_apply)
+        kc.wrap_method(self.optimizer, "scale_loss", self._wrap_loss)
+        kc.wrap_method(self.model, "compute_loss", self._wrap_loss)
+        for _, t in self.taps:
+            kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t))
+        for k, (_, t, length) in enumerate(self.time_rows):
+            kc.wrap_method(t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n))
+        self._attached = True
+        # A step compiled before now does not pass through the wrappers: compile it again.
+        if getattr(self.model, "train_function", None) is not None:
+            self.model.train_function = None
+
+    def detach(self) -> None:
+        """Give the optimizer and the layers back their own methods."""
+        if not self._attached:
+            return
+        kc.unwrap_method(self.applier, kc.APPLY)
+        kc.unwrap_method(self.optimizer, "scale_loss")
+        kc.unwrap_method(self.model, "compute_loss")
+        for _, t in self.taps:
+            kc.unwrap_method(t.act_source, "call")
+        for _, t, _ in self.time_rows:
+            kc.unwrap_method(t.layer, "call")
+        self._attached = False
+        if getattr(self.model, "train_function", None) is not None:
+            self.model.train_function = None
+
+    def _key(self) -> tuple[int, int]:
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return 0, threading.get_ident()
+        # the step's own graph: a LossScaleOptimizer applies inside a tf.cond branch, whose
+        # graph is nested in the step's
+        graph = tf.compat.v1.get_default_graph()
+        while type(graph).__name__ in _BRANCH_GRAPHS and getattr(graph, "outer_graph", None) is not None:
+            graph = graph.outer_graph
+        return id(graph), threading.get_ident()
+
+    def _slot(self) -> dict[str, Any]:
+        key = self._key()
+        with self._lock:
+            got = self._stash.get(key)
+            if got is None:
+                if len(self._stash) > 64:  # graphs traced long ago
+                    self._stash.clear()
+                got = self._stash[key] = {"acts": {}}
+            return got
+
+    def _wrap_call(self, orig: Any, t: Tracked) -> Any:
+        import tensorflow as tf
+
+        @functools.wraps(orig)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = orig(*args, **kwargs)
+            y = out[0] if isinstance(out, (list, tuple)) else out
+            if isinstance(y, tf.Tensor) and kc.training_call(t.act_source):
+                self._slot()["acts"][self._tap_of[id(t.act_source)]] = y
+            return out
+
+        return call
+
+    def _wrap_time(self, orig: Any, k: int, t: Tracked, length: int) -> Any:
+        """A recurrent layer's ``call`` whose input passes an identity with a gradient of its own.
+
+        In the backward pass that identity receives the gradient reaching each time step of the
+        input and, every ``TIME_EVERY`` recorded steps, leaves its norm per span of time with
+        the recorder. TensorFlow computes only the gradients the weights need, and a first
+        layer's input needs none: the identity also takes the layer's kernel (and gives it a
+        zero gradient, added to its own), so that the backward pass reaches it.
+        """
+        import tensorflow as tf
+
+        buckets = self.time_buckets[k]
+        period = self.every * TIME_EVERY
+        opt = self.applier
+        segments = tf.constant(np.arange(length) * buckets // length, tf.int32)
+        kernel = t.layer.trainable_weights[0]
+
+        def measure(dy: Any) -> Any:
+            axes = [i for i in range(dy.shape.rank) if i != 1]
+            sq = tf.reduce_sum(tf.square(_f32(dy)), axis=axes)
+            per_span = tf.math.unsorted_segment_sum(sq, segments, buckets)
+            sizes = tf.math.unsorted_segment_sum(tf.ones_like(sq), segments, buckets)
+            return tf.sqrt(per_span / sizes)  # the RMS over a span of each time step's norm
+
+        @functools.wraps(orig)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            x = args[0] if args else None
+            if (
+                not isinstance(x, tf.Tensor)
+                or x.shape.rank is None
+                or x.shape.rank < 3
+                or not kc.training_call(t.layer)
+            ):
+                return orig(*args, **kwargs)
+            slot = self._slot()
+
+            @tf.custom_gradient
+            def seen(x: Any, w: Any) -> Any:
+                def grad(dy: Any) -> Any:
+                    due = tf.equal(tf.cast(opt.iterations, tf.int64) % period, 0)
+                    nan = tf.fill([buckets], math.nan)
+                    slot.setdefault("time", {})[k] = tf.cond(due, lambda: measure(dy), lambda: nan)
+                    return dy, tf.zeros_like(w)
+
+                return tf.identity(x), grad
+
+            return orig(seen(x, tf.convert_to_tensor(kernel)), *args[1:], **kwargs)
+
+        return call
+
+    def _wrap_loss(self, orig: Any) -> Any:
+        import tensorflow as tf
+
+        # functools.wraps keeps the signature Keras inspects (compute_loss's ``training``)
+        @functools.wraps(orig)
+        def loss_fn(*args: Any, **kwargs: Any) -> Any:
+            out = orig(*args, **kwargs)
+            loss = args[0] if orig.__name__ == "scale_loss" and args else out
+            if isinstance(loss, tf.Tensor) and loss.shape.rank == 0:
+                self._slot()["loss"] = loss
+            return out
+
+        return loss_fn
+
+    def _wrap_apply(self, orig: Any) -> Any:
+        def apply(grads: Any, trainable_variables: Any) -> Any:
+            return self._apply(orig, list(grads), list(trainable_variables))
+
+        return apply
+
+    # ------------------------------------------------------------------ in the step (traced)
+
+    def _apply(self, orig: Any, grads: list[Any], variables: list[Any]) -> Any:
+        import tensorflow as tf
+
+        opt = self.applier
+        slot = self._slot()
+        step = tf.cast(tf.convert_to_tensor(opt.iterations), tf.int32)
+        record = tf.equal(step % self.every, 0) if self.every > 1 else tf.constant(True)
+        columns = [self._column.get(id(var)) for var in variables]
+        replicas = self.strategy.num_replicas_in_sync
+        in_replica = tf.distribute.in_cross_replica_context() is False and tf.distribute.has_strategy()
+        exact = replicas == 1 and not self._inexact(opt)
+        reduced: list[Any] = []
+
+        def keep_reduced(original: Any) -> Any:
+            def all_reduce(grads_and_vars: Any) -> Any:
+                out = original(grads_and_vars)
+                reduced[:] = [g for g, _ in out]
+                return out
+
+            return all_reduce
+
+        changes: dict[int, list[tuple[bool, Any]]] = {}
+        graph = tf.compat.v1.get_default_graph()
+
+        def capture(original: Any, name: str) -> Any:
+            def method(variable: Any, value: Any) -> Any:
+                c = self._column.get(id(variable))
+                if c is not None and tf.compat.v1.get_default_graph() is graph:
+                    change = _f32(tf.convert_to_tensor(value))  # IndexedSlices made dense
+                    if name == "assign":  # the new value: the change is new - old
+                        change = change - _f32(tf.convert_to_tensor(variable))
+                    changes.setdefault(c, []).append((name == "assign_sub", change))
+                return original(variable, value)
+
+            return method
+
+        before = (
+            {}
+            if exact
+            else {c: _f32(var) for c, var in zip(columns, variables, strict=True) if c is not None}
+        )
+        hooks = [(kc.ALL_REDUCE, keep_reduced)] if replicas > 1 and hasattr(opt, kc.ALL_REDUCE) else []
+        if exact:
+            hooks += [(name, lambda o, name=name: capture(o, name)) for name in kc.ASSIGNS]
+        for name, make in hooks:
+            kc.wrap_method(opt, name, make)
+        try:
+            result = orig(grads, variables)
+        finally:
+            for name, _ in hooks:
+                kc.unwrap_method(opt, name)
+        if replicas > 1:
+            clipped = any(getattr(opt, a, None) for a in ("clipnorm", "clipvalue", "global_clipnorm"))
+            if clipped or len(reduced) != len([g for g in grads if g is not None]):
+                # the optimizer summed clipped gradients: sum the raw ones to record
+                ctx = tf.distribute.get_replica_context()
+                present = [g for g in grads if g is not None]
+                reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, present) if in_replica else present
+            it = iter(reduced)
+            grads = [None if g is None else next(it) for g in grads]
+        acts = dict(slot.get("acts", {}))
+        times = dict(slot.pop("time", {}))
+        loss = slot.get("loss")
+        if loss is not None and replicas > 1 and in_replica:
+            # each replica's loss is its share (scaled by 1 / replicas): their sum is the step's
+            loss = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        slot["acts"] = {}
+        slot.pop("loss", None)
+        if exact:
+            self.captured_updates += 1
+
+        def row() -> Any:
+            return self._row(step, loss, grads, variables, columns, before, changes, acts, exact, times)
+
+        values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
+        kc.merge_call(self._write, self.strategy, values, step, record)
+        return result
+
+    @staticmethod
+    def _inexact(opt: Any) -> bool:
+        """Whether the optimizer changes weights outside the ``assign*`` calls of its update step
+        (weight decay, EMA, gradient accumulation): then the change is after minus before."""
+        return bool(
+            getattr(opt, "weight_decay", None)
+            or getattr(opt, "use_ema", False)
+            or getattr(opt, "gradient_accumulation_steps", None)
+        )
+
+    def _row(
+        self,
+        step: Any,
+        loss: Any,
+        grads: list[Any],
+        variables: list[Any],
+        columns: list[int | None],
+        before: dict[int, Any],
+        changes: dict[int, list[tuple[bool, Any]]],
+        acts: dict[int, Any],
+        exact: bool,
+        times: dict[int, Any],
+    ) -> Any:
+        import tensorflow as tf
+
+        v = self.n_vars
+        zero = tf.constant(0.0)
+        g_sq, g_hi, g_lo, w_sq, u_sq = ([zero] * v for _ in range(5))
+        g_half: list[Any] = []
+        for c, g, var in zip(columns, grads, variables, strict=True):
+            if c is None:
+                continue
+            w = _f32(var)
+            w_sq[c] = tf.nn.l2_loss(w)
+            if g is not None:
+                g = _f32(tf.convert_to_tensor(g))
+                g_sq[c] = tf.nn.l2_loss(g)
+                g_hi[c] = tf.reduce_max(g)
+                g_lo[c] = tf.reduce_min(g)
+                g_half.append((c, g))
+            if exact:
+                parts = changes.get(c)
+                if parts:
+                    delta = parts[0][1] if len(parts) == 1 else tf.add_n([-x if n else x for n, x in parts])
+                    u_sq[c] = tf.nn.l2_loss(delta)
+            elif c in before:
+                u_sq[c] = tf.nn.l2_loss(w - before[c])
+        half = [x for _, x in g_half]
+
+        def count_bad() -> Any:
+            out = [zero] * v
+            for c, g in g_half:
+                out[c] = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float32))
+            return tf.stack(out) if v else tf.zeros([0])
+
+        # the exact count is only worth its ops when a sum of squares is not finite
+        if half:
+            nonfinite = tf.cond(
+                tf.math.is_finite(tf.add_n([g_sq[c] for c, _ in g_half])),
+                lambda: tf.zeros([v], tf.float32),
+                count_bad,
+            )
+        else:
+            nonfinite = tf.zeros([v], tf.float32)
+        known = loss is not None
+        head = [
+            tf.bitcast(step, tf.float32),
+            tf.cast(tf.reshape(loss, []), tf.float32) if known else tf.constant(math.nan),
+            tf.constant(1.0 if known else 0.0),
+        ]
+        scalars = head + g_sq + g_hi + g_lo + w_sq + u_sq + self._act_stats(acts)
+        spans = [
+            tf.reshape(_f32(times[k]), [n]) if k in times else tf.fill([n], math.nan)
+            for k, n in enumerate(self.time_buckets)
+        ]
+        return tf.concat([tf.stack(scalars), nonfinite, *spans], 0)
+
+    def _act_stats(self, acts: dict[int, Any]) -> list[Any]:
+        """Two numbers per tap: the fraction of saturated or dead units, and the mean output."""
+        import tensorflow as tf
+
+        out: list[Any] = []
+        for k, (_, t) in enumerate(self.taps):
+            a = acts.get(k)
+            if a is None:  # not called in this step's training forward pass
+                out += [tf.constant(math.nan), tf.constant(math.nan)]
+                continue
+            a = _f32(a)
+            if t.act_kind == "dead":
+                # a unit (a channel of a convolution) is dead when it outputs 0 for every
+                # sample of the batch at every position
+                axis = 1 if t.channels_first and a.shape.rank > 2 else -1
+                rank = a.shape.rank or 2
+                keep = axis % rank
+                reduce_axes = [i for i in range(rank) if i != keep]
+                frac = tf.reduce_mean(tf.cast(tf.reduce_max(a, reduce_axes) <= 0.0, tf.float32))
+            elif t.activation == "sigmoid":
+                sat = tf.math.squared_difference(a, 0.5) > (0.5 - SIGMOID_SAT) ** 2
+                frac = tf.reduce_mean(tf.cast(sat, tf.float32))
+            else:
+                frac = tf.reduce_mean(tf.cast(tf.abs(a) > TANH_SAT, tf.float32))
+            out += [frac, tf.reduce_mean(a)]
+        return out
+
+    def _write(self, distribution: Any, values: Any, step: Any, record: Any) -> None:
+        """Write one row into the ring (on every replica's copy, from its own values)."""
+        import tensorflow as tf
+
+        capacity, every = self.capacity, self.every
+
+        def put(buffer: Any, row: Any, step: Any, record: Any) -> Any:
+            slot = tf.reshape(tf.cast((step // every) % capacity, tf.int32), [1, 1])
+
+            def write() -> Any:
+                buffer.scatter_nd_update(slot, tf.reshape(row, [1, -1]))
+                return tf.constant(True)
+
+            return tf.cond(record, write, lambda: tf.constant(False))
+
+        def bump(count: Any, record: Any) -> Any:
+            return count.assign_add(tf.cast(record, tf.int64))
+
+        distribution.extended.update(self.buffer, put, args=(values, step, record), group=False)
+        distribution.extended.update(self.count, bump, args=(record,), group=False)
+
+    # ------------------------------------------------------------------ host side
+
+    def pending(self) -> int:
+        """Rows written in the graph and not yet drained."""
+        return int(self.count.numpy()) - self.read_count
+
+    def drain(self, epoch: int = 0) -> Records:
+        """The rows written since the last drain, oldest first (empty when there are none)."""
+        count = int(self.count.numpy())
+        new = count - self.read_count
+        if new <= 0:
+            return self._records(np.zeros((0, self.width), np.float32), epoch)
+        rows = self.buffer.numpy()
+        steps = rows[:, 0].view(np.int32).astype(np.int64)
+        fresh = np.flatnonzero(steps > self._last_step)
+        fresh = fresh[np.argsort(steps[fresh], kind="stable")]
+        self.lost += max(0, new - len(fresh))
+        self.read_count = count
+        rows = rows[fresh]
+        if len(rows):
+            self._last_step = int(steps[fresh[-1]])
+        return self._records(rows, epoch)
+
+    def _records(self, rows: np.ndarray, epoch: int) -> Records:
+        steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
+        losses = rows[:, 1].astype(np.float64)
+        losses[rows[:, 2] == 0] = math.nan
+        return Records(
+            steps,
+            losses,
+            self.layer_stats(rows),
+            epoch,
+            self.tracked,
+            self._templates,
+            loss_known=rows[:, 2] != 0,
+            time_grads=self._time_grads(rows),
+        )
+
+    def _time_grads(self, rows: np.ndarray) -> dict[str, tuple[list[int], np.ndarray]]:
+        """Per recurrent layer: the first time step of each span, and the ``(rows, spans)``
+        gradient norms (NaN on rows where they were not measured)."""
+        out = {}
+        at = self._time_at
+        for (_, t, length), n in zip(self.time_rows, self.time_buckets, strict=True):
+            span = np.arange(length) * n // length
+            starts = [int(np.argmax(span == b)) for b in range(n)]
+            out[t.name] = (starts, rows[:, at : at + n].astype(np.float64))
+            at += n
+        return out
+
+    def layer_stats(self, rows: np.ndarray) -> np.ndarray:
+        """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`gradtui.probe.COLUMNS`)."""
+        v, n, t = self.n_vars, len(rows), len(self.taps)
+        blocks = rows[:, HEAD : HEAD + 5 * v].astype(np.float64).reshape(n, 5, v)
+        nonfinite = rows[:, HEAD + 5 * v + 2 * t : self._time_at].astype(np.float64)
+        out = np.full((n, self.n_layers, K), math.nan)
+        col = {name: i for i, name in enumerate(COLUMNS)}
+        if v:
+            # sums per layer with reduceat over the columns sorted by layer (a matrix product
+            # would spread one variable's Inf to every layer as Inf * 0 = NaN)
+            perm, starts = self._perm, self._starts
+
+            def per_layer(x: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
+                return ufunc.reduceat(x[:, perm], starts, axis=1)
+
+            g = blocks[:, 0]
+            with np.errstate(invalid="ignore", over="ignore"):
+                out[:, :, col["grad_norm"]] = np.sqrt(2.0 * per_layer(np.where(self._rec_cols, 0.0, g)))
+                rec_norm = np.sqrt(2.0 * per_layer(np.where(self._rec_cols, g, 0.0)))
+                out[:, :, col["recurrent_grad_norm"]] = np.where(self._has_rec, rec_norm, math.nan)
+                hi = np.maximum(blocks[:, 1], -blocks[:, 2])
+                out[:, :, col["grad_max"]] = per_layer(hi, np.maximum)
+                out[:, :, col["weight_norm"]] = np.sqrt(2.0 * per_layer(blocks[:, 3]))
+                out[:, :, col["update_norm"]] = np.sqrt(2.0 * per_layer(blocks[:, 4]))
+                out[:, :, col["nonfinite"]] = per_layer(nonfinite)
+        if t:
+            taps = rows[:, HEAD + 5 * v : HEAD + 5 * v + 2 * t].astype(np.float64).reshape(n, t, 2)
+            out[:, self._act_layers, col["act"]] = taps[:, :, 0]
+            out[:, self._act_layers, col["act_mean"]] = taps[:, :, 1]
+        return out

@@ -1,0 +1,70 @@
+"""The private parts of Keras that gradtui wraps (gradtui/keras_compat.py) exist and behave as
+gradtui relies on, on the Keras version installed; pyproject.toml allows only versions listed
+in ``keras_compat.TESTED``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gradtui import keras_compat as kc
+
+
+def test_the_installed_keras_is_a_tested_one() -> None:
+    import keras
+
+    minor = ".".join(keras.__version__.split(".")[:2])
+    assert minor in kc.TESTED, f"Keras {keras.__version__}: check keras_compat and add it to TESTED"
+
+
+def test_pyproject_allows_only_tested_keras_versions() -> None:
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    spec = re.search(r'"keras([^"]*)"', text).group(1)
+    assert ">=3." in spec and "<" in spec, spec
+    upper = re.search(r"<\s*3\.(\d+)", spec)
+    newest = max(int(v.split(".")[1]) for v in kc.TESTED)
+    assert upper is not None and int(upper.group(1)) == newest + 1, spec
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_optimizers_have_the_wrapped_methods(name: str) -> None:
+    import keras
+
+    opt = getattr(keras.optimizers, name)()
+    assert kc.has_hooks(opt)
+    assert callable(getattr(opt, kc.ALL_REDUCE))
+    wrapped = keras.optimizers.LossScaleOptimizer(opt)
+    assert kc.inner_optimizer(wrapped) is opt
+
+
+def test_the_training_flag_and_sublayers() -> None:
+    import keras
+    import numpy as np
+
+    seen: list[bool] = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(kc.training_call(self))
+            return x
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), Probe()], name="inner")
+    x = np.ones((1, 3), "float32")
+    seen.clear()  # building the model called it symbolically
+    inner(x, training=True)
+    inner(x, training=False)
+    inner(x)
+    assert seen == [True, False, False]
+    assert [type(s).__name__ for s in kc.sublayers(inner)] == ["Dense", "Probe"]
+
+
+def test_wrap_method_is_per_instance_and_restored() -> None:
+    import keras
+
+    a, b = keras.optimizers.SGD(), keras.optimizers.SGD()
+    kc.wrap_method(a, "scale_loss", lambda orig: lambda loss: orig(loss) * 0 + 7)
+    assert a.scale_loss(1.0) == 7 and b.scale_loss(1.0) == 1.0
+    kc.unwrap_method(a, "scale_loss")
+    assert a.scale_loss(1.0) == 1.0
