@@ -112,7 +112,10 @@ def test_scale_label_shortens_instead_of_cutting() -> None:
     [
         (SMALL, {"#", "type", "units", "activation", "initializer"}),
         (MEDIUM, {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²"}),
-        ((150, 45), {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²", "BN", "output"}),
+        (
+            (150, 45),
+            {"#", "type", "units", "activation", "initializer", "repeat", "params", "σ²", "BN", "output"},
+        ),
     ],
 )
 async def test_builder_table_drops_columns_instead_of_cutting_them(make_app, size, expected) -> None:  # type: ignore[no-untyped-def]
