@@ -235,6 +235,26 @@ def run(
         sys.exit(3)
 
 
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    tui: bool = typer.Option(False, "--tui", help="Open the TUI's compare view on them instead."),
+) -> None:
+    """Print the runs side by side, layer by layer: gradient norms and their ratio, update ratios, diagnoses."""
+    from gradtui.runlog import read_run
+
+    if len(run_dirs) < 2:
+        raise GradtuiError("give at least two run directories to compare", key="RUN_DIR")
+    runs = [read_run(d) for d in run_dirs]  # a folder that is not a run ends here, in one line
+    if tui:
+        from gradtui.tui.app import run_compare
+
+        sys.exit(run_compare(run_dirs))
+    from gradtui.compare import print_compare
+
+    print_compare(runs)
+
+
 def main() -> None:
     """Console entry point."""
     app()
