@@ -255,6 +255,24 @@ def compare(
     print_compare(runs)
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    out: Path = typer.Option(
+        None, "-o", "--out", help="FILE.html or FILE.png. Default: RUN_DIR/report.html."
+    ),
+) -> None:
+    """Write a self-contained report of a run: heatmap of gradient norms, curves, diagnoses."""
+    from gradtui.runlog import read_run
+
+    run = read_run(run_dir)
+    if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
+        raise GradtuiError(f"cannot write '{out.suffix or out.name}'; give a .html or .png file", key="-o")
+    from gradtui.report import write_report
+
+    typer.echo(f"wrote {write_report(run, out)}")
+
+
 def main() -> None:
     """Console entry point."""
     app()

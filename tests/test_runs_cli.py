@@ -74,3 +74,31 @@ def test_compare_reads_a_killed_run_and_refuses_a_folder_that_is_not_a_run(tmp_p
     assert result.stderr.count("\n") == 1 and "not a run directory" in result.stderr
     result = runner.invoke(app, ["compare", str(a)])
     assert result.exit_code == 2 and "at least two" in result.stderr
+
+
+def test_report_writes_a_self_contained_html_page_by_default(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "a", [1e-8, 1e-3, 1e-1], kinds=["vanishing"])
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    assert "data:image/png;base64," in page and "vanishing" in page and "use he_normal with relu" in page
+    assert "http://" not in page and "https://" not in page  # opens offline
+    import base64
+
+    data = page.split("data:image/png;base64,")[1].split('"')[0]
+    assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_png_of_a_killed_run_and_bad_suffix(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "a", [1e-8, 1e-3], summary=False)
+    with (run / "stats.jsonl").open("a") as f:
+        f.write('{"step": 99, "la')
+    out = tmp_path / "fig.png"
+    result = runner.invoke(app, ["report", str(run), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "fig.pdf")])
+    assert result.exit_code == 2 and "give a .html or .png file" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
