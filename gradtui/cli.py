@@ -179,6 +179,9 @@ def run(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Allow writing into an existing run directory."
     ),
+    tensorboard: Path = typer.Option(
+        None, "--tensorboard", help="Also write TensorBoard event files into this folder."
+    ),
 ) -> None:
     """Train headless with live progress, per-layer gradients and diagnoses; write a run directory."""
     kinds: set[str] = set()
@@ -217,7 +220,9 @@ def run(
     from gradtui.view import RichView
 
     view = RichView(quiet=quiet)
-    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared)
+    session = Session(
+        p, out, listener=_with_tensorboard(view, tensorboard), overwrite=overwrite, prepared=prepared
+    )
     try:
         summary = session.run()
     except KeyboardInterrupt:
@@ -271,6 +276,36 @@ def report(
     from gradtui.report import write_report
 
     typer.echo(f"wrote {write_report(run, out)}")
+
+
+def _with_tensorboard(listener: Any, logdir: Path | None) -> Any:
+    """``listener``, plus a TensorBoard sink listening to the same records when ``logdir`` is given."""
+    if logdir is None:
+        return listener
+    if logdir.exists() and not logdir.is_dir():
+        raise GradtuiError("exists and is not a folder", file=str(logdir), key="--tensorboard")
+    from gradtui.tensorboard import Tee, TensorBoardSink
+
+    return Tee(listener, TensorBoardSink(logdir))
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    tensorboard: Path = typer.Option(..., "--tensorboard", help="The folder for TensorBoard event files."),
+) -> None:
+    """Write TensorBoard event files from a run directory (per-layer scalars, loss, diagnoses)."""
+    from gradtui.runlog import read_run
+
+    run = read_run(run_dir)
+    if tensorboard.exists() and not tensorboard.is_dir():
+        raise GradtuiError("exists and is not a folder", file=str(tensorboard), key="--tensorboard")
+    from gradtui.tensorboard import export_run
+
+    sink = export_run(run, tensorboard)
+    typer.echo(
+        f"wrote {sink.rows} steps of {run.name} to {tensorboard}; see it with: tensorboard --logdir {tensorboard}"
+    )
 
 
 def main() -> None:
