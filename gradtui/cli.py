@@ -93,7 +93,10 @@ def tui(
     """Open the TUI with PRESET loaded into the layer-stack builder."""
     if preset is not None:
         from gradtui.preset import load
+        from gradtui.runlog import is_run_dir
 
+        if is_run_dir(preset):
+            raise GradtuiError(f"is a run directory; show it with `gradtui open {preset}`", file=preset)
         load(preset)  # bad input ends here, in one line, before the screen opens
     _open_tui(preset, headless=headless, train=train)
 
@@ -306,6 +309,27 @@ def export(
     typer.echo(
         f"wrote {sink.rows} steps of {run.name} to {tensorboard}; see it with: tensorboard --logdir {tensorboard}"
     )
+
+
+@app.command(name="open")
+def open_run(
+    run_dir: Path = typer.Argument(..., help="A run directory (from run, the TUI or watch)."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep reading a run another process is writing, until it ends."
+    ),
+    headless: bool = typer.Option(
+        False, "--headless", help="Without a terminal: read (or follow) the run, then exit."
+    ),
+) -> None:
+    """Open the TUI's monitor, warnings and loss chart on a recorded run directory."""
+    from gradtui.runlog import check_run_dir
+
+    check_run_dir(run_dir)  # a folder that is not a run ends here, in one line
+    from gradtui.tui.app import run_open
+
+    code = run_open(run_dir, follow=follow, headless=headless)
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:
