@@ -332,6 +332,31 @@ def open_run(
         sys.exit(code)
 
 
+@app.command()
+def serve(
+    preset: str = typer.Argument(None, help="A bundled preset's name or a .toml file."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="The port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="The address to listen on; the default is this machine only."
+    ),
+) -> None:
+    """Serve the TUI to a web browser (textual-serve); each browser tab gets its own gradtui."""
+    import shlex
+
+    if preset is not None:
+        from gradtui.preset import load
+
+        load(preset)  # bad input ends here, in one line, before the server starts
+    try:
+        from textual_serve.server import Server
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
+    command = f"{shlex.quote(sys.executable)} -m gradtui tui"
+    if preset is not None:
+        command += f" {shlex.quote(preset)}"
+    Server(command, host=host, port=port, title="gradtui").serve()
+
+
 def main() -> None:
     """Console entry point."""
     app()
