@@ -12,7 +12,9 @@ from gradtui.runlog import RunReader, check_run_dir, read_run
 
 
 def _rec(step: int) -> str:
-    return json.dumps({"step": step, "epoch": 0, "loss": 2.0 - step / 10, "layers": {"a": {"grad_norm": 1e-3}}})
+    return json.dumps(
+        {"step": step, "epoch": 0, "loss": 2.0 - step / 10, "layers": {"a": {"grad_norm": 1e-3}}}
+    )
 
 
 def test_torn_last_line_and_no_summary_read_as_incomplete(tmp_path: Path) -> None:

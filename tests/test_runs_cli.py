@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gradtui.cli import app
@@ -20,22 +19,42 @@ def write_run(path: Path, grads: list[float], *, steps: int = 12, summary: bool 
     lines = []
     for s in range(steps):
         layers = {
-            f"l{i}": {"grad_norm": g, "grad_max": g, "weight_norm": 1.0, "update_ratio": g / 100,
-                      "nonfinite": 0, "saturation": 0.5 if i == 0 else 0.0}
+            f"l{i}": {
+                "grad_norm": g,
+                "grad_max": g,
+                "weight_norm": 1.0,
+                "update_ratio": g / 100,
+                "nonfinite": 0,
+                "saturation": 0.5 if i == 0 else 0.0,
+            }
             for i, g in enumerate(grads)
         }
         lines.append(json.dumps({"step": s, "epoch": 0, "loss": 2.0 - s / 20, "layers": layers}))
     (path / "stats.jsonl").write_text("\n".join(lines) + "\n")
     if summary:
         diagnoses = [
-            {"kind": k, "layer": "l0", "step": 3, "severity": "error", "message": f"{k} at l0",
-             "advice": "use he_normal with relu"}
+            {
+                "kind": k,
+                "layer": "l0",
+                "step": 3,
+                "severity": "error",
+                "message": f"{k} at l0",
+                "advice": "use he_normal with relu",
+            }
             for k in kinds
         ]
-        (path / "summary.json").write_text(json.dumps({
-            "name": path.name, "status": "completed", "steps": steps, "epochs": 1,
-            "final": {"loss": 1.5, "accuracy": 0.5}, "diagnoses": diagnoses,
-        }))
+        (path / "summary.json").write_text(
+            json.dumps(
+                {
+                    "name": path.name,
+                    "status": "completed",
+                    "steps": steps,
+                    "epochs": 1,
+                    "final": {"loss": 1.5, "accuracy": 0.5},
+                    "diagnoses": diagnoses,
+                }
+            )
+        )
     return path
 
 

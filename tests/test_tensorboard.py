@@ -77,7 +77,9 @@ def test_sink_writes_per_layer_scalars_text_and_histograms(tmp_path: Path) -> No
 
 
 def test_export_writes_a_run_directory_and_refuses_a_non_run(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", str(DATA / "run-vanishing"), "--tensorboard", str(tmp_path / "tb")])
+    result = runner.invoke(
+        app, ["export", str(DATA / "run-vanishing"), "--tensorboard", str(tmp_path / "tb")]
+    )
     assert result.exit_code == 0, result.output
     mux, run = load(tmp_path / "tb")
     records = [json.loads(line) for line in (DATA / "run-vanishing" / "stats.jsonl").read_text().splitlines()]
