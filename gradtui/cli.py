@@ -123,7 +123,10 @@ def tui(
     """Open the TUI with PRESET loaded into the layer-stack builder."""
     if preset is not None:
         from gradtui.preset import load
+        from gradtui.runlog import is_run_dir
 
+        if is_run_dir(preset):
+            raise GradtuiError(f"is a run directory; show it with `gradtui open {preset}`", file=preset)
         load(preset)  # bad input ends here, in one line, before the screen opens
     _open_tui(preset, headless=headless, train=train)
 
@@ -224,6 +227,9 @@ def run(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Allow writing into an existing run directory."
     ),
+    tensorboard: Path = typer.Option(
+        None, "--tensorboard", help="Also write TensorBoard event files into this folder."
+    ),
 ) -> None:
     """Train headless: live progress, per-layer gradients, diagnoses. Writes a run directory."""
     kinds: set[str] = set()
@@ -269,7 +275,14 @@ def run(
     from gradtui.view import RichView
 
     view = RichView(quiet=quiet)
-    session = Session(p, out, listener=view, overwrite=overwrite, prepared=prepared, fail_on=kinds)
+    session = Session(
+        p,
+        out,
+        listener=_with_tensorboard(view, tensorboard),
+        overwrite=overwrite,
+        prepared=prepared,
+        fail_on=kinds,
+    )
     try:
         summary = session.run()
     except KeyboardInterrupt:
@@ -295,6 +308,120 @@ def run(
             f"gradtui: --fail-on {matched.kind}: {matched.kind} on {where} at step {matched.step}{stopped}\n"
         )
         sys.exit(3)
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    tui: bool = typer.Option(False, "--tui", help="Open the TUI's compare view on them instead."),
+) -> None:
+    """Print the runs side by side, layer by layer: gradient norms and their ratio, update ratios, diagnoses."""
+    from gradtui.runlog import read_run
+
+    if len(run_dirs) < 2:
+        raise GradtuiError("give at least two run directories to compare", key="RUN_DIR")
+    runs = [read_run(d) for d in run_dirs]  # a folder that is not a run ends here, in one line
+    if tui:
+        from gradtui.tui.app import run_compare
+
+        sys.exit(run_compare(run_dirs))
+    from gradtui.compare import print_compare
+
+    print_compare(runs)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    out: Path = typer.Option(
+        None, "-o", "--out", help="FILE.html or FILE.png. Default: RUN_DIR/report.html."
+    ),
+) -> None:
+    """Write a self-contained report of a run: heatmap of gradient norms, curves, diagnoses."""
+    from gradtui.runlog import read_run
+
+    run = read_run(run_dir)
+    if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
+        raise GradtuiError(f"cannot write '{out.suffix or out.name}'; give a .html or .png file", key="-o")
+    from gradtui.report import write_report
+
+    typer.echo(f"wrote {write_report(run, out)}")
+
+
+def _with_tensorboard(listener: Any, logdir: Path | None) -> Any:
+    """``listener``, plus a TensorBoard sink listening to the same records when ``logdir`` is given."""
+    if logdir is None:
+        return listener
+    if logdir.exists() and not logdir.is_dir():
+        raise GradtuiError("exists and is not a folder", file=str(logdir), key="--tensorboard")
+    from gradtui.tensorboard import Tee, TensorBoardSink
+
+    return Tee(listener, TensorBoardSink(logdir))
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    tensorboard: Path = typer.Option(..., "--tensorboard", help="The folder for TensorBoard event files."),
+) -> None:
+    """Write TensorBoard event files from a run directory (per-layer scalars, loss, diagnoses)."""
+    from gradtui.runlog import read_run
+
+    run = read_run(run_dir)
+    if tensorboard.exists() and not tensorboard.is_dir():
+        raise GradtuiError("exists and is not a folder", file=str(tensorboard), key="--tensorboard")
+    from gradtui.tensorboard import export_run
+
+    sink = export_run(run, tensorboard)
+    typer.echo(
+        f"wrote {sink.rows} steps of {run.name} to {tensorboard}; see it with: tensorboard --logdir {tensorboard}"
+    )
+
+
+@app.command(name="open")
+def open_run(
+    run_dir: Path = typer.Argument(..., help="A run directory (from run, the TUI or watch)."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep reading a run another process is writing, until it ends."
+    ),
+    headless: bool = typer.Option(
+        False, "--headless", help="Without a terminal: read (or follow) the run, then exit."
+    ),
+) -> None:
+    """Open the TUI's monitor, warnings and loss chart on a recorded run directory."""
+    from gradtui.runlog import check_run_dir
+
+    check_run_dir(run_dir)  # a folder that is not a run ends here, in one line
+    from gradtui.tui.app import run_open
+
+    code = run_open(run_dir, follow=follow, headless=headless)
+    if code:
+        sys.exit(code)
+
+
+@app.command()
+def serve(
+    preset: str = typer.Argument(None, help="A bundled preset's name or a .toml file."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="The port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="The address to listen on; the default is this machine only."
+    ),
+) -> None:
+    """Serve the TUI to a web browser (textual-serve); each browser tab gets its own gradtui."""
+    import shlex
+
+    if preset is not None:
+        from gradtui.preset import load
+
+        load(preset)  # bad input ends here, in one line, before the server starts
+    try:
+        from textual_serve.server import Server
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
+    command = f"{shlex.quote(sys.executable)} -m gradtui tui"
+    if preset is not None:
+        command += f" {shlex.quote(preset)}"
+    Server(command, host=host, port=port, title="gradtui").serve()
 
 
 def main() -> None:

@@ -212,7 +212,15 @@ class RunDir:
 
 @dataclass
 class Run:
-    """A run directory read back."""
+    """A run directory read back.
+
+    Attributes:
+        path: the folder.
+        status: the summary's status, or ``incomplete`` while there is no ``summary.json``.
+        summary: ``summary.json`` (empty while absent).
+        records: the ``stats.jsonl`` records, oldest first (a torn last line left out).
+        preset_text: ``preset.toml`` (``None`` for a run of ``watch``, which writes none).
+    """
 
     path: Path
     status: str
@@ -220,31 +228,159 @@ class Run:
     records: list[dict[str, Any]] = field(default_factory=list)
     preset_text: str | None = None
 
+    @property
+    def name(self) -> str:
+        """The run's name: the summary's, the preset's, else the folder's."""
+        if self.summary.get("name"):
+            return str(self.summary["name"])
+        if self.preset_text:
+            for line in self.preset_text.splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "name" and value.strip().startswith('"'):
+                    return value.strip().strip('"')
+        return self.path.name
 
-def read_run(path: str | os.PathLike[str]) -> Run:
-    """Read a run directory; one without ``summary.json`` has status ``incomplete``."""
+    def layer_names(self) -> list[str]:
+        """Every layer key of the records, in the order they first appear (model order)."""
+        names: dict[str, None] = {}
+        for rec in self.records:
+            for key in rec.get("layers", {}):
+                names.setdefault(key, None)
+        return list(names)
+
+    def steps(self) -> list[int]:
+        """The step of each record."""
+        return [int(r.get("step", i)) for i, r in enumerate(self.records)]
+
+    def losses(self) -> list[float]:
+        """The loss of each record (NaN where missing)."""
+        return [_number(r.get("loss")) for r in self.records]
+
+    def field(self, key: str, names: list[str] | None = None) -> list[list[float]]:
+        """One per-layer field for every record: ``[record][layer]``, NaN where a layer lacks it."""
+        names = names if names is not None else self.layer_names()
+        out = []
+        for rec in self.records:
+            layers = rec.get("layers", {})
+            out.append([_number(layers.get(n, {}).get(key)) for n in names])
+        return out
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding ``stats.jsonl`` or ``summary.json``."""
     path = Path(path)
+    return path.is_dir() and ((path / "stats.jsonl").is_file() or (path / "summary.json").is_file())
+
+
+def check_run_dir(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is a run directory, else a one-line :class:`GradtuiError` (exit 2)."""
+    path = Path(path)
+    if not path.exists():
+        raise GradtuiError(
+            "there is no such folder; give a run directory (from gradtui run, the TUI or watch)",
+            file=str(path),
+        )
     if not path.is_dir():
-        raise GradtuiError("no such run directory", file=str(path))
-    records = []
-    stats = path / "stats.jsonl"
-    if stats.exists():
-        for line in stats.read_text(encoding="utf-8").splitlines():
+        raise GradtuiError(
+            "is not a folder; give a run directory (from gradtui run, the TUI or watch)", file=str(path)
+        )
+    if not is_run_dir(path):
+        raise GradtuiError(
+            "is not a run directory: it holds neither stats.jsonl nor summary.json", file=str(path)
+        )
+    return path
+
+
+class RunReader:
+    """Reads a run directory incrementally, while another process may still be writing it.
+
+    Each :meth:`poll` reads only the bytes of ``stats.jsonl`` appended since the last one and
+    parses the whole lines among them; a line without its newline yet (being written, or torn by
+    a killed process) waits for the next poll, and :meth:`finish` drops it for good. A complete
+    line that is not JSON (a torn write followed by more appends) is skipped and counted.
+
+    Args:
+        path: the run directory (checked with :func:`check_run_dir`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = check_run_dir(path)
+        self.run = Run(self.path, "incomplete")
+        self.offset = 0
+        self.partial = b""
+        self.skipped = 0
+        self.finished = False
+
+    def poll(self) -> list[dict[str, Any]]:
+        """New records since the last poll; also reads ``summary.json`` and ``preset.toml``
+        once they appear (see :attr:`finished`)."""
+        new = self._read_stats()
+        run = self.run
+        if run.preset_text is None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                run.preset_text = (self.path / "preset.toml").read_text(encoding="utf-8")
+        if not self.finished:
+            summary_path = self.path / "summary.json"
+            try:
+                summary = _unclean(json.loads(summary_path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                summary = None
+            if isinstance(summary, dict):
+                # written after the last line of stats.jsonl: read whatever came before it
+                new += self._read_stats()
+                run.summary = summary
+                run.status = str(summary.get("status", "incomplete"))
+                self.finished = True
+                self.partial = b""  # a torn last line stays torn once the run has ended
+        return new
+
+    def finish(self) -> Run:
+        """Read what is left and return the :class:`Run`; a torn last line is dropped."""
+        self.poll()
+        self.partial = b""
+        return self.run
+
+    def _read_stats(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path / "stats.jsonl", "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        if not data:
+            return []
+        self.offset += len(data)
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        new = []
+        for line in data[:cut].splitlines():
             if not line.strip():
                 continue
             try:
-                records.append(_unclean(json.loads(line)))
-            except json.JSONDecodeError:
-                break  # a torn last line from a killed process
-    summary: dict[str, Any] = {}
-    status = "incomplete"
-    summary_path = path / "summary.json"
-    if summary_path.exists():
-        try:
-            summary = _unclean(json.loads(summary_path.read_text(encoding="utf-8")))
-            status = str(summary.get("status", "incomplete"))
-        except json.JSONDecodeError:
-            status = "incomplete"
-    preset_path = path / "preset.toml"
-    preset_text = preset_path.read_text(encoding="utf-8") if preset_path.exists() else None
-    return Run(path, status, summary, records, preset_text)
+                record = json.loads(line)
+            except ValueError:
+                self.skipped += 1
+                continue
+            if isinstance(record, dict):
+                new.append(_unclean(record))
+        self.run.records.extend(new)
+        return new
+
+
+def read_run(path: str | os.PathLike[str]) -> Run:
+    """Read a run directory; one without ``summary.json`` has status ``incomplete``, and a torn
+    last line of ``stats.jsonl`` (a killed process) is left out.
+
+    Raises:
+        GradtuiError: ``path`` is not a run directory (neither ``stats.jsonl`` nor
+            ``summary.json``).
+    """
+    return RunReader(path).finish()

@@ -41,6 +41,11 @@ def test_entry_points_import_nothing_heavy(module: str) -> None:
         "gradtui.build",
         "gradtui.probe",
         "gradtui.monitor",
+        "gradtui.feed",
+        "gradtui.source",
+        "gradtui.compare",
+        "gradtui.report",
+        "gradtui.tensorboard",
     ],
 )
 def test_the_headless_core_never_imports_textual(module: str) -> None:

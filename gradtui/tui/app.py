@@ -36,6 +36,7 @@ from gradtui.errors import GradtuiError
 from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
+from gradtui.source import RunSource, TrainingSource
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -48,7 +49,7 @@ from gradtui.tui.messages import (
 )
 from gradtui.tui.screens.load_dialog import LoadDialog
 from gradtui.tui.screens.save_dialog import SaveDialog
-from gradtui.tui.trainer import TuiListener, train
+from gradtui.tui.trainer import poster
 from gradtui.tui.widgets.builder_view import BuilderView
 from gradtui.tui.widgets.compare_view import CompareView
 from gradtui.tui.widgets.layer_form import LayerForm
@@ -123,6 +124,8 @@ class GradtuiApp(App[int]):
         exit_after_train (bool): exit when that training ends (``--headless --train``).
         state: where an unsaved stack is kept on quit. Defaults to :func:`state_dir`.
         dirty (bool): the stack starts as unsaved changes (restored from a previous session).
+        source: a recorded run to show at start (``gradtui open``), read once or followed.
+        compare: recorded runs to open the compare view on (``gradtui compare --tui``).
     """
 
     CSS_PATH = "app.tcss"
@@ -154,6 +157,8 @@ class GradtuiApp(App[int]):
         exit_after_train: bool = False,
         state: Path | None = None,
         dirty: bool = False,
+        source: RunSource | None = None,
+        compare: list[Snapshot] | None = None,
     ) -> None:
         super().__init__()
         self.preset = preset
@@ -189,6 +194,12 @@ class GradtuiApp(App[int]):
         #: the training that ``q`` stopped, and when ``q`` was pressed
         self.quit_session: Session | None = None
         self.quit_requested = 0.0
+        #: the recorded run shown (``open``), and whether it is still being read or followed
+        self.run_source = source
+        self.reading = source is not None
+        self.compare_at_start = compare or []
+        #: what the app said when a followed run finished
+        self.finished_note: str | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -221,6 +232,18 @@ class GradtuiApp(App[int]):
                 f"restored the unsaved stack of your last session ({self.state / 'unsaved.toml'})",
                 title="Unsaved stack restored",
             )
+        if self.run_source is not None:
+            self.call_after_refresh(self.action_tab, "monitor")  # after the tabs settle on their first
+            what = "following" if self.run_source.follow else "reading"
+            status.set_state(what, str(self.run_source.path))
+            self.reading = True
+            self._feed(self.run_source)
+        if self.compare_at_start:
+            self.runs = self.compare_at_start[:-1]
+            self.current = self.compare_at_start[-1]
+            self.query_one(MonitorView).show(self.current, [])
+            self._show_compare()
+            self.call_after_refresh(self.action_tab, "compare")  # after the tabs settle on their first
         if self.exit_on_mount:
             self.call_after_refresh(self.exit, 0)
         elif self.auto_train:
@@ -250,6 +273,8 @@ class GradtuiApp(App[int]):
 
     def on_unmount(self) -> None:
         """Let the engine thread end once its work is done (the process does not wait for it)."""
+        if self.run_source is not None:
+            self.run_source.stop()
         self.engine.shutdown(wait=False)
 
     def on_keras_ready(self, message: KerasReady) -> None:
@@ -269,6 +294,9 @@ class GradtuiApp(App[int]):
 
     def action_toggle_training(self) -> None:
         """Start training the stack, or stop the training under way."""
+        if self.reading:
+            self.notify("following a recorded run; q quits", severity="warning", timeout=4)
+            return
         if self.session is not None:
             self.session.stop()
             self.query_one(RunStatus).set_state("stopping", "stopping after the current step…")
@@ -285,8 +313,6 @@ class GradtuiApp(App[int]):
         out = default_run_dir(self.preset.name, root=self.runs_root)
         session = Session(self.preset, out)
         self.trained_preset = self.preset
-        listener = TuiListener(self.post_message, session)
-        session.listener = listener
         self.session = session
         status = self.query_one(RunStatus)
         status.snapshot = None
@@ -294,12 +320,17 @@ class GradtuiApp(App[int]):
         status.set_state("starting", detail)
         self.query_one(MonitorView).show(Snapshot(name=self.preset.name), [])
         self.action_tab("monitor")
-        self._train(session, listener)
+        self._feed(TrainingSource(session))
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _train(self, session: Session, listener: TuiListener) -> None:
-        """Run the session on the engine thread, then post how it ended."""
-        self.post_message(self.engine.submit(train, session, listener).result())
+    @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
+    def _feed(self, source: TrainingSource | RunSource) -> None:
+        """Run a source in the background; its events arrive as messages (its last one
+        :class:`TrainingEnded`). A training runs on the engine thread (see the module doc)."""
+        emit = poster(self.post_message)
+        if isinstance(source, TrainingSource):
+            self.engine.submit(source.run, emit).result()
+        else:
+            source.run(emit)
 
     def on_training_status(self, message: TrainingStatus) -> None:
         """Progress before the first step."""
@@ -309,6 +340,12 @@ class GradtuiApp(App[int]):
     def on_training_started(self, message: TrainingStarted) -> None:
         """The model is built: show its layers."""
         self._pending = message.snapshot
+        if self.session is None:  # a recorded run
+            self._repaint()
+            if self.reading and self.run_source is not None and self.run_source.follow:
+                detail = f"following {self.run_source.path}: drawn as its lines arrive"
+                self.query_one(RunStatus).set_state("following", detail, device=message.snapshot.device)
+            return
         self.query_one(RunStatus).set_state("running", "t stops, p pauses", device=message.snapshot.device)
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
@@ -341,6 +378,10 @@ class GradtuiApp(App[int]):
     def on_training_ended(self, message: TrainingEnded) -> None:
         """Training finished, stopped or failed: show how, keep the stack, record the run."""
         self.session = None
+        if self.reading:
+            self.reading = False
+            self._recorded_ended(message)
+            return
         self.last_summary = message.summary
         self.last_error = message.error
         self.last_trace = message.trace
@@ -369,6 +410,31 @@ class GradtuiApp(App[int]):
             self.exit(self.return_code or 0)
         elif self.exit_after_train:
             self.exit(1 if snap.status == "failed" else 0)
+
+    def _recorded_ended(self, message: TrainingEnded) -> None:
+        """A recorded run is read (or a followed one finished): draw it and say how it ended."""
+        snap = message.snapshot or Snapshot(name=self.preset.name)
+        self._pending = None
+        self.current = snap
+        status = self.query_one(RunStatus)
+        status.set_progress(snap)
+        steps = message.summary.get("steps", snap.steps_done)
+        where = f"run directory {snap.out}"
+        if snap.status == "incomplete":
+            status.set_state("incomplete", f"{snap.steps_done} steps recorded, no summary.json; {where}")
+        else:
+            status.set_state(snap.status, f"{steps} steps; {where}", device=snap.device)
+        if message.followed:
+            self.finished_note = f"the run finished: {snap.status} after {steps} steps"
+            self.notify(self.finished_note, title="Run finished", timeout=10)
+        if message.error:
+            line = Text("✖ the run failed\n", "bold red")
+            line.append(message.error, "red")
+            self.errors = [line]
+        self.query_one(MonitorView).show(snap, self.errors)
+        self._show_compare()
+        if self._quitting or self.exit_after_train:
+            self.exit(0)
 
     def action_pause(self) -> None:
         """Pause or resume the training."""
@@ -544,6 +610,8 @@ class GradtuiApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit; during training, stop the worker first and leave within two seconds."""
+        if self.run_source is not None:
+            self.run_source.stop()
         self._keep_unsaved()
         if self.session is None:
             self.exit(0)
@@ -600,6 +668,78 @@ def create_app(
             return GradtuiApp(restored, dirty=True, **common)
     name = preset or DEFAULT_PRESET
     return GradtuiApp(load(name), preset_path=name if name.endswith(".toml") else None, **common)
+
+
+def open_app(
+    run_dir: str | Path,
+    *,
+    follow: bool = False,
+    interval: float = 0.25,
+    state: Path | None = None,
+    load_keras: bool = False,
+) -> GradtuiApp:
+    """The app on a recorded run directory (``gradtui open``): the monitor, warnings and loss
+    chart of the run, read once or followed until its ``summary.json`` appears.
+
+    The builder holds the run's ``preset.toml`` when it has one that loads (``t`` trains it
+    again once the run is read), else the default preset.
+
+    Raises:
+        GradtuiError: ``run_dir`` is not a run directory.
+    """
+    source = RunSource(run_dir, follow=follow, interval=interval)
+    preset = source.preset
+    path = str(source.path / "preset.toml") if preset is not None else None
+    return GradtuiApp(
+        preset or load(DEFAULT_PRESET),
+        preset_path=path,
+        load_keras=load_keras,
+        state=state if state is not None else state_dir(),
+        source=source,
+    )
+
+
+def compare_app(run_dirs: list[str | Path], *, state: Path | None = None) -> GradtuiApp:
+    """The app's compare view on recorded runs (``gradtui compare --tui``); the view shows two
+    runs side by side: the first and the last named.
+
+    Raises:
+        GradtuiError: one of them is not a run directory.
+    """
+    from gradtui.feed import snapshot_from_run
+
+    snaps = [snapshot_from_run(d) for d in run_dirs]
+    shown = [snaps[0], snaps[-1]] if len(snaps) > 1 else snaps
+    return GradtuiApp(
+        load(DEFAULT_PRESET),
+        load_keras=False,
+        state=state if state is not None else state_dir(),
+        compare=shown,
+    )
+
+
+def _run_plain(app: GradtuiApp, headless: bool) -> int:
+    if headless:
+        code = app.run(headless=True)
+    else:
+        with screen_off_fd2(app.state / "tui-stderr.log"):
+            code = app.run()
+    return int(code or 0)
+
+
+def run_open(run_dir: str | Path, *, follow: bool, headless: bool = False) -> int:
+    """Run the app on a recorded run (``gradtui open``); returns the exit code."""
+    app = open_app(run_dir, follow=follow)
+    app.exit_after_train = headless  # leave once the run is read (or the followed run ended)
+    code = _run_plain(app, headless)
+    if app.finished_note:
+        sys.stderr.write(f"gradtui: {app.finished_note}\n")
+    return leave(code)
+
+
+def run_compare(run_dirs: list[str | Path]) -> int:
+    """Run the app's compare view on recorded runs (``gradtui compare --tui``)."""
+    return _run_plain(compare_app(run_dirs), headless=False)
 
 
 @contextlib.contextmanager

@@ -69,12 +69,15 @@ class TrainingEnded(Message):
         error: str | None = None,
         trace: str | None = None,
         preset: Preset | None = None,
+        followed: bool = False,
     ) -> None:
         self.summary = summary
         self.snapshot = snapshot
         self.error = error
         self.trace = trace
         self.preset = preset
+        #: a followed run that another process was writing has just finished
+        self.followed = followed
         super().__init__()
 
 
@@ -92,3 +95,25 @@ class StackChanged(Message):
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
         super().__init__()
+
+
+def message_for(event: Any) -> Message:
+    """The app message of a source's event (:mod:`gradtui.source`)."""
+    from gradtui import source
+
+    if isinstance(event, source.Updated):
+        return StatsUpdated(event.snapshot)
+    if isinstance(event, source.Status):
+        return TrainingStatus(event.text)
+    if isinstance(event, source.Started):
+        return TrainingStarted(event.snapshot, event.info)
+    if isinstance(event, source.Ended):
+        return TrainingEnded(
+            event.summary,
+            event.snapshot,
+            error=event.error,
+            trace=event.trace,
+            preset=event.preset,
+            followed=event.followed,
+        )
+    raise TypeError(f"not a source event: {event!r}")

@@ -19,6 +19,9 @@ STATE_STYLE = {
     "stopped": "yellow",
     "failed": "bold red",
     "interrupted": "yellow",
+    "reading": "yellow",
+    "following": "bold cyan",
+    "incomplete": "yellow",
 }
 
 

@@ -1,0 +1,305 @@
+"""``gradtui report``: one figure of a recorded run, as a PNG or a self-contained HTML page.
+
+The figure: a layers x steps heatmap of gradient norms on a log colour scale (vanishing reads as a
+dark lower band, exploding as a bright spreading one), the loss per recorded step with the final
+metrics, each layer's update ratio, the saturation and dead fractions over time, and the
+diagnoses with their advice. matplotlib is imported only here, through its object API (no
+pyplot, no global backend state): the Agg canvas draws without a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from gradtui.errors import GradtuiError
+from gradtui.runlog import Run
+
+#: figure width in inches (at :data:`DPI`): readable pasted into a pull request
+WIDTH_IN = 13.0
+DPI = 110
+
+
+def _array(rows: list[list[float]]) -> Any:
+    import numpy as np
+
+    return np.array(rows, dtype=float).reshape(len(rows), -1)
+
+
+def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
+    """``(text, colour)`` lines: each diagnosis's message and advice, wrapped."""
+    out: list[tuple[str, str]] = []
+    for d in run.summary.get("diagnoses", []):
+        colour = "#b00020" if d.get("severity") == "error" else "#a06000"
+        head = f"{d.get('kind')} ({d.get('severity', '')}) at step {d.get('step')}"
+        if d.get("layer"):
+            head += f", {d['layer']}"
+        if d.get("cleared_step") is not None:
+            head += f"; cleared at step {d['cleared_step']}"
+        out.append((head + ": " + str(d.get("message", "")), colour))
+        for line in textwrap.wrap("advice: " + str(d.get("advice", "")), width):
+            out.append(("    " + line, "#333333"))
+    if not out:
+        if run.status == "incomplete":
+            out.append(("no diagnoses recorded yet (the run has no summary.json)", "#555555"))
+        else:
+            out.append(
+                ("no diagnoses: no vanishing, exploding, non-finite, saturated or dead layers", "#1b7f3b")
+            )
+    return out
+
+
+def make_figure(run: Run) -> Any:
+    """The report's figure (a :class:`matplotlib.figure.Figure`)."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    names = run.layer_names()
+    steps = np.array(run.steps(), dtype=float)
+    grads = _array(run.field("grad_norm", names))
+    diag = _diagnosis_lines(run)
+    n_layers = max(1, len(names))
+    heat_h = min(7.0, max(2.4, 0.28 * n_layers + 1.2))
+    diag_h = max(0.8, 0.22 * len(diag) + 0.5)
+    fig = Figure(figsize=(WIDTH_IN, heat_h + 2 * 2.9 + diag_h), dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(4, 2, height_ratios=[heat_h, 2.9, 2.9, diag_h])
+    final = run.summary.get("final") or {}
+    title = f"{run.name} - {run.status}, {len(run.records)} recorded steps"
+    if run.summary.get("steps"):
+        title += f" of {run.summary['steps']}"
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+
+    # --- heatmap: layers (input at the top, as in the TUI and the tables) x steps
+    ax = fig.add_subplot(grid[0, :])
+    if len(steps) and names:
+        data = np.ma.masked_where(~np.isfinite(grads) | (grads <= 0), grads).T
+        positive = grads[np.isfinite(grads) & (grads > 0)]
+        if positive.size:
+            norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max()))
+            edges = _edges(steps)
+            mesh = ax.pcolormesh(
+                edges, np.arange(n_layers + 1), data, norm=norm, cmap="magma", shading="flat"
+            )
+            cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
+            cbar.set_label("gradient norm (log)")
+        bad = ~np.isfinite(grads)
+        if bad.any():
+            r, c = np.nonzero(bad)
+            ax.scatter(steps[r], c + 0.5, marker="x", color="cyan", s=12, label="NaN/Inf")
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylim(n_layers, 0)
+        ax.set_yticks(np.arange(n_layers) + 0.5)
+        ax.set_yticklabels(names, fontsize=8 if n_layers <= 24 else 6)
+    else:
+        ax.text(0.5, 0.5, "no recorded steps", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_title("gradient norm per layer (input at the top)", loc="left", fontsize=10)
+
+    colours = _layer_colours(n_layers)
+
+    # --- loss, with the final metrics
+    ax = fig.add_subplot(grid[1, 0])
+    losses = np.array(run.losses(), dtype=float)
+    if len(losses):
+        ax.plot(steps, losses, color="#1f4e99", lw=1.2, label="loss (batch)")
+        pos = losses[np.isfinite(losses) & (losses > 0)]
+        if pos.size and pos.max() / pos.min() > 100:  # an avalanche of loss: log scale shows both ends
+            ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("loss per recorded step", loc="left", fontsize=10)
+    acc_keys = [k for k in ("accuracy", "val_accuracy") if isinstance(final.get(k), (int, float))]
+    if "val_loss" in final and len(steps):
+        ax.plot(
+            [steps[-1]],
+            [final["val_loss"]],
+            "o",
+            color="#d9822b",
+            label=f"final val_loss {final['val_loss']:.3g}",
+        )
+    if acc_keys and len(steps):
+        twin = ax.twinx()
+        for k, marker in zip(acc_keys, ("s", "D"), strict=False):
+            twin.plot([steps[-1]], [final[k]], marker, color="#2e8b57", label=f"final {k} {final[k]:.3g}")
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel("accuracy (end of training)")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = twin.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    elif len(losses):
+        ax.legend(fontsize=8, loc="upper right")
+
+    # --- update ratios
+    ax = fig.add_subplot(grid[1, 1])
+    upd = _array(run.field("update_ratio", names))
+    _lines(ax, steps, upd, names, colours, log=True)
+    ax.set_title("update ratio ||dw|| / ||w|| per layer", loc="left", fontsize=10)
+    ax.set_xlabel("step")
+
+    # --- saturation and dead fractions
+    for col, key, label in (
+        (0, "saturation", "saturated units (sigmoid/tanh)"),
+        (1, "dead", "dead units (ReLU family)"),
+    ):
+        ax = fig.add_subplot(grid[2, col])
+        vals = _array(run.field(key, names))
+        shown = _lines(ax, steps, vals, names, colours, log=False, note=False)
+        ax.set_ylim(-0.02, 1.02)
+        finite = vals[np.isfinite(vals)] if vals.size else vals
+        highest = f", highest {finite.max():.2f}" if finite.size else ""
+        ax.set_title(f"fraction of {label}{highest}", loc="left", fontsize=10)
+        ax.set_xlabel("step")
+        if not shown:
+            ax.set_xticks([])
+            ax.text(
+                0.5,
+                0.5,
+                f"no layer records {key}",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="#777777",
+            )
+
+    # --- diagnoses with their advice
+    ax = fig.add_subplot(grid[3, :])
+    ax.axis("off")
+    ax.set_title("diagnoses", loc="left", fontsize=10, fontweight="bold")
+    y = 1.0
+    step = 0.22 / diag_h  # one line of 9-point text, in axes fraction
+    for text, colour in diag:
+        ax.text(
+            0.0,
+            y,
+            text,
+            ha="left",
+            va="top",
+            fontsize=9,
+            color=colour,
+            family="monospace",
+            transform=ax.transAxes,
+        )
+        y -= step
+    return fig
+
+
+def _edges(steps: Any) -> Any:
+    """Cell edges around each recorded step (``every`` > 1 leaves gaps that cells should cover)."""
+    import numpy as np
+
+    if len(steps) == 1:
+        return np.array([steps[0] - 0.5, steps[0] + 0.5])
+    mid = (steps[1:] + steps[:-1]) / 2
+    return np.concatenate([[steps[0] - (mid[0] - steps[0])], mid, [steps[-1] + (steps[-1] - mid[-1])]])
+
+
+def _layer_colours(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _lines(
+    ax: Any, steps: Any, vals: Any, names: list[str], colours: list[Any], *, log: bool, note: bool = True
+) -> int:
+    """One line a layer (colour by depth, input dark); a legend when few. Returns lines drawn."""
+    import numpy as np
+
+    drawn = 0
+    for j, name in enumerate(names):
+        v = vals[:, j] if vals.size else np.array([])
+        ok = np.isfinite(v) & ((v > 0) if log else True)
+        if not ok.any():
+            continue
+        ax.plot(steps[ok], v[ok], color=colours[j], lw=1.0, label=name)
+        drawn += 1
+    if log and drawn:
+        ax.set_yscale("log")
+    if drawn and drawn <= 8:
+        ax.legend(fontsize=7, loc="best", ncol=2)
+    elif drawn and note:  # too many for a legend: how the colours run, above the plot, not over a line
+        ax.set_title(
+            f"{drawn} layers: dark = input side, yellow = output side",
+            loc="right",
+            fontsize=7,
+            color="#555555",
+        )
+    return drawn
+
+
+def png_bytes(run: Run) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    make_figure(run).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def html_page(run: Run, png: bytes) -> str:
+    """A self-contained page: the figure as a data URI, the summary and the diagnoses as text."""
+    summary = run.summary
+    final = summary.get("final") or {}
+    rows = [
+        ("status", run.status),
+        ("steps", summary.get("steps", len(run.records))),
+        ("recorded steps", len(run.records)),
+        ("device", summary.get("device", "-")),
+    ]
+    rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in final.items()]
+    table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    diags = []
+    for d in summary.get("diagnoses", []):
+        where = f" &mdash; {html.escape(str(d['layer']))}" if d.get("layer") else ""
+        diags.append(
+            f"<li class='{html.escape(str(d.get('severity', '')))}'><b>{html.escape(str(d.get('kind')))}</b>{where} "
+            f"(step {html.escape(str(d.get('step')))}): {html.escape(str(d.get('message', '')))}"
+            f"<br><i>advice:</i> {html.escape(str(d.get('advice', '')))}</li>"
+        )
+    diag_html = f"<ul>{''.join(diags)}</ul>" if diags else "<p>No diagnoses.</p>"
+    data = base64.b64encode(png).decode("ascii")
+    name = html.escape(run.name)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gradtui report: {name}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; }} th, td {{ padding: 2px 10px; text-align: left; }}
+th {{ color: #555; font-weight: normal; }} li {{ margin-bottom: .6em; }}
+li.error b {{ color: #b00020; }} li.warning b {{ color: #a06000; }}
+img {{ max-width: 100%; }} code {{ color: #555; }}
+</style></head><body>
+<h1>{name}</h1><p><code>{html.escape(str(run.path))}</code></p>
+<table>{table}</table>
+<h2>Diagnoses</h2>{diag_html}
+<h2>Figure</h2><img alt="gradient norms, loss, update ratios, saturation and dead units of {name}"
+ src="data:image/png;base64,{data}">
+</body></html>
+"""
+
+
+def write_report(run: Run, out: str | Path | None = None) -> Path:
+    """Write the report of ``run`` to ``out`` (``.html`` or ``.png``; default ``RUN_DIR/report.html``).
+
+    Raises:
+        GradtuiError: ``out`` ends in something else.
+    """
+    target = Path(out) if out is not None else run.path / "report.html"
+    suffix = target.suffix.lower()
+    if suffix not in (".html", ".htm", ".png"):
+        raise GradtuiError(
+            f"cannot write '{target.suffix or target.name}'; give a .html or .png file", key="-o"
+        )
+    png = png_bytes(run)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".png":
+            target.write_bytes(png)
+        else:
+            target.write_text(html_page(run, png), encoding="utf-8")
+    except OSError as exc:
+        raise GradtuiError(f"cannot write it: {exc.strerror or exc}", file=str(target), key="-o") from None
+    return target

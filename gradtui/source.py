@@ -1,0 +1,374 @@
+"""Sources of what the monitor draws: a live training, a recorded run, a run being written.
+
+The TUI does not own training: it draws what a source emits. A source's :meth:`run` is called in
+a background thread with an ``emit`` callable and reports the same four events whatever it
+reads from:
+
+- :class:`Status` -- a line of progress before the first step (loading data, building the model);
+- :class:`Started` -- the first :class:`~gradtui.feed.Snapshot` (the layers are known);
+- :class:`Updated` -- a newer, complete snapshot (a stale one may be dropped);
+- :class:`Ended` -- the summary and the final snapshot; :meth:`run` returns it too.
+
+:class:`TrainingSource` trains a preset through a :class:`~gradtui.session.Session` (the
+controller: start, stop, pause, resume from any thread). :class:`RunSource` reads a run directory
+once, or follows one that another process is still appending to until its ``summary.json``
+appears. No Textual here: ``gradtui open --follow``'s loop and the training controller are plain
+Python, tested without a screen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gradtui.diagnosis import Diagnosis
+from gradtui.errors import GradtuiError
+from gradtui.feed import Snapshot, snapshot_from_history
+from gradtui.history import History
+from gradtui.preset import Preset
+from gradtui.runlog import RunDir, RunReader
+from gradtui.session import Session, StartInfo
+
+if TYPE_CHECKING:
+    from gradtui.probe import Records
+
+
+@dataclass
+class Status:
+    """Progress before the first step."""
+
+    text: str
+
+
+@dataclass
+class Started:
+    """The first snapshot; ``info`` is the session's :class:`StartInfo` (``None`` for a run read back)."""
+
+    snapshot: Snapshot
+    info: Any = None
+
+
+@dataclass
+class Updated:
+    """A newer snapshot holding everything the older ones did."""
+
+    snapshot: Snapshot
+
+
+@dataclass
+class Ended:
+    """The source is done: the run's summary, its final snapshot, and how it ended.
+
+    Attributes:
+        summary: ``summary.json`` (``{"status": "incomplete"}`` for a run without one).
+        snapshot: the final snapshot, or ``None`` when nothing was recorded.
+        error: the error line of a failed run.
+        trace: the traceback of a failed training, when there is one.
+        preset: the preset that was trained (live trainings).
+        followed: the source followed a run that another process was writing, and saw it end.
+    """
+
+    summary: dict[str, Any]
+    snapshot: Snapshot | None
+    error: str | None = None
+    trace: str | None = None
+    preset: Preset | None = None
+    followed: bool = False
+
+
+Event = Status | Started | Updated | Ended
+Emit = Callable[[Event], Any]
+
+
+class SnapshotListener:
+    """A session listener that turns the engine's callbacks into snapshots and events.
+
+    It copies what the screen needs into a :class:`Snapshot` in the training thread, so a
+    reader never sees a structure being written.
+
+    Args:
+        emit: called with each event (thread-safe on the receiving side).
+        session: the session, for its pause state.
+        clock: monotonic seconds. Defaults to :func:`time.monotonic`.
+    """
+
+    def __init__(
+        self, emit: Emit, session: Session | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.emit = emit
+        self.session = session
+        self.clock = clock
+        self.info: StartInfo | None = None
+        self.history: History | None = None
+        self.diagnoses: list[Diagnosis] = []
+        self.epoch_logs: list[dict[str, float]] = []
+        self.started = clock()
+        self.last: Snapshot | None = None
+
+    def snapshot(self, status: str | None = None) -> Snapshot:
+        """What the screen shows now."""
+        info = self.info
+        if status is None:
+            status = "paused" if self.session is not None and self.session.paused else "running"
+        fields: dict[str, Any] = {"status": status, "elapsed": self.clock() - self.started}
+        if info is not None:
+            fields.update(
+                name=info.name,
+                total_steps=info.total_steps,
+                steps_per_epoch=info.steps_per_epoch,
+                epochs=info.epochs,
+                device=info.device,
+                out=str(info.out),
+            )
+        snap = snapshot_from_history(
+            self.history or History(),
+            layers=info.layers if info else None,
+            diagnoses=self.diagnoses,
+            epoch_logs=self.epoch_logs,
+            **fields,
+        )
+        self.last = snap
+        return snap
+
+    # ---- Listener protocol (training thread)
+
+    def on_status(self, text: str) -> None:
+        """Loading data, starting TensorFlow, building the model."""
+        self.emit(Status(text))
+
+    def on_start(self, info: StartInfo) -> None:
+        """The model is built."""
+        self.info = info
+        self.started = self.clock()
+        self.emit(Started(self.snapshot(), info))
+
+    def on_records(self, records: Records, diagnoses: list[Diagnosis], history: History) -> None:
+        """New statistics (and any new diagnoses)."""
+        self.history = history
+        self.diagnoses.extend(diagnoses)
+        self.emit(Updated(self.snapshot()))
+
+    def on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
+        """An epoch ended: keep its logs for the chart."""
+        entry = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        if self.history is not None:
+            entry["_step"] = float(self.history.last_step + 1)
+        self.epoch_logs.append(entry)
+        self.emit(Updated(self.snapshot()))
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        """Training ended; :meth:`TrainingSource.run` emits :class:`Ended`."""
+
+
+def failed_summary(preset: Preset, error: str) -> dict[str, Any]:
+    """The ``summary.json`` of a run that failed before its first step."""
+    return {
+        "name": preset.name,
+        "status": "failed",
+        "steps": 0,
+        "epochs": 0,
+        "device": "CPU",
+        "params": {"total": 0, "trainable": 0, "non_trainable": 0},
+        "initial": {"loss": None},
+        "final": {},
+        "diagnoses": [],
+        "healthy": True,
+        "error": error,
+    }
+
+
+def record_failure(out: Path, preset: Preset, error: str) -> dict[str, Any]:
+    """Write a run directory with status ``failed`` for a run the engine refused to start.
+
+    Bad input (a broken data file) is refused by the engine before it creates the run
+    directory; the TUI still leaves a record of the attempt, as issue 3 asks.
+    """
+    summary = failed_summary(preset, error)
+    try:
+        run = RunDir(out)
+        run.write_preset(preset.to_toml())
+        run.write_summary(summary)
+        run.close()
+    except (GradtuiError, OSError):
+        pass  # the error itself is what the user needs to see
+    return summary
+
+
+class TrainingSource:
+    """A live training of a preset: the UI-free controller of one :class:`Session`.
+
+    Args:
+        session: the session to run; its listener becomes this source's
+            :class:`SnapshotListener` (plus ``extra_listener``, e.g. a TensorBoard sink).
+        clock: monotonic seconds for the snapshots. Defaults to :func:`time.monotonic`.
+    """
+
+    def __init__(self, session: Session, clock: Callable[[], float] = time.monotonic) -> None:
+        self.session = session
+        self.clock = clock
+        self.listener: SnapshotListener | None = None
+
+    # control, from any thread
+    def stop(self) -> None:
+        """Stop after the current step."""
+        self.session.stop()
+
+    def pause(self) -> None:
+        """Hold before the next step."""
+        self.session.pause()
+
+    def resume(self) -> None:
+        """Continue."""
+        self.session.resume()
+
+    @property
+    def paused(self) -> bool:
+        """Whether training is held."""
+        return self.session.paused
+
+    def run(self, emit: Emit, listener: SnapshotListener | None = None) -> Ended:
+        """Train to the end in this thread, emitting events; never raises. Returns :class:`Ended`
+        (also emitted)."""
+        session, preset = self.session, self.session.preset
+        listener = listener or SnapshotListener(emit, session, self.clock)
+        self.listener = listener
+        if session.listener is None or session.listener is listener:
+            session.listener = listener
+        else:  # keep what was already listening (a TensorBoard sink)
+            from gradtui.tensorboard import Tee
+
+            session.listener = Tee(listener, session.listener)
+        ended = _train(session, listener, preset)
+        emit(ended)
+        return ended
+
+
+def _train(session: Session, listener: SnapshotListener, preset: Preset) -> Ended:
+    try:
+        summary = session.run()
+    except GradtuiError as exc:
+        error = exc.one_line()
+        summary = record_failure(session.out, preset, error)
+        return Ended(summary, listener.last, error=error, preset=preset)
+    except BaseException as exc:  # noqa: BLE001 - anything must reach the screen, not kill the app
+        error = f"{type(exc).__name__}: {exc}"
+        trace = traceback.format_exc()
+        summary = session.summary or record_failure(session.out, preset, error)
+        return Ended(summary, listener.last, error=error, trace=trace, preset=preset)
+    snap = listener.snapshot(status=str(summary.get("status", "completed")))
+    error = summary.get("error")
+    return Ended(
+        summary,
+        snap,
+        error=error,
+        trace=getattr(session, "traceback", None) if error else None,
+        preset=preset,
+    )
+
+
+class RunSource:
+    """A recorded run directory, read once or followed while another process writes it.
+
+    Args:
+        path: the run directory (a folder that is not a run raises :class:`GradtuiError`).
+        follow (bool): keep reading until ``summary.json`` appears (or :meth:`stop`).
+            Defaults to False: read what is there, once.
+        interval (float): seconds between two reads while following. Defaults to 0.25.
+        clock: monotonic seconds. Defaults to :func:`time.monotonic`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        follow: bool = False,
+        interval: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reader = RunReader(path)  # checks the folder now, before any screen opens
+        self.path = self.reader.path
+        self.follow = follow
+        self.interval = interval
+        self.clock = clock
+        self.history = History()
+        self._stop = threading.Event()
+        self.started = clock()
+
+    def stop(self) -> None:
+        """Stop following (from any thread)."""
+        self._stop.set()
+
+    @property
+    def preset(self) -> Preset | None:
+        """The run's ``preset.toml`` as a preset, or ``None`` (``watch`` writes none, or it does
+        not load)."""
+        text = self.reader.run.preset_text
+        if text is None:
+            try:
+                text = (self.path / "preset.toml").read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+        from gradtui.preset import loads
+
+        try:
+            return loads(text, source=str(self.path / "preset.toml"))
+        except GradtuiError:
+            return None
+
+    def snapshot(self) -> Snapshot:
+        """What the run holds so far."""
+        run = self.reader.run
+        summary = run.summary
+        if self.reader.finished:
+            status = str(summary.get("status", "incomplete"))
+        else:
+            status = "following" if self.follow and not self._stop.is_set() else "incomplete"
+        diagnoses = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
+        final = summary.get("final") or {}
+        steps = int(summary.get("steps") or self.history.last_step + 1)
+        snap = snapshot_from_history(
+            self.history,
+            diagnoses=diagnoses,
+            epoch_logs=[final] if final else [],
+            name=run.name,
+            total_steps=steps,
+            epochs=int(summary.get("epochs") or 0),
+            device=str(summary.get("device", "")),
+            status=status,
+            out=str(self.path),
+            elapsed=self.clock() - self.started,
+        )
+        snap.step = max(snap.step, steps - 1)  # with ``every`` > 1 the last recorded step is not the last
+        return snap
+
+    def _read(self) -> bool:
+        new = self.reader.poll()
+        if new:
+            self.history.extend(new)
+        return bool(new)
+
+    def run(self, emit: Emit) -> Ended:
+        """Read (and follow) the run, emitting events; returns :class:`Ended` (also emitted)."""
+        self._read()
+        emit(Started(self.snapshot()))
+        saw_end = False
+        if self.follow:
+            while not self.reader.finished and not self._stop.wait(self.interval):
+                if self._read() or self.reader.finished:
+                    emit(Updated(self.snapshot()))
+            saw_end = self.reader.finished
+        self._read()
+        self.reader.partial = b""  # a line still without its newline is torn: dropped
+        run = self.reader.run
+        summary = run.summary or {"name": run.name, "status": "incomplete"}
+        snap = self.snapshot()
+        if not self.reader.finished:
+            snap.status = "incomplete"
+        ended = Ended(summary, snap, error=summary.get("error"), followed=saw_end)
+        emit(ended)
+        return ended
