@@ -229,7 +229,10 @@ class Session:
                 verbose=0,
                 callbacks=[monitor.callback, control],
             )
-            status = "stopped" if monitor.nonfinite_stop or self._stop.is_set() else "completed"
+            # a stop asked at the last drain (a --fail-on match found as training ended) stopped
+            # nothing: every step ran
+            cut_short = self._stop.is_set() and control.steps < prepared.total_steps
+            status = "stopped" if monitor.nonfinite_stop or cut_short else "completed"
         except KeyboardInterrupt:
             status = "interrupted"
             raise

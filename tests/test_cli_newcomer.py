@@ -207,3 +207,18 @@ def test_version_prints_the_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"gradtui {gradtui.__version__}"
+
+
+def test_fail_on_match_at_the_last_step_stopped_nothing(tmp_path: Path) -> None:
+    """A match found only when the last records are drained still exits 3 and names the kind,
+    but training ran every step: status ``completed``, no "training stopped" on stderr."""
+    out = tmp_path / "end"
+    result = runner.invoke(
+        app,
+        ["run", "vanishing-sigmoid", "--max-steps", "3", "--fail-on", "vanishing", "--out", str(out), "-q"],
+    )
+    assert result.exit_code == 3, result.output
+    summary = read_run(out).summary
+    ran_all = summary["steps"] == 3
+    assert summary["status"] == ("completed" if ran_all else "stopped")
+    assert ("training stopped" in result.stderr) == (not ran_all)
