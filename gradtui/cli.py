@@ -278,7 +278,8 @@ def run(
     session = Session(
         p,
         out,
-        listener=_with_tensorboard(view, tensorboard),
+        listener=view,
+        tensorboard=_tensorboard_sink(tensorboard),
         overwrite=overwrite,
         prepared=prepared,
         fail_on=kinds,
@@ -348,15 +349,15 @@ def report(
     typer.echo(f"wrote {write_report(run, out)}")
 
 
-def _with_tensorboard(listener: Any, logdir: Path | None) -> Any:
-    """``listener``, plus a TensorBoard sink listening to the same records when ``logdir`` is given."""
+def _tensorboard_sink(logdir: Path | None) -> Any:
+    """A TensorBoard sink writing into ``logdir`` (``--tensorboard``), or ``None``."""
     if logdir is None:
-        return listener
+        return None
     if logdir.exists() and not logdir.is_dir():
         raise GradtuiError("exists and is not a folder", file=str(logdir), key="--tensorboard")
-    from gradtui.tensorboard import Tee, TensorBoardSink
+    from gradtui.tensorboard import TensorBoardSink
 
-    return Tee(listener, TensorBoardSink(logdir))
+    return TensorBoardSink(logdir)
 
 
 @app.command()

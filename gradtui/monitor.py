@@ -21,6 +21,8 @@ from gradtui.rows import describe
 from gradtui.runlog import RunDir
 from gradtui.stack import LayerInfo
 
+#: a custom loop's histogram interval, in optimizer steps (``fit`` takes one an epoch)
+HISTOGRAM_STEPS = 100
 #: called with the new records (a drain's arrays) and the diagnoses they raised
 RecordListener = Callable[[Records, list[Diagnosis]], None]
 
@@ -55,9 +57,10 @@ class Monitor:
         history_size: int = 256,
         run: RunDir | None = None,
         optimizer: Any = None,
+        histograms: bool = False,
     ) -> None:
         self.model = model
-        self.instrument = Recorder(model, optimizer, every=every)
+        self.instrument = Recorder(model, optimizer, every=every, histograms=histograms)
         described = describe(model, self.instrument.tracked)
         self.layers = _with_rows(layers, described) if layers is not None else described
         self.name = name or getattr(model, "name", "model")
@@ -73,7 +76,12 @@ class Monitor:
         self.stop_on_nonfinite = stop_on_nonfinite
         self.listeners: list[RecordListener] = []
         self.epoch_listeners: list[Callable[[int, dict[str, Any]], None]] = []
-        self.callback = make_callback(self.flush, self._on_epoch)
+        self.callback = make_callback(
+            self.flush, self._on_epoch, lambda _e: self.instrument.request_histograms()
+        )
+        #: sinks of gradient and weight histograms (``add_histograms(step, gradients, weights)``)
+        self.histogram_sinks: list[Any] = []
+        self._last_hist_request = 0
         self.callback.flush_every = max(1, self.instrument.capacity // 2) * self.instrument.every
         self.initial_loss: float | None = None
         self.last_loss: float | None = None
@@ -134,7 +142,21 @@ class Monitor:
                 self.model.stop_training = True
         for listener in list(self.listeners):
             listener(block, new)
+        if self.histogram_sinks:
+            got = self.instrument.take_histograms()
+            if got is not None:
+                for sink in self.histogram_sinks:
+                    sink.add_histograms(*got)
         return block
+
+    def add_tensorboard(self, sink: Any) -> None:
+        """Also write into a :class:`gradtui.tensorboard.TensorBoardSink`: the scalars of every
+        drain, the epoch's metrics, the histograms kept at the histogram interval, and the
+        diagnoses whenever the summary is written."""
+        self.listeners.append(lambda records, new: sink.on_records(records, new, self.history))
+        self.epoch_listeners.append(sink.on_epoch)
+        self.histogram_sinks.append(sink)
+        self._tensorboard = sink
 
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         self.epochs_done = epoch + 1
@@ -190,6 +212,10 @@ class Monitor:
         summary = self.summary(status, error=error, params=params)
         if self.run is not None:
             self.run.write_summary(summary)
+        sink = getattr(self, "_tensorboard", None)
+        if sink is not None:
+            sink.add_diagnoses(summary["diagnoses"], step=self.steps)
+            sink.flush()
         return summary
 
     # ------------------------------------------------------------------ custom training loops
@@ -203,6 +229,10 @@ class Monitor:
         def loop() -> None:
             while not self._closing.wait(interval):
                 try:
+                    steps = self.steps
+                    if steps - self._last_hist_request >= HISTOGRAM_STEPS or not self._last_hist_request:
+                        self._last_hist_request = max(steps, 1)
+                        self.instrument.request_histograms()
                     self.flush("timer")
                 except Exception:  # the training thread may be tearing the model down
                     pass
@@ -218,6 +248,9 @@ class Monitor:
             self._drainer = None
         summary = self.finish(status, error=error)
         self.instrument.detach()
+        sink = getattr(self, "_tensorboard", None)
+        if sink is not None:
+            sink.close()
         self.closed = True
         return summary
 
@@ -341,12 +374,13 @@ def watch(
         stop_on_nonfinite=stop_on_nonfinite,
         thresholds=thresholds,
         run=run,
+        histograms=tensorboard is not None,
     )
     monitor.device = device_name()
-    if tensorboard is not None:
-        from gradtui.tensorboard import attach as attach_tensorboard
+    if tensorboard is not None and _is_chief():
+        from gradtui.tensorboard import TensorBoardSink
 
-        attach_tensorboard(monitor, tensorboard)
+        monitor.add_tensorboard(TensorBoardSink(tensorboard))
     if optimizer is not None:
         monitor.start_draining()
     original_fit = model.fit

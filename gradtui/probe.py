@@ -236,7 +236,11 @@ def _build(pieces: list[str], formats: list[str]) -> str:
     return "".join(p + f for p, f in zip(pieces, formats, strict=False)) + pieces[-1]
 
 
-def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], None] | None = None) -> Any:
+def make_callback(
+    flush: Callable[[str], None],
+    on_epoch: Callable[[int, dict], None] | None = None,
+    on_epoch_begin: Callable[[int], None] | None = None,
+) -> Any:
     """A Keras callback that drains the ring a few times a second (and at epoch/train ends).
 
     Its per-batch work is a clock read and a look at the loss Keras already converted to a
@@ -270,6 +274,8 @@ def make_callback(flush: Callable[[str], None], on_epoch: Callable[[int, dict], 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = self._offset + epoch
             self.epochs_seen = max(self.epochs_seen, self.epoch + 1)
+            if on_epoch_begin is not None:
+                on_epoch_begin(self.epoch)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self._batches += 1

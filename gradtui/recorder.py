@@ -63,6 +63,8 @@ class Recorder:
         optimizer: the optimizer whose steps are recorded. Defaults to ``model.optimizer``.
         every (int): record every N optimizer steps. Defaults to 1.
         capacity (int): rows in the in-graph ring buffer. Defaults to 512.
+        histograms (bool): keep a copy of the raw gradients of the step after each
+            :meth:`request_histograms` (for TensorBoard's histograms). Defaults to False.
 
     Example:
         >>> rec = Recorder(model)
@@ -70,7 +72,15 @@ class Recorder:
         >>> rec.drain().to_records()[0]["layers"]
     """
 
-    def __init__(self, model: Any, optimizer: Any = None, *, every: int = 1, capacity: int = 512) -> None:
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any = None,
+        *,
+        every: int = 1,
+        capacity: int = 512,
+        histograms: bool = False,
+    ) -> None:
         from gradtui.build import import_keras
 
         import_keras()
@@ -138,6 +148,20 @@ class Recorder:
             init[:, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
             self.buffer = tf.Variable(init, trainable=False, name="gradtui_ring")
             self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
+        # Histograms: on request (a flag the host sets), the next step copies its raw gradients
+        # into variables of their own; one device only (a replica's copy would be its share)
+        self.histograms = histograms and self.strategy.num_replicas_in_sync == 1
+        self._hist_taken = -1
+        if self.histograms:
+            with tf.init_scope():
+                self.hist_request = tf.Variable(False, trainable=False, name="gradtui_hist_request")
+                self.hist_step = tf.Variable(
+                    tf.constant(-1, tf.int64), trainable=False, name="gradtui_hist_step"
+                )
+                self.hist_grads = [
+                    tf.Variable(tf.zeros(weights[i].shape, tf.float32), trainable=False, name="gradtui_hist")
+                    for i in self._vars
+                ]
         self.read_count = 0
         self.lost = 0
         self._last_step = -1
@@ -364,9 +388,52 @@ class Recorder:
         def row() -> Any:
             return self._row(step, loss, grads, variables, columns, before, changes, acts, exact, times)
 
+        if self.histograms:
+            self._snapshot(step, grads, columns)
         values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
         kc.merge_call(self._write, self.strategy, values, step, record)
         return result
+
+    def _snapshot(self, step: Any, grads: list[Any], columns: list[int | None]) -> None:
+        """Copy this step's raw gradients for histograms when the host asked for them."""
+        import tensorflow as tf
+
+        def copy() -> Any:
+            ops = [
+                self.hist_grads[c].assign(_f32(tf.convert_to_tensor(g)))
+                for c, g in zip(columns, grads, strict=True)
+                if c is not None and g is not None
+            ]
+            with tf.control_dependencies(ops):
+                self.hist_request.assign(False)
+                self.hist_step.assign(tf.cast(step, tf.int64))
+            return tf.constant(True)
+
+        tf.cond(self.hist_request, copy, lambda: tf.constant(False))
+
+    def request_histograms(self) -> None:
+        """Ask the next recorded step to keep its raw gradients (see :meth:`take_histograms`)."""
+        if self.histograms:
+            self.hist_request.assign(True)
+
+    def take_histograms(self) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+        """The gradients kept since the last call, and the weights now, per layer (flattened):
+        ``(step, gradients, weights)``, or ``None`` when no new step was kept."""
+        if not self.histograms:
+            return None
+        step = int(self.hist_step.numpy())
+        if step <= self._hist_taken:
+            return None
+        self._hist_taken = step
+        grads: dict[str, list[np.ndarray]] = {}
+        weights: dict[str, list[np.ndarray]] = {}
+        column = {i: c for c, i in enumerate(self._vars)}
+        for t in self.tracked:
+            for i in t.variables:
+                grads.setdefault(t.name, []).append(self.hist_grads[column[i]].numpy().ravel())
+                weights.setdefault(t.name, []).append(np.asarray(self._weights[i].numpy()).ravel())
+        flat = {k: np.concatenate(v) for k, v in grads.items()}
+        return step, flat, {k: np.concatenate(v) for k, v in weights.items()}
 
     @staticmethod
     def _inexact(opt: Any) -> bool:

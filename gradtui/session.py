@@ -99,6 +99,8 @@ class Session:
         prepared: a :func:`prepare` result, if the caller already has one.
         fail_on: diagnosis kinds that stop training at their first diagnosis (status
             ``stopped``; the diagnosis is kept in ``failed_on``), for ``--fail-on``.
+        tensorboard: a :class:`gradtui.tensorboard.TensorBoardSink` to write too (scalars of
+            every recorded step, histograms once an epoch, diagnoses); closed at the end.
     """
 
     def __init__(
@@ -111,8 +113,10 @@ class Session:
         prepared: Prepared | None = None,
         flush_interval: float = 0.2,
         fail_on: frozenset[str] | set[str] = frozenset(),
+        tensorboard: Any = None,
     ) -> None:
         self.preset = preset
+        self.tensorboard = tensorboard
         self.out = Path(out) if out is not None else default_run_dir(preset.name)
         self.listener = listener
         self.overwrite = overwrite
@@ -195,7 +199,10 @@ class Session:
                 stop_on_nonfinite=preset.monitor.stop_on_nonfinite,
                 name=preset.name,
                 run=run,
+                histograms=self.tensorboard is not None,
             )
+            if self.tensorboard is not None:
+                monitor.add_tensorboard(self.tensorboard)
             monitor.callback.interval = self.flush_interval
             monitor.device = device_name()
             self.monitor = monitor
@@ -253,6 +260,9 @@ class Session:
                     # summary.json has the one line; the whole story is kept beside it
                     run.write_text("traceback.txt", self.traceback)
                 run.close()
+            if self.tensorboard is not None:
+                self.tensorboard.add_diagnoses(self.summary.get("diagnoses", []))
+                self.tensorboard.close()
             self._emit("on_end", self.summary)
         return self.summary
 

@@ -124,3 +124,31 @@ def test_run_with_tensorboard_writes_event_files_while_training(tmp_path: Path) 
     assert got[0].value == pytest.approx(stats[0]["layers"][layer]["grad_norm"], rel=1e-6)
     assert f"gradtui/{layer}/dead" in mux.Runs()[run]["scalars"]
     assert "epoch/loss" in mux.Runs()[run]["scalars"]
+    # histograms of the raw gradients and of the weights, once an epoch (here: at step 0)
+    tensors = mux.Runs()[run]["tensors"]
+    assert f"gradtui/{layer}/gradients" in tensors and f"gradtui/{layer}/weights" in tensors
+    assert [e.step for e in mux.Tensors(run, f"gradtui/{layer}/gradients")] == [0]
+
+
+def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+
+    import gradtui
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+    )
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    gradtui.watch(model, out=tmp_path / "run", tensorboard=tmp_path / "tb")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    mux, run = load(tmp_path / "tb")
+    layer = model.layers[0].name
+    assert [e.step for e in mux.Scalars(run, f"gradtui/{layer}/grad_norm")] == list(range(8))
+    steps = [e.step for e in mux.Tensors(run, f"gradtui/{layer}/gradients")]
+    assert steps == [0, 4]  # the first step of each epoch
+    hist = mux.Tensors(run, f"gradtui/{layer}/gradients")[0]
+    assert hist.tensor_proto.tensor_shape.dim[0].size > 1
