@@ -436,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--scale", type=float, default=1.0, help="multiply each model's default samples (default 1)"
     )
+    ap.add_argument(
+        "--every", type=int, default=1, help="gradtui's recording cadence (default 1: the target's)"
+    )
     ap.add_argument("--model", action="append", choices=list(SHAPES), help="run only these (repeatable)")
     ap.add_argument(
         "--no-warmup", action="store_true", help="skip the throwaway fit before each shape's rounds"
