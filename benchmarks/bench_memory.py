@@ -6,7 +6,8 @@
    a thousand do.
 2. :class:`gradtui.runlog.RunDir` appends the same records to ``stats.jsonl``: bytes per
    record stay constant (linear growth), and recording ``every`` N steps divides the size by N.
-3. The probe's ring buffer is a fixed ``capacity x width`` float32 variable: its size is printed.
+3. The recorder's ring buffer is a fixed ``capacity x width`` float32 variable: its size is printed
+   (the width from :mod:`gradtui.recorder`'s row layout; importing it does not import TensorFlow).
 
 No TensorFlow is needed for 1 and 2. Run: ``python benchmarks/bench_memory.py``.
 """
@@ -47,6 +48,7 @@ def record(step: int) -> dict[str, Any]:
         }
         if i < 12:
             entry["saturation"] = 0.25 + 0.01 * math.cos(step / 30)
+            entry["act_mean"] = 0.5 + 0.01 * math.sin(step / 70)
         layers[name] = entry
     return {"step": step, "epoch": step // 1000, "loss": 2.3 - step * 1e-7, "layers": layers}
 
@@ -118,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         records = math.ceil(n / every)
         print(f"| {n:,} | {every} | {records:,} | {size / 1e6:,.2f} MB | {size / records:,.0f} |")
     print()
-    width = 2 + 6 * 26 + 12  # the 12 x 64 sigmoid stack: 26 variables, 12 activation taps
+    from gradtui.recorder import HEAD, VAR_COLUMNS
+
+    # the 12 x 64 sigmoid stack: 26 variables, 12 activation taps (two numbers each), and a
+    # NaN/Inf count per variable (Recorder.width)
+    width = HEAD + (len(VAR_COLUMNS) + 1) * 26 + 2 * 12
     print(
-        f"Ring buffer of the compiled step: capacity 512 x {width} float32 = {512 * width * 4 / 1024:.0f} KiB "
+        f"Ring buffer of the recorder: capacity 512 x {width} float32 = {512 * width * 4 / 1024:.0f} KiB "
         "(12 x 64 sigmoid stack), fixed for the whole run."
     )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,22 +1,26 @@
-"""Overhead of gradtui's per-step statistics: instrumented ``model.fit`` vs plain ``model.fit``.
+"""Overhead of gradtui's per-step statistics: watched ``model.fit`` vs plain ``model.fit``.
 
-Each case builds three identical models from the same preset and seed: one left alone
-("plain"), one watched by gradtui, and one with gradtui's train-function call path but Keras's
-own step ("same path": no statistics). All are traced first (a short warm-up fit), then timed one
-epoch at a time, round by round in this one process (the order rotates every round), with the
-same data and the same ``fit`` arguments (``batch_size=32, epochs=1, shuffle=True, verbose=0``).
-The table shows the median of the per-round ratios gradtui / plain (the target) and their
-spread; the CPU column is the process CPU time ratio, which a busy shared machine disturbs less
-than the wall clock. "statistics alone" is gradtui / same path: gradtui's compiled step takes its
-batch from the iterator itself instead of going through Keras's ``Optional`` wrapper, which saves
-time on every step; this column is what the statistics cost without that saving.
+gradtui no longer touches the model's step (issue 10): :class:`gradtui.recorder.Recorder` wraps,
+on the watched instances only, the optimizer's ``_backend_apply_gradients`` and the tapped
+layers' ``call``, and the statistics are computed inside the model's own compiled step. Keras's
+call path, its train function and its iterator are the same on both sides, so gradtui / plain
+*is* what the statistics (and, for ``watch``, their host side) cost.
+
+Each case builds two identical models from the same preset and seed: one left alone ("plain"),
+one instrumented. Both are traced first (a short warm-up fit), then timed one epoch at a time,
+round by round in this one process (the order alternates every round), with the same data and
+the same ``fit`` arguments (``batch_size=32, epochs=1, shuffle=True, verbose=0``). The table
+shows the median of the per-round ratios gradtui / plain (the target) and their spread; the CPU
+column is the process CPU time ratio, which a busy shared machine disturbs less than the wall
+clock.
 
 Two kinds of instrumentation are measured:
 
 * ``watch``: :func:`gradtui.watch`, what a user gets: statistics recorded in the compiled step,
   drained, written to ``stats.jsonl``, kept in the in-memory history and diagnosed.
-* ``probe``: the recording alone: the instrumented step and its callback, drained rows turned
-  into records, no sinks (``--probe`` adds these rows).
+* ``probe``: the recording alone: a :class:`~gradtui.recorder.Recorder` and the draining
+  callback of :func:`gradtui.probe.make_callback`, rows drained and turned into per-layer
+  arrays, no sinks (``--probe`` adds these rows).
 
 Data: the 12 x 64 sigmoid stack trains on scikit-learn's digits repeated 4 times (7,168
 samples, 224 steps per epoch). Fashion-MNIST is not in the local Keras cache here (no
@@ -68,8 +72,6 @@ class Case:
     data: str  # "digits" or "fmnist"
     ratios: list[float] = field(default_factory=list)
     cpu_ratios: list[float] = field(default_factory=list)
-    #: gradtui / the same lean call path without statistics: what the statistics alone cost
-    stat_ratios: list[float] = field(default_factory=list)
     plain: list[float] = field(default_factory=list)
     inst: list[float] = field(default_factory=list)
 
@@ -98,47 +100,31 @@ def make_model(preset: str, shape: tuple[int, ...]) -> tuple[Any, Any]:
     return build(load(preset), shape, 10)
 
 
-def attach(model: Any, layers: Any, every: int, mode: str, tmp: Path) -> Callable[[], None]:
-    """Instrument ``model`` the way ``mode`` says; returns a function that reports on it."""
+def attach(model: Any, every: int, mode: str, tmp: Path) -> Callable[[], None]:
+    """Instrument ``model`` the way ``mode`` says; returns a function that reports rows lost."""
     if mode == "watch":
         import gradtui
 
         monitor = gradtui.watch(model, out=tmp / f"run-{id(model)}", every=every)
         return lambda: None if monitor.instrument.lost == 0 else print(f"lost {monitor.instrument.lost}")
-    from gradtui.probe import Instrument, make_callback
+    from gradtui.probe import make_callback
+    from gradtui.recorder import Recorder
 
-    inst = Instrument(model, layers, every=every)
+    rec = Recorder(model, every=every)
     sink: list[int] = [0]
 
     def flush(_why: str) -> None:
-        sink[0] += len(inst.drain())
+        sink[0] += len(rec.drain())
 
     callback = make_callback(flush)
-    callback.flush_every = max(1, inst.capacity // 2) * every
+    callback.flush_every = max(1, rec.capacity // 2) * every
     original_fit = model.fit
 
     def fit(*args: Any, **kwargs: Any) -> Any:
         return original_fit(*args, callbacks=[callback], **kwargs)
 
     model.fit = fit
-    return lambda: None
-
-
-def lean(model: Any) -> None:
-    """Give ``model`` gradtui's train-function call path with Keras's own step: no statistics.
-
-    gradtui's compiled step takes its batch from the iterator itself instead of going through
-    Keras's ``Optional`` wrapper (see ``gradtui.probe.compile_train_function``), which saves time
-    on every step. Timing this model too separates that saving from what the statistics cost.
-    """
-    from gradtui.probe import compile_train_function
-
-    def make_train_function(force: bool = False) -> Any:
-        if model.train_function is None or force:
-            model.train_function = compile_train_function(model, model.train_step)
-        return model.train_function
-
-    model.make_train_function = make_train_function
+    return lambda: None if rec.lost == 0 else print(f"lost {rec.lost}")
 
 
 def timed_fit(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -149,32 +135,29 @@ def timed_fit(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def run_case(case: Case, mode: str, pairs: int, x: np.ndarray, y: np.ndarray, tmp: Path) -> Case:
-    """Warm the models, then time ``pairs`` rounds of one epoch each, rotating who goes first."""
+    """Warm both models, then time ``pairs`` rounds of one epoch each, alternating who goes first."""
     shape = tuple(x.shape[1:])
     plain, _ = make_model(case.preset, shape)
-    same_path, _ = make_model(case.preset, shape)
-    lean(same_path)
-    inst, layers = make_model(case.preset, shape)
-    attach(inst, layers, case.every, mode, tmp)
+    inst, _ = make_model(case.preset, shape)
+    report = attach(inst, case.every, mode, tmp)
     warm = 20 * BATCH
-    models = [plain, same_path, inst]
-    for m in models:  # trace the compiled steps before timing
+    for m in (plain, inst):  # trace the compiled steps before timing
         m.fit(x[:warm], y[:warm], batch_size=BATCH, epochs=1, verbose=0)
     for i in range(pairs):
-        order = models[i % 3 :] + models[: i % 3]
+        order = (plain, inst) if i % 2 == 0 else (inst, plain)
         times = {id(m): timed_fit(m, x, y) for m in order}
-        (pw, pc), (lw, _), (iw, ic) = times[id(plain)], times[id(same_path)], times[id(inst)]
+        (pw, pc), (iw, ic) = times[id(plain)], times[id(inst)]
         case.plain.append(pw)
         case.inst.append(iw)
         case.ratios.append(iw / pw)
         case.cpu_ratios.append(ic / pc)
-        case.stat_ratios.append(iw / lw)
         print(
-            f"  {case.label} [{mode}] round {i + 1}/{pairs}: plain {pw:.3f} s, same path {lw:.3f} s, "
-            f"gradtui {iw:.3f} s, ratio {iw / pw:.3f} (cpu {ic / pc:.3f}), statistics alone {iw / lw:.3f}",
+            f"  {case.label} [{mode}] round {i + 1}/{pairs}: plain {pw:.3f} s, "
+            f"gradtui {iw:.3f} s, ratio {iw / pw:.3f} (cpu {ic / pc:.3f})",
             file=sys.stderr,
             flush=True,
         )
+    report()
     return case
 
 
@@ -182,8 +165,8 @@ def table(rows: list[tuple[str, Case]]) -> str:
     """The results as a Markdown table."""
     head = (
         "| model | every | gradtui | plain s/epoch | gradtui s/epoch | median ratio | spread (min-max) "
-        "| best | CPU ratio | target | result | statistics alone |"
-        "\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---:|"
+        "| best | CPU ratio | target | result |"
+        "\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|"
     )
     lines = [head]
     for mode, c in rows:
@@ -193,7 +176,7 @@ def table(rows: list[tuple[str, Case]]) -> str:
             f"| {c.label} | {c.every} | {mode} | {statistics.median(c.plain):.3f} "
             f"| {statistics.median(c.inst):.3f} | {med:.3f} | {min(c.ratios):.3f}-{max(c.ratios):.3f} "
             f"| {min(c.inst) / min(c.plain):.3f} | {statistics.median(c.cpu_ratios):.3f} "
-            f"| <= {c.target:.2f} | {ok} | {statistics.median(c.stat_ratios):.3f} |"
+            f"| <= {c.target:.2f} | {ok} |"
         )
     return "\n".join(lines)
 
