@@ -316,7 +316,10 @@ def compare(
     run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
     tui: bool = typer.Option(False, "--tui", help="Open the TUI's compare view on them instead."),
 ) -> None:
-    """Print the runs side by side, layer by layer: gradient norms and their ratio, update ratios, diagnoses."""
+    """Print runs side by side, layer by layer: gradient norms, ratios, diagnoses.
+
+    Per layer: each run's gradient norm and its ratio to the first run's, update ratios, and
+    the diagnoses."""
     from gradtui.runlog import read_run
 
     if len(run_dirs) < 2:
@@ -365,7 +368,10 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     tensorboard: Path = typer.Option(..., "--tensorboard", help="The folder for TensorBoard event files."),
 ) -> None:
-    """Write TensorBoard event files from a run directory (per-layer scalars, loss, diagnoses)."""
+    """Write TensorBoard event files from a run directory.
+
+    Per-layer scalars, the loss and the diagnoses (histograms need the raw values: only
+    `run --tensorboard` and `watch(tensorboard=...)` write them)."""
     from gradtui.runlog import read_run
 
     run = read_run(run_dir)
@@ -408,7 +414,9 @@ def serve(
         "127.0.0.1", "--host", help="The address to listen on; the default is this machine only."
     ),
 ) -> None:
-    """Serve the TUI to a web browser (textual-serve); each browser tab gets its own gradtui."""
+    """Serve the TUI to a web browser (textual-serve), on 127.0.0.1 by default.
+
+    Each browser tab gets its own gradtui process."""
     import shlex
 
     if preset is not None:
