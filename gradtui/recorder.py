@@ -390,7 +390,11 @@ class Recorder:
 
         if self.histograms:
             self._snapshot(step, grads, columns)
-        values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
+        if self.every == 1:
+            # no tf.cond: a cond's captured tensors each pass a Switch, every step
+            values = row()
+        else:
+            values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
         kc.merge_call(self._write, self.strategy, values, step, record)
         return result
 
@@ -552,10 +556,10 @@ class Recorder:
                 buffer.scatter_nd_update(slot, tf.reshape(row, [1, -1]))
                 return tf.constant(True)
 
-            return tf.cond(record, write, lambda: tf.constant(False))
+            return write() if every == 1 else tf.cond(record, write, lambda: tf.constant(False))
 
         def bump(count: Any, record: Any) -> Any:
-            return count.assign_add(tf.cast(record, tf.int64))
+            return count.assign_add(tf.constant(1, tf.int64) if every == 1 else tf.cast(record, tf.int64))
 
         distribution.extended.update(self.buffer, put, args=(values, step, record), group=False)
         distribution.extended.update(self.count, bump, args=(record,), group=False)
