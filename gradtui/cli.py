@@ -16,9 +16,8 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
+from gradtui.diagnosis import KINDS
 from gradtui.errors import GradtuiError, in_file
-
-KINDS = ("vanishing", "exploding", "non_finite", "saturation", "dead_units")
 
 
 class _OneLineErrors(TyperGroup):
