@@ -88,7 +88,7 @@ class _Views:
     full: np.ndarray  # (n,) a whole window of records ends here
     grown: np.ndarray  # (n,) past the first window: growth since the start can be judged
     plateau: np.ndarray  # (n,) mean loss over the last plateau_steps steps (NaN: too early)
-    drop: np.ndarray  # (n,) how far the second half of those steps is below the first
+    recent: np.ndarray  # (n,) mean loss over the second half of those steps
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -306,7 +306,7 @@ class Diagnoser:
             full=np.ones(1, bool),
             grown=np.array([last_index >= self.t.window and self._first_med is not None]),
             plateau=np.full(1, math.nan),
-            drop=np.full(1, math.nan),
+            recent=np.full(1, math.nan),
         )
         holds, build = self._exploding(one)
         if not holds[0]:
@@ -339,7 +339,7 @@ class Diagnoser:
         p_stats = np.concatenate([pad, h_stats])
         p_losses = np.concatenate([np.full(w - 1 - t, math.nan), h_losses])
         p_losses = np.where(np.isfinite(p_losses), p_losses, math.nan)
-        plateau, drop = self._plateau(steps, losses)
+        plateau, recent = self._plateau(steps, losses)
         views = _Views(
             steps=steps,
             losses=losses,
@@ -350,7 +350,7 @@ class Diagnoser:
             full=index >= w - 1,
             grown=(index >= w) & (self._first_med is not None),
             plateau=plateau,
-            drop=drop,
+            recent=recent,
         )
         keep = max(w - 1, 0)
         self._tail = (
@@ -373,8 +373,8 @@ class Diagnoser:
         return _window_median(ratio, w)
 
     def _plateau(self, steps: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each row, the mean loss over the last ``plateau_steps`` steps and how much the
-        second half of them is below the first (NaN before that many steps were seen)."""
+        """For each row, the mean loss over the last ``plateau_steps`` steps and over their
+        second half (NaN before that many steps were seen)."""
         span = max(1, int(self.t.plateau_steps))
         if self._step0 is None:
             self._step0 = int(steps[0])
@@ -396,12 +396,12 @@ class Diagnoser:
         starts = np.searchsorted(all_steps, steps - span, side="right")
         mids = np.searchsorted(all_steps, steps - span // 2, side="right")
         whole = mean(starts, ends)
-        drop = mean(starts, mids) - mean(mids, ends)
+        recent = mean(mids, ends)
         early = steps - self._step0 < span
         whole[early] = math.nan
         keep = all_steps > all_steps[-1] - span
         self._loss_steps, self._loss_vals = all_steps[keep], all_losses[keep]
-        return whole, drop
+        return whole, recent
 
     # ------------------------------------------------------------------ rules
 
@@ -651,7 +651,8 @@ class Diagnoser:
         return holds, build
 
     def _not_learning(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
-        """The loss at chance (ln of the classes) for ``plateau_steps`` steps, not falling."""
+        """The loss at chance (ln of the classes) for ``plateau_steps`` steps, and not below it
+        lately: a loss that falls toward chance from above has learned only to be unsure."""
         if self.classes is None:
             return np.zeros(len(v), bool), lambda j: None  # type: ignore[return-value]
         t = self.t
@@ -661,7 +662,7 @@ class Diagnoser:
                 v.full
                 & np.isfinite(v.plateau)
                 & (np.abs(v.plateau - chance) < t.chance_tol * chance)
-                & ~(v.drop > 0.01 * chance)
+                & (v.recent > chance * (1 - t.chance_tol / 2))
             )
 
         def build(j: int) -> Diagnosis:
