@@ -254,6 +254,9 @@ class Diagnoser:
                     continue
                 d = self._by_kind.get(k)
                 if h and d is None:
+                    now = {x: x in self._by_kind and self._by_kind[x].cleared_step is None for x in kinds}
+                    if not self._effective(k, holds[k][i : i + 1], now)[0]:
+                        continue  # explained by a diagnosis raised at this same row
                     d = build[k](i)
                     self._by_kind[k] = d
                     self.diagnoses.append(d)
@@ -269,13 +272,16 @@ class Diagnoser:
         return found
 
     def _effective(self, kind: str, holds: np.ndarray, on: dict[str, bool]) -> np.ndarray:
-        """Whether a kind holds, given what else is raised: a learning rate that explodes the
-        network is the exploding diagnosis's to tell, and a network that does not learn is
+        """Whether a kind holds, given what else is raised: updates out of range in a network
+        whose gradients explode, vanish or die are those diagnoses' to tell, and a network that does not learn is
         worth a diagnosis of its own only while nothing else explains it. Only the raising
         depends on the others: a raised diagnosis clears when its own condition stops."""
         if on[kind]:
             return holds
-        if kind == "learning_rate" and (on["exploding"] or on["non_finite"]):
+        if kind == "learning_rate" and any(
+            on[k] for k in ("exploding", "non_finite", "vanishing", "dead_units")
+        ):
+            # the steps are out of range because the gradients are: the learning rate is not the cause
             return np.zeros_like(holds)
         if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
             return np.zeros_like(holds)

@@ -342,6 +342,12 @@ def test_learning_rate_too_large_names_the_layers_that_jump() -> None:
     quiet = ratios(1e-3)
     quiet["dense"] = {"update_ratio": 1e-8}
     assert diagnose([record(s, HEALTHY, act=quiet) for s in range(3)], layers) == []
+    # dead units do not move: that is the dead_units diagnosis, not the learning rate
+    dead = ratios(0.0)
+    dead["dense_1"]["dead"] = 0.9
+    assert [x.kind for x in diagnose([record(s, HEALTHY, act=dead) for s in range(3)], layers)] == [
+        "dead_units"
+    ]
 
 
 def test_not_learning_needs_the_plateau_and_nothing_else_raised() -> None:
