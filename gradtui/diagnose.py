@@ -5,36 +5,45 @@ while a problem present from the start is flagged after ``window`` records (step
 ``every = 1``), long before the loss curve would tell anyone. Thresholds are principled orders
 of magnitude (see :class:`gradtui.preset.Thresholds`), overridable in ``[monitor]``.
 
+Each rule is written once, as numpy over a block of windows (:class:`_Views`): a drain of the
+recorder is judged at once, and a single record is a block of one row. A rule gives, for every
+row, whether its condition holds and, for the row where it first holds, the diagnosis. A
+diagnosis whose condition stops holding gets ``cleared_step`` and stays in the list; if the
+condition comes back, ``cleared_step`` is reset to ``None`` (the entry keeps the step and the
+message of its first raising, and is not reported as new again). After ``non_finite`` nothing
+clears: the statistics of a network with NaN in it say nothing about its health.
+
 Every diagnosis carries advice specific to the stack (which layers, what to change them to),
 drawn from the four remedies: initialization matched to the activation, a non-saturating
-activation, batch normalization, gradient clipping; and a machine-readable ``fix`` the TUI
-applies with one key.
+activation, batch normalization, gradient clipping, or the learning rate; and a
+machine-readable ``fix`` the TUI applies with one key.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradtui.diagnosis import KINDS, Diagnosis
+from gradtui.diagnosis import Diagnosis
 from gradtui.preset import Thresholds, TrainSpec
 from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matched_variance
 
-_KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead")
-_GRAD, _WEIGHT, _NONFINITE = 0, 1, 2
-
-
-@dataclass
-class _Row:
-    """One record as numbers: a row per layer, a column per statistic of ``_KEYS``."""
-
-    step: int
-    loss: float
-    stats: np.ndarray
+#: the per-layer statistics the rules read, by their ``stats.jsonl`` names; a column a record or
+#: a drain does not have is NaN (``act_mean``: the mean output of a layer's activation)
+KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead", "update_ratio", "act_mean")
+COL = {k: i for i, k in enumerate(KEYS)}
+#: layers whose gradients scale differently from a weight layer's (per-feature affine
+#: parameters): left out of the depth comparisons (vanishing, exploding, learning rate)
+NORMALIZATION = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
+#: layers whose weights are an activation's parameters, not a transformation of the signal
+ACTIVATION_TYPES = ("PReLU", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
+RECURRENT = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "RNN")
+#: output range (low, high) of the activations whose mean says which asymptote they approach
+RANGES = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
@@ -49,17 +58,55 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window_median(x: np.ndarray, w: int) -> np.ndarray:
+    """Median (NaN left out) of each run of ``w`` consecutive rows: ``len(x) - w + 1`` rows."""
+    win = np.lib.stride_tricks.sliding_window_view(x, w, axis=0)  # n x ... x w
+    n = win.shape[0]
+    return _nanmedian(np.moveaxis(win, -1, 0).reshape(w, -1)).reshape(n, *x.shape[1:])
+
+
 def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _round_lr(x: float) -> float:
+    """A learning rate to one significant digit (0.0523 -> 0.05)."""
+    return float(f"{x:.0e}")
+
+
+@dataclass
+class _Views:
+    """What the rules read for ``n`` consecutive rows: each row's own values and the medians
+    of the window of ``w`` records that ends at it."""
+
+    steps: np.ndarray  # (n,)
+    losses: np.ndarray  # (n,) the row's own loss
+    last: np.ndarray  # (n, L, K) the row's own statistics
+    med: np.ndarray  # (n, L, K) window medians
+    loss_med: np.ndarray  # (n,) window median of the finite losses
+    vratio: np.ndarray  # (n, D - 1) window median of each lower depth layer's norm / the top's
+    full: np.ndarray  # (n,) a whole window of records ends here
+    grown: np.ndarray  # (n,) past the first window: growth since the start can be judged
+    plateau: np.ndarray  # (n,) mean loss over the last plateau_steps steps (NaN: too early)
+    recent: np.ndarray  # (n,) mean loss over the second half of those steps
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+#: a rule: for every row of the views whether it holds, and the diagnosis at a row
+_Rule = Callable[[_Views], tuple[np.ndarray, Callable[[int], Diagnosis]]]
+
+
 class Diagnoser:
-    """Feeds on records one by one and reports each kind of problem once, when it first holds.
+    """Feeds on records and reports each kind of problem once, when it first holds, and when
+    it stops holding (``cleared_step``).
 
     Args:
         layers: the model's :class:`LayerInfo` (names, activations, initializers, entries).
         thresholds: the rules' thresholds. Defaults to :class:`Thresholds`.
-        train: the training settings, so advice can say whether clipping is already on.
+        train: the training settings, so advice can say whether clipping is already on and
+            which learning rate to use.
 
     Example:
         >>> d = Diagnoser(layers)
@@ -79,343 +126,599 @@ class Diagnoser:
         self.t = thresholds or Thresholds()
         self.train = train
         self.diagnoses: list[Diagnosis] = []
-        self._seen: set[str] = set()
-        # The recorded layers, fixed by the first record; each record becomes one row of
-        # numbers per statistic, so every rule is a few numpy operations over the window.
+        self._by_kind: dict[str, Diagnosis] = {}
+        self._frozen = False  # set by non_finite: nothing clears or is raised again after it
+        # The recorded layers, fixed by the first record.
         self.names: list[str] = []
-        self._pos: dict[str, int] = {}
-        self._dense_idx: list[int] = []
+        self._depth: np.ndarray = np.zeros(0, int)
         self._hidden: np.ndarray = np.zeros(0, bool)
-        self.window: deque[_Row] = deque(maxlen=self.t.window)
-        self.first: list[_Row] = []
-        self._first_med: dict[str, np.ndarray] = {}
-        self._medians: dict[str, np.ndarray] = {}
+        self._range: np.ndarray = np.zeros((0, 2))
+        self.classes = self._classes(layers)
+        # The last window - 1 rows (to complete the windows of the next rows), the first
+        # window's rows (growth since the start), the loss history of the last plateau_steps.
+        self._tail: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._count = 0
+        self._first: list[np.ndarray] = []
+        self._first_med: np.ndarray | None = None
+        self._loss_steps = np.zeros(0, np.int64)
+        self._loss_vals = np.zeros(0)
+        self._step0: int | None = None
+
+    @staticmethod
+    def _classes(layers: list[LayerInfo]) -> int | None:
+        out = next((x for x in reversed(layers) if x.is_output), None)
+        if out is None:
+            return None
+        if out.activation == "softmax" and out.fan_out >= 2:
+            return out.fan_out
+        if out.activation == "sigmoid" and out.fan_out == 1:
+            return 2
+        return None
 
     # ------------------------------------------------------------------ feeding
 
-    def _start(self, record: dict[str, Any]) -> None:
-        self._start_names(list(record["layers"]))
-
     def _start_names(self, layers: list[str]) -> None:
         self.names = [n for n in self.order if n in layers] + [n for n in layers if n not in self.infos]
-        self._pos = {n: i for i, n in enumerate(self.names)}
-        dense = [i for i, n in enumerate(self.names) if n in self.infos and self.infos[n].is_dense]
-        self._dense_idx = dense or list(range(len(self.names)))
-        self._hidden = np.array([not (n in self.infos and self.infos[n].is_output) for n in self.names], bool)
-
-    def _row(self, record: dict[str, Any]) -> _Row:
-        layers = record["layers"]
-        stats = np.array(
-            [[float(layers.get(n, {}).get(k, math.nan)) for k in _KEYS] for n in self.names], dtype=float
-        ).reshape(len(self.names), len(_KEYS))
-        return _Row(int(record["step"]), float(record.get("loss", math.nan)), stats)
+        infos = [self.infos.get(n) for n in self.names]
+        depth = [
+            i
+            for i, x in enumerate(infos)
+            if x is None or (x.type not in NORMALIZATION and x.type not in ACTIVATION_TYPES)
+        ]
+        self._depth = np.array(depth or list(range(len(self.names))), int)
+        self._hidden = np.array([not (x is not None and x.is_output) for x in infos], bool)
+        self._range = np.array(
+            [RANGES.get(x.activation if x is not None else "", (math.nan, math.nan)) for x in infos], float
+        ).reshape(len(self.names), 2)
 
     def feed(self, record: dict[str, Any]) -> list[Diagnosis]:
         """Add one record; return the diagnoses it raised for the first time."""
-        if not self.names:
-            self._start(record)
-        return self._feed_row(self._row(record))
-
-    def _append(self, row: _Row) -> None:
-        self.window.append(row)
-        self._medians = {}
-        if len(self.first) < self.t.window:
-            self.first.append(row)
-            self._first_med = {}
-
-    def _feed_row(self, row: _Row) -> list[Diagnosis]:
-        self._append(row)
-        found: list[Diagnosis] = []
-        rules = (
-            ("non_finite", self._non_finite),
-            ("exploding", self._exploding),
-            ("vanishing", self._vanishing),
-            ("saturation", self._saturation),
-            ("dead_units", self._dead),
-        )
-        for kind, rule in rules:
-            if kind in self._seen:
-                continue
-            d = rule(row)
-            if d is not None:
-                self._add(d, found)
-        if "non_finite" in self._seen and "exploding" not in self._seen:
-            # Training is about to stop: judge the growth on the finite records it left, even
-            # if there are fewer than a window of them (NaN often comes at step 1 or 2).
-            finite = [r for r in self.window if _finite(r.loss)]
-            if finite:
-                saved = self.window
-                self.window = deque(finite, maxlen=self.t.window)
-                self._medians = {}
-                try:
-                    d = self._exploding(finite[-1], force=True)
-                finally:
-                    self.window = saved
-                    self._medians = {}
-                if d is not None:
-                    self._add(d, found)
-        return found
-
-    def _add(self, d: Diagnosis, found: list[Diagnosis]) -> None:
-        self._seen.add(d.kind)
-        self.diagnoses.append(d)
-        found.append(d)
+        return self.feed_all([record])
 
     def feed_all(self, records: list[dict[str, Any]]) -> list[Diagnosis]:
-        """Feed several records; return every new diagnosis.
-
-        The same diagnoses, at the same steps, as :meth:`feed` record by record: the rules'
-        conditions are first checked for the whole batch at once (numpy over sliding windows),
-        and only a record where one may hold goes through the rules one by one.
-        """
+        """Feed several records (``stats.jsonl`` dicts); return every new diagnosis."""
         if not records:
             return []
         if not self.names:
-            self._start(records[0])
-        return self._feed_rows([self._row(r) for r in records])
+            self._start_names(list(records[0]["layers"]))
+        stats = np.array(
+            [
+                [[float(r["layers"].get(n, {}).get(k, math.nan)) for k in KEYS] for n in self.names]
+                for r in records
+            ],
+            dtype=float,
+        ).reshape(len(records), len(self.names), len(KEYS))
+        steps = np.array([int(r["step"]) for r in records], np.int64)
+        losses = np.array([float(r.get("loss", math.nan)) for r in records], float)
+        return self._feed_rows(steps, losses, stats)
 
     def feed_block(self, block: Any) -> list[Diagnosis]:
-        """Feed a drain's statistics as arrays (a :class:`gradtui.probe.Records`): the same
-        diagnoses as :meth:`feed_all` with its records, without building them."""
+        """Feed a drain's statistics as arrays (a :class:`gradtui.probe.Records`, read by column
+        name with ``block.field``): the same diagnoses as :meth:`feed_all` with its records."""
         if not len(block):
             return []
         names = block.names
         if not self.names:
             self._start_names(names)
-        table = np.stack([block.field(k) for k in _KEYS], axis=-1)  # rows x layers x _KEYS
+        n = len(block)
+        cols = []
+        for k in KEYS:
+            try:
+                cols.append(np.asarray(block.field(k), float))
+            except (KeyError, ValueError, IndexError):
+                cols.append(np.full((n, len(names)), math.nan))
+        table = np.stack(cols, axis=-1)  # rows x layers x KEYS
         if names != self.names:
-            pos = {n: i for i, n in enumerate(names)}
+            pos = {x: i for i, x in enumerate(names)}
             table = np.stack(
-                [table[:, pos[n]] if n in pos else np.full(table[:, 0].shape, math.nan) for n in self.names],
+                [table[:, pos[x]] if x in pos else np.full(table[:, 0].shape, math.nan) for x in self.names],
                 axis=1,
             )
-        steps, losses = block.steps.tolist(), block.losses.tolist()
-        return self._feed_rows([_Row(steps[i], losses[i], table[i]) for i in range(len(steps))])
+        return self._feed_rows(np.asarray(block.steps, np.int64), np.asarray(block.losses, float), table)
 
-    def _feed_rows(self, rows: list[_Row]) -> list[Diagnosis]:
-        out: list[Diagnosis] = []
+    def _feed_rows(self, steps: np.ndarray, losses: np.ndarray, stats: np.ndarray) -> list[Diagnosis]:
+        views = self._views(steps, losses, stats)
+        rules: list[tuple[str, _Rule]] = [
+            ("non_finite", self._non_finite),
+            ("exploding", self._exploding),
+            ("vanishing", self._vanishing),
+            ("saturation", self._saturation),
+            ("dead_units", self._dead),
+            ("one_sided_saturation", self._one_sided),
+            ("learning_rate", self._learning_rate),
+            ("not_learning", self._not_learning),
+        ]
+        holds = {}
+        build = {}
+        for kind, rule in rules:
+            holds[kind], build[kind] = rule(views)
+        found: list[Diagnosis] = []
+        kinds = [k for k, _ in rules]
+        n = len(views)
         i = 0
-        while i < len(rows):
-            j = self._next_candidate(rows, i)
-            for row in rows[i:j]:
-                self._append(row)
-            if j < len(rows):
-                out.extend(self._feed_row(rows[j]))
-            i = j + 1
-        return out
+        while i < n:
+            # the next row where some kind changes: raised (or raised again) or cleared
+            on = {k: k in self._by_kind and self._by_kind[k].cleared_step is None for k in kinds}
+            eff = np.stack([self._effective(k, holds[k][i:], on) for k in kinds])
+            state = np.array([on[k] for k in kinds])[:, None]
+            changed = eff != state
+            if self._frozen:  # after non_finite a raised diagnosis stays as it is
+                changed &= ~np.array([k in self._by_kind for k in kinds])[:, None]
+            change = np.flatnonzero(changed.any(0))
+            if not len(change):
+                break
+            c = int(change[0])
+            i += c
+            for k, h, moved in zip(kinds, eff[:, c], changed[:, c], strict=True):
+                if not moved:
+                    continue
+                d = self._by_kind.get(k)
+                if h and d is None:
+                    now = {x: x in self._by_kind and self._by_kind[x].cleared_step is None for x in kinds}
+                    if not self._effective(k, holds[k][i : i + 1], now)[0]:
+                        continue  # explained by a diagnosis raised at this same row
+                    d = build[k](i)
+                    self._by_kind[k] = d
+                    self.diagnoses.append(d)
+                    found.append(d)
+                elif h and d is not None:
+                    d.cleared_step = None
+                elif not h and d is not None:
+                    d.cleared_step = int(views.steps[i])
+            if not self._frozen and "non_finite" in self._by_kind:
+                self._frozen = True
+                found.extend(self._exploding_before_nan(views, i))
+            i += 1
+        return found
 
-    def _next_candidate(self, rows: list[_Row], i: int) -> int:
-        """The first index >= i where a rule not yet raised may hold (``len(rows)`` if none)."""
-        w = self.t.window
-        if len(self.first) < w or len(self.window) < w - 1:
-            return i  # the first records go through the rules themselves
-        unseen = set(KINDS) - self._seen
-        if not unseen:
-            return len(rows)
-        new = rows[i:]
-        history = list(self.window)[len(self.window) - (w - 1) :] + new
-        stats = np.stack([r.stats for r in history])  # (w - 1 + n) x layers x statistics
-        losses = np.array([r.loss for r in history])
-        n = len(new)
-        hits = np.zeros(n, bool)
-        if "non_finite" in unseen:
-            s = stats[w - 1 :]
-            hits |= (s[:, :, _NONFINITE] > 0).any(1) | ~np.isfinite(s[:, :, _WEIGHT]).all(1)
-            hits |= ~np.isfinite(losses[w - 1 :])
-        windows = np.lib.stride_tricks.sliding_window_view(stats, w, axis=0)  # n x L x K x w
-        med = _nanmedian(np.moveaxis(windows, -1, 0).reshape(w, -1)).reshape(n, *stats.shape[1:])
+    def _effective(self, kind: str, holds: np.ndarray, on: dict[str, bool]) -> np.ndarray:
+        """Whether a kind holds, given what else is raised: updates out of range in a network
+        whose gradients explode, vanish or die are those diagnoses' to tell, and a network that does not learn is
+        worth a diagnosis of its own only while nothing else explains it. Only the raising
+        depends on the others: a raised diagnosis clears when its own condition stops."""
+        if on[kind]:
+            return holds
+        if kind == "learning_rate" and any(
+            on[k] for k in ("exploding", "non_finite", "vanishing", "dead_units")
+        ):
+            # the steps are out of range because the gradients are: the learning rate is not the cause
+            return np.zeros_like(holds)
+        if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
+            return np.zeros_like(holds)
+        return holds
+
+    def _exploding_before_nan(self, views: _Views, i: int) -> list[Diagnosis]:
+        """Training is about to stop: judge the growth on the finite records left in the
+        window that ends at row ``i``, even fewer than a window of them (NaN often comes at
+        step 1 or 2)."""
+        if "exploding" in self._by_kind:
+            return []
+        h_steps, h_losses, h_stats, offset = self._h
+        end = offset + i + 1
+        lo = max(0, end - self.t.window)
+        keep = np.flatnonzero(np.isfinite(h_losses[lo:end])) + lo
+        if not len(keep):
+            return []
+        w = len(keep)
+        stats = h_stats[keep]
+        last_index = self._count - len(h_steps) + int(keep[-1])  # global index of the row judged
+        one = _Views(
+            steps=h_steps[keep[-1:]],
+            losses=h_losses[keep[-1:]],
+            last=stats[-1:],
+            med=_window_median(stats, w),
+            loss_med=_window_median(h_losses[keep][:, None], w)[:, 0],
+            vratio=self._vratio_median(stats, w),
+            full=np.ones(1, bool),
+            grown=np.array([last_index >= self.t.window and self._first_med is not None]),
+            plateau=np.full(1, math.nan),
+            recent=np.full(1, math.nan),
+        )
+        holds, build = self._exploding(one)
+        if not holds[0]:
+            return []
+        d = build(0)
+        self._by_kind["exploding"] = d
+        self.diagnoses.append(d)
+        return [d]
+
+    def _views(self, steps: np.ndarray, losses: np.ndarray, stats: np.ndarray) -> _Views:
+        """The rows with the windows that end at them (the last rows of earlier feeds complete
+        the first windows); keeps what the next feed needs."""
+        w, n = self.t.window, len(steps)
+        L, K = len(self.names), len(KEYS)
+        if self._tail is None:
+            self._tail = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, L, K)))
+        t_steps, t_losses, t_stats = self._tail
+        h_steps = np.concatenate([t_steps, steps])
+        h_losses = np.concatenate([t_losses, losses])
+        h_stats = np.concatenate([t_stats, stats])
+        t = len(t_steps)
+        self._h = (h_steps, h_losses, h_stats, t)
+        index = np.arange(self._count, self._count + n)  # each new row's global index
+        if len(self._first) < w:
+            self._first.extend(stats[: w - len(self._first)])
+            if len(self._first) == w:
+                self._first_med = _window_median(np.stack(self._first), w)[0]
+        # pad to a whole window before the first row: NaN is left out of every median
+        pad = np.full((w - 1 - t, L, K), math.nan)
+        p_stats = np.concatenate([pad, h_stats])
+        p_losses = np.concatenate([np.full(w - 1 - t, math.nan), h_losses])
+        p_losses = np.where(np.isfinite(p_losses), p_losses, math.nan)
+        plateau, recent = self._plateau(steps, losses)
+        views = _Views(
+            steps=steps,
+            losses=losses,
+            last=stats,
+            med=_window_median(p_stats, w),
+            loss_med=_window_median(p_losses[:, None], w)[:, 0],
+            vratio=self._vratio_median(p_stats, w),
+            full=index >= w - 1,
+            grown=(index >= w) & (self._first_med is not None),
+            plateau=plateau,
+            recent=recent,
+        )
+        keep = max(w - 1, 0)
+        self._tail = (
+            h_steps[len(h_steps) - keep :],
+            h_losses[len(h_steps) - keep :],
+            h_stats[len(h_steps) - keep :],
+        )
+        self._count += n
+        return views
+
+    def _vratio_median(self, stats: np.ndarray, w: int) -> np.ndarray:
+        """Window median of each lower depth layer's gradient norm over the top layer's."""
+        d = self._depth
+        if len(d) < 2:
+            return np.full((len(stats) - w + 1, 0), math.nan)
+        g = stats[:, d, COL["grad_norm"]]
+        hi = g[:, -1:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            if "exploding" in unseen:
-                t = self.t
-                dense = self._dense_idx
-                g = med[:, dense, _GRAD]
-                top = g[:, -1:]
-                hits |= (g > t.exploding_norm).any(1)
-                hits |= ((g[:, :-1] / np.where(top > 0, top, np.nan)) > t.exploding_ratio).any(1)
-                loss_win = np.lib.stride_tricks.sliding_window_view(losses, w)
-                hits |= _nanmedian(loss_win.T) > t.exploding_loss
-                g0 = self._first("grad_norm")[dense]
-                w0 = self._first("weight_norm")[dense]
-                hits |= ((g0 > 0) & (g / g0 > t.exploding_growth)).any(1)
-                hits |= ((w0 > 1e-6) & (med[:, dense, _WEIGHT] / w0 > t.weight_growth)).any(1)
-            if "vanishing" in unseen and len(self._dense_idx) >= 2:
-                lower, top_i = self._dense_idx[:-1], self._dense_idx[-1]
-                hi = stats[:, top_i : top_i + 1, _GRAD]
-                ratio = np.where((hi > 0) & np.isfinite(hi), stats[:, lower, _GRAD] / hi, np.nan)
-                rwin = np.lib.stride_tricks.sliding_window_view(ratio, w, axis=0)  # n x lower x w
-                rmed = _nanmedian(np.moveaxis(rwin, -1, 0).reshape(w, -1)).reshape(n, len(lower))
-                hits |= (rmed < self.t.vanishing_ratio).any(1)
-            for kind, key, limit in (
-                ("saturation", "saturation", self.t.saturation),
-                ("dead_units", "dead", self.t.dead),
-            ):
-                if kind in unseen:
-                    hits |= (med[:, self._hidden, _KEYS.index(key)] > limit).any(1)
-        found = np.flatnonzero(hits)
-        return i + int(found[0]) if len(found) else len(rows)
+            ratio = np.where((hi > 0) & np.isfinite(hi), g[:, :-1] / hi, math.nan)
+        return _window_median(ratio, w)
 
-    # ------------------------------------------------------------------ helpers
+    def _plateau(self, steps: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each row, the mean loss over the last ``plateau_steps`` steps and over their
+        second half (NaN before that many steps were seen)."""
+        span = max(1, int(self.t.plateau_steps))
+        if self._step0 is None:
+            self._step0 = int(steps[0])
+        all_steps = np.concatenate([self._loss_steps, steps])
+        all_losses = np.concatenate([self._loss_vals, losses])
+        ok = np.isfinite(all_losses)
+        csum = np.concatenate([[0.0], np.cumsum(np.where(ok, all_losses, 0.0))])
+        ccount = np.concatenate([[0], np.cumsum(ok)])
+        n0 = len(self._loss_steps)
+        ends = np.arange(n0, len(all_steps)) + 1
 
-    def _med(self, key: str) -> np.ndarray:
-        """Per-layer median of one statistic over the window (NaN values left out)."""
-        if "all" not in self._medians:
-            win = np.stack([r.stats for r in self.window])  # window x layers x statistics
-            self._medians["all"] = _nanmedian(win.reshape(len(win), -1)).reshape(win.shape[1:])
-        return self._medians["all"][:, _KEYS.index(key)]
+        def mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            cnt = ccount[b] - ccount[a]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m = (csum[b] - csum[a]) / cnt
+            bad = (ccount[b] - ccount[a]) != (b - a)  # a NaN/Inf loss in the span
+            return np.where((cnt > 0) & ~bad, m, math.nan)
 
-    def _first(self, key: str) -> np.ndarray:
-        if "all" not in self._first_med:
-            win = np.stack([r.stats for r in self.first])
-            self._first_med["all"] = _nanmedian(win.reshape(len(win), -1)).reshape(win.shape[1:])
-        return self._first_med["all"][:, _KEYS.index(key)]
-
-    def _full(self) -> bool:
-        return len(self.window) >= self.t.window
+        starts = np.searchsorted(all_steps, steps - span, side="right")
+        mids = np.searchsorted(all_steps, steps - span // 2, side="right")
+        whole = mean(starts, ends)
+        recent = mean(mids, ends)
+        early = steps - self._step0 < span
+        whole[early] = math.nan
+        keep = all_steps > all_steps[-1] - span
+        self._loss_steps, self._loss_vals = all_steps[keep], all_losses[keep]
+        return whole, recent
 
     # ------------------------------------------------------------------ rules
 
-    def _non_finite(self, row: _Row) -> Diagnosis | None:
-        s = row.stats
-        bad_mask = (s[:, _NONFINITE] > 0) | np.isinf(s[:, _WEIGHT]) | np.isnan(s[:, _WEIGHT])
-        if not bad_mask.any() and _finite(row.loss):
-            return None
-        bad = [self.names[i] for i in np.flatnonzero(bad_mask)]
-        first = bad[0] if bad else None
-        where = f"gradients or weights of {first}" if first else "the loss"
-        message = f"NaN/Inf in {where} at step {row.step} (loss {row.loss:.4g})"
-        if len(bad) > 1:
-            message += f"; {len(bad)} layers affected ({layer_range(bad)})"
-        advice, fix = self._explode_advice(bad or self._dense_names(), nonfinite=True)
-        return Diagnosis("non_finite", first, row.step, "error", message, advice, bad, fix)
+    def _non_finite(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        s = v.last
+        bad_mask = (s[:, :, COL["nonfinite"]] > 0) | ~np.isfinite(s[:, :, COL["weight_norm"]])
+        holds = bad_mask.any(1) | ~np.isfinite(v.losses)
 
-    def _dense_names(self) -> list[str]:
-        return [self.names[i] for i in self._dense_idx]
+        def build(j: int) -> Diagnosis:
+            step, loss = int(v.steps[j]), float(v.losses[j])
+            bad = [self.names[i] for i in np.flatnonzero(bad_mask[j])]
+            first = bad[0] if bad else None
+            where = f"gradients or weights of {first}" if first else "the loss"
+            message = f"NaN/Inf in {where} at step {step} (loss {loss:.4g})"
+            if len(bad) > 1:
+                message += f"; {len(bad)} layers affected ({layer_range(bad)})"
+            advice, fix = self._explode_advice(bad or self._depth_names(), nonfinite=True)
+            return Diagnosis("non_finite", first, step, "error", message, advice, bad, fix)
 
-    def _exploding(self, row: _Row, force: bool = False) -> Diagnosis | None:
-        if not self._full() and not force:
-            return None
-        t = self.t
-        dense = np.asarray(self._dense_idx)
-        norms = self._med("grad_norm")
-        nd = norms[dense]
-        finite = np.isfinite(nd)
-        message = None
-        affected: np.ndarray = dense[:0]
-        huge = dense[finite & (nd > t.exploding_norm)]
-        losses = np.array([r.loss for r in self.window])
-        loss = float(np.median(losses[np.isfinite(losses)])) if np.isfinite(losses).any() else math.nan
-        top = int(dense[-1])
-        if len(huge):
-            affected = huge
-            message = (
-                f"gradient norm of {self.names[huge[0]]} is {norms[huge[0]]:.3g} "
-                f"(above {t.exploding_norm:.3g}); {len(huge)} layer(s) affected"
-            )
-        elif len(dense) >= 2 and _finite(norms[top]) and norms[top] > 0:
-            ratio = nd[:-1] / norms[top]
-            grown = dense[:-1][finite[:-1] & (ratio > t.exploding_ratio)]
-            if len(grown):
-                affected = grown
-                message = (
-                    f"gradient norm of {self.names[grown[0]]} is {norms[grown[0]] / norms[top]:.3g} x "
-                    f"that of {self.names[top]}"
-                )
-        if message is None and _finite(loss) and loss > t.exploding_loss:
-            affected = dense
-            message = f"loss is {loss:.3g} (above {t.exploding_loss:.3g}): the loss avalanches"
-        if message is None and len(self.first) >= t.window and row.step > self.first[-1].step:
-            g0 = self._first("grad_norm")[dense]
-            w0 = self._first("weight_norm")[dense]
-            w1 = self._med("weight_norm")[dense]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g_grew = np.isfinite(g0) & (g0 > 0) & finite & (nd / g0 > t.exploding_growth)
+        return holds, build
+
+    def _depth_names(self) -> list[str]:
+        return [self.names[i] for i in self._depth]
+
+    def _exploding(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        t, d = self.t, self._depth
+        g = v.med[:, d, COL["grad_norm"]]  # n x D
+        fin = np.isfinite(g)
+        huge = fin & (g > t.exploding_norm)
+        top = g[:, -1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = g[:, :-1] / top[:, None]
+            top_ok = (np.isfinite(top) & (top > 0))[:, None]
+            by_ratio = fin[:, :-1] & top_ok & (ratio > t.exploding_ratio)
+            by_loss = np.isfinite(v.loss_med) & (v.loss_med > t.exploding_loss)
+            g_grew = w_grew = np.zeros_like(fin)
+            if self._first_med is not None:
+                g0 = self._first_med[d, COL["grad_norm"]]
+                w0 = self._first_med[d, COL["weight_norm"]]
+                w1 = v.med[:, d, COL["weight_norm"]]
+                g_grew = np.isfinite(g0) & (g0 > 0) & fin & (g / g0 > t.exploding_growth)
                 w_grew = np.isfinite(w0) & (w0 > 1e-6) & np.isfinite(w1) & (w1 / w0 > t.weight_growth)
-            hits = np.flatnonzero(g_grew | w_grew)
-            if len(hits):
-                j = int(hits[0])
-                n = self.names[dense[j]]
-                affected = dense[j : j + 1]
-                if g_grew[j]:
+                g_grew &= v.grown[:, None]
+                w_grew &= v.grown[:, None]
+        holds = v.full & (huge.any(1) | by_ratio.any(1) | by_loss | g_grew.any(1) | w_grew.any(1))
+
+        def build(j: int) -> Diagnosis:
+            affected: np.ndarray = d[:0]
+            if huge[j].any():
+                affected = d[huge[j]]
+                i0 = int(affected[0])
+                message = (
+                    f"gradient norm of {self.names[i0]} is {v.med[j, i0, 0]:.3g} "
+                    f"(above {t.exploding_norm:.3g}); {len(affected)} layer(s) affected"
+                )
+            elif by_ratio[j].any():
+                affected = d[:-1][by_ratio[j]]
+                i0 = int(affected[0])
+                message = (
+                    f"gradient norm of {self.names[i0]} is {ratio[j, by_ratio[j]][0]:.3g} x "
+                    f"that of {self.names[d[-1]]}"
+                )
+            elif by_loss[j]:
+                affected = d
+                message = f"loss is {v.loss_med[j]:.3g} (above {t.exploding_loss:.3g}): the loss avalanches"
+            else:
+                k = int(np.flatnonzero(g_grew[j] | w_grew[j])[0])
+                n = self.names[d[k]]
+                affected = d[k : k + 1]
+                g0 = self._first_med[d, COL["grad_norm"]]  # type: ignore[index]
+                w0 = self._first_med[d, COL["weight_norm"]]  # type: ignore[index]
+                if g_grew[j, k]:
                     message = (
-                        f"gradient norm of {n} grew {nd[j] / g0[j]:.3g}x since the start "
-                        f"({g0[j]:.3g} -> {nd[j]:.3g})"
+                        f"gradient norm of {n} grew {g[j, k] / g0[k]:.3g}x since the start "
+                        f"({g0[k]:.3g} -> {g[j, k]:.3g})"
                     )
                 else:
+                    w1 = v.med[j, d[k], COL["weight_norm"]]
                     message = (
-                        f"weight norm of {n} grew {w1[j] / w0[j]:.3g}x since the start "
-                        f"({w0[j]:.3g} -> {w1[j]:.3g})"
+                        f"weight norm of {n} grew {w1 / w0[k]:.3g}x since the start ({w0[k]:.3g} -> {w1:.3g})"
                     )
-        if message is None:
-            return None
-        names = [self.names[i] for i in affected]
-        advice, fix = self._explode_advice(names, nonfinite=False)
-        return Diagnosis(
-            "exploding", names[0] if names else None, row.step, "error", message, advice, names, fix
-        )
+            names = [self.names[i] for i in affected]
+            advice, fix = self._explode_advice(names, nonfinite=False)
+            return Diagnosis(
+                "exploding",
+                names[0] if names else None,
+                int(v.steps[j]),
+                "error",
+                message,
+                advice,
+                names,
+                fix,
+            )
 
-    def _vanishing(self, row: _Row) -> Diagnosis | None:
-        if not self._full() or len(self._dense_idx) < 2:
-            return None
-        lower, top = self._dense_idx[:-1], self._dense_idx[-1]
-        g = np.stack([r.stats[:, _GRAD] for r in self.window])  # window x layers
-        hi = g[:, top : top + 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where((hi > 0) & np.isfinite(hi), g[:, lower] / hi, math.nan)
-        ratios = _nanmedian(ratio)
-        affected = [
-            i for i, r in zip(lower, ratios, strict=True) if _finite(r) and r < self.t.vanishing_ratio
-        ]
-        if not affected:
-            return None
-        by = dict(zip(lower, ratios, strict=True))
-        worst = min(affected, key=lambda i: by[i])
-        low = affected[0]
-        names = [self.names[i] for i in affected]
-        severity = "error" if by[worst] < self.t.vanishing_ratio**2 else "warning"
-        message = f"gradient norm of {names[0]} is {by[low]:.2g} x that of {self.names[top]}"
-        if len(affected) > 1:
-            message += f"; {len(affected)} layers below {self.t.vanishing_ratio:.0e} ({layer_range(names)})"
-        advice, fix = self._vanish_advice(names)
-        return Diagnosis("vanishing", names[0], row.step, severity, message, advice, names, fix)
+        return holds, build
 
-    def _act_rule(self, row: _Row, key: str, kind: str, limit: float) -> Diagnosis | None:
-        if not self._full():
-            return None
-        vals = self._med(key)
-        over = np.flatnonzero(self._hidden & np.isfinite(vals) & (vals > limit))
-        if not len(over):
-            return None
-        names = [self.names[i] for i in over]
-        worst = int(over[np.argmax(vals[over])])
-        severity = "error" if vals[worst] > 0.9 else "warning"
-        what = (
-            "saturated (on the flat ends of the curve)"
-            if kind == "saturation"
-            else "dead (output 0 for the whole batch)"
-        )
-        message = f"{vals[worst]:.0%} of {self.names[worst]}'s units are {what}"
-        if len(names) > 1:
-            message += f"; {len(names)} layers above {limit:.0%} ({layer_range(names)})"
-        if kind == "saturation":
-            advice, fix = self._saturation_advice(names)
-        else:
-            advice, fix = self._dead_advice(names)
-        return Diagnosis(kind, names[0], row.step, severity, message, advice, names, fix)
+    def _vanishing(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        d = self._depth
+        r = v.vratio  # n x (D - 1)
+        aff = np.isfinite(r) & (r < self.t.vanishing_ratio)
+        holds = v.full & aff.any(1) if len(d) >= 2 else np.zeros(len(v), bool)
 
-    def _saturation(self, row: _Row) -> Diagnosis | None:
-        return self._act_rule(row, "saturation", "saturation", self.t.saturation)
+        def build(j: int) -> Diagnosis:
+            lower = d[:-1]
+            affected = lower[aff[j]]
+            ratios = r[j, aff[j]]
+            names = [self.names[i] for i in affected]
+            severity = "error" if ratios.min() < self.t.vanishing_ratio**2 else "warning"
+            message = f"gradient norm of {names[0]} is {ratios[0]:.2g} x that of {self.names[d[-1]]}"
+            if len(names) > 1:
+                message += f"; {len(names)} layers below {self.t.vanishing_ratio:.0e} ({layer_range(names)})"
+            advice, fix = self._vanish_advice(names)
+            return Diagnosis("vanishing", names[0], int(v.steps[j]), severity, message, advice, names, fix)
 
-    def _dead(self, row: _Row) -> Diagnosis | None:
-        return self._act_rule(row, "dead", "dead_units", self.t.dead)
+        return holds, build
+
+    def _act_rule(
+        self, v: _Views, key: str, kind: str, limit: float
+    ) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        vals = v.med[:, :, COL[key]]
+        with np.errstate(invalid="ignore"):
+            over = self._hidden & np.isfinite(vals) & (vals > limit)
+        holds = v.full & over.any(1)
+
+        def build(j: int) -> Diagnosis:
+            idx = np.flatnonzero(over[j])
+            names = [self.names[i] for i in idx]
+            worst = int(idx[np.argmax(vals[j, idx])])
+            severity = "error" if vals[j, worst] > 0.9 else "warning"
+            what = (
+                "saturated (on the flat ends of the curve)"
+                if kind == "saturation"
+                else "dead (output 0 for the whole batch)"
+            )
+            message = f"{vals[j, worst]:.0%} of {self.names[worst]}'s units are {what}"
+            if len(names) > 1:
+                message += f"; {len(names)} layers above {limit:.0%} ({layer_range(names)})"
+            if kind == "saturation":
+                advice, fix = self._saturation_advice(names)
+            else:
+                advice, fix = self._dead_advice(names)
+            return Diagnosis(kind, names[0], int(v.steps[j]), severity, message, advice, names, fix)
+
+        return holds, build
+
+    def _saturation(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        return self._act_rule(v, "saturation", "saturation", self.t.saturation)
+
+    def _dead(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        return self._act_rule(v, "dead", "dead_units", self.t.dead)
+
+    def _one_sided(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        """Outputs collapsed toward one asymptote (Glorot & Bengio 2010, Fig. 2): a sigmoid
+        layer whose mean output sits in the last ``asymptote`` fraction of its range."""
+        lo, hi = self._range[:, 0], self._range[:, 1]
+        with np.errstate(invalid="ignore"):
+            pos = (v.med[:, :, COL["act_mean"]] - lo) / (hi - lo)  # 0 at the low end, 1 at the high
+            a = self.t.asymptote
+            over = self._hidden & np.isfinite(pos) & ((pos < a) | (pos > 1 - a))
+        holds = v.full & over.any(1)
+
+        def build(j: int) -> Diagnosis:
+            idx = np.flatnonzero(over[j])
+            worst = int(idx[np.argmax(np.abs(pos[j, idx] - 0.5))])
+            names = [self.names[i] for i in idx]
+            mean = v.med[j, :, COL["act_mean"]]
+            side = lo[worst] if pos[j, worst] < 0.5 else hi[worst]
+            act = self.infos[self.names[worst]].activation if self.names[worst] in self.infos else "?"
+            message = (
+                f"{self.names[worst]}'s outputs collapsed toward {side:g} ({act}: mean {mean[worst]:.2g}"
+            )
+            if self._first_med is not None and _finite(float(self._first_med[worst, COL["act_mean"]])):
+                message += f", {self._first_med[worst, COL['act_mean']]:.2g} at the start"
+            message += ")"
+            others = [
+                i for i in np.flatnonzero(self._hidden & np.isfinite(pos[j])) if i not in set(idx.tolist())
+            ]
+            if others:
+                message += (
+                    f"; the other hidden layers' means are {np.nanmin(mean[others]):.2g}.."
+                    f"{np.nanmax(mean[others]):.2g}"
+                )
+            if len(names) > 1:
+                message += f"; {len(names)} layers at one end ({layer_range(names)})"
+            advice, fix = self._one_sided_advice(names, side)
+            return Diagnosis(
+                "one_sided_saturation",
+                self.names[worst],
+                int(v.steps[j]),
+                "warning",
+                message,
+                advice,
+                names,
+                fix,
+            )
+
+        return holds, build
+
+    def _learning_rate(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        """The update ratio ‖Δw‖/‖w‖ far from ~1e-3: a layer that moves by a tenth of its
+        weights a step (too large), or a network whose typical layer moves by less than 1e-5
+        (too small: a thousand steps change the weights by 1%)."""
+        t, d = self.t, self._depth
+        ur = v.med[:, d, COL["update_ratio"]]
+        fin = np.isfinite(ur)
+        with np.errstate(invalid="ignore"):
+            high = fin & (ur > t.update_ratio_high)
+            typical = _nanmedian(np.where(fin, ur, math.nan).T)
+            low = np.isfinite(typical) & (typical < t.update_ratio_low)
+        holds = v.full & (high.any(1) | low)
+
+        def build(j: int) -> Diagnosis:
+            target = t.update_ratio_target
+            if high[j].any():
+                affected = d[high[j]]
+                observed = float(np.max(ur[j, high[j]]))
+                too = "large"
+                message = (
+                    f"update ratio ‖Δw‖/‖w‖ of {self.names[affected[0]]} is {ur[j, high[j]][0]:.2g} a step "
+                    f"(above {t.update_ratio_high:g}; ~{target:g} is typical): the step is too large"
+                )
+            else:
+                with np.errstate(invalid="ignore"):
+                    affected = d[fin[j] & (ur[j] < t.update_ratio_low)]
+                observed = float(typical[j])
+                too = "small"
+                message = (
+                    f"update ratio ‖Δw‖/‖w‖ is {observed:.2g} a step (median of {len(d)} layers; below "
+                    f"{t.update_ratio_low:g}, ~{target:g} is typical): the weights do not move"
+                )
+            names = [self.names[i] for i in affected]
+            if len(names) > 1:
+                message += f"; {len(names)} layers ({layer_range(names)})"
+            factor = target / observed if observed > 0 else math.inf
+            advice, fix = self._lr_advice(factor, too)
+            return Diagnosis(
+                "learning_rate",
+                names[0] if names else None,
+                int(v.steps[j]),
+                "warning",
+                message,
+                advice,
+                names,
+                fix,
+            )
+
+        return holds, build
+
+    def _not_learning(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
+        """The loss at chance (ln of the classes) for ``plateau_steps`` steps, and not below it
+        lately: a loss that falls toward chance from above has learned only to be unsure."""
+        if self.classes is None:
+            return np.zeros(len(v), bool), lambda j: None  # type: ignore[return-value]
+        t = self.t
+        chance = math.log(self.classes)
+        with np.errstate(invalid="ignore"):
+            holds = (
+                v.full
+                & np.isfinite(v.plateau)
+                & (np.abs(v.plateau - chance) < t.chance_tol * chance)
+                & (v.recent > chance * (1 - t.chance_tol / 2))
+            )
+
+        def build(j: int) -> Diagnosis:
+            d = self._depth
+            ur = v.med[j, d, COL["update_ratio"]]
+            ur = ur[np.isfinite(ur)]
+            span = int(t.plateau_steps)
+            message = (
+                f"the loss has stayed at chance for {span} steps (mean {v.plateau[j]:.3g}; "
+                f"ln({self.classes}) = {chance:.3g})"
+            )
+            fix = None
+            if len(ur):
+                typical = float(np.median(ur))
+                message += f"; update ratios {ur.min():.1g}..{ur.max():.1g} (median {typical:.1g})"
+                if 0 < typical < t.update_ratio_target / 10:
+                    advice, fix = self._lr_advice(t.update_ratio_target / typical, "small")
+                    return Diagnosis(
+                        "not_learning",
+                        None,
+                        int(v.steps[j]),
+                        "warning",
+                        message,
+                        f"the weights hardly move: {advice}",
+                        [],
+                        fix,
+                    )
+            advice = (
+                "the weights move but the loss does not: check that the labels belong to the inputs "
+                "(shuffled or constant labels teach nothing) and that the inputs are scaled; then try "
+                "optimizer = 'adam' with learning_rate = 0.001"
+            )
+            return Diagnosis("not_learning", None, int(v.steps[j]), "warning", message, advice, [], fix)
+
+        return holds, build
 
     # ------------------------------------------------------------------ advice
+
+    @staticmethod
+    def _weighted(info: LayerInfo) -> bool:
+        """A layer that transforms the signal with weights (dense, conv, recurrent, embedding):
+        not a normalization's or an activation's parameters."""
+        return info.has_weights and info.type not in NORMALIZATION and info.type not in ACTIVATION_TYPES
 
     def _groups(self, names: list[str]) -> list[tuple[list[str], LayerInfo]]:
         """Consecutive layers with the same activation, initializer and BatchNorm, grouped."""
         groups: list[tuple[list[str], LayerInfo]] = []
         for n in names:
-            info = self.infos[n]
-            if not info.is_dense:
+            info = self.infos.get(n)
+            if info is None or not self._weighted(info):
                 continue
             key = (
                 info.activation,
@@ -441,13 +744,13 @@ class Diagnoser:
         )
 
     def _entry_layers(self, names: list[str]) -> list[str]:
-        """The Dense layers of the ``[[layers]]`` entries ``names`` come from (all their repeats),
+        """The weighted layers of the ``[[layers]]`` entries ``names`` come from (all their repeats),
         in model order: what a fix on those entries changes. Layers without an entry (a user's
         own model) stay as given."""
         entries = set(self._entries(names))
         if not entries:
             return names
-        return [n for n in self.order if self.infos[n].is_dense and self.infos[n].entry in entries]
+        return [n for n in self.order if self._weighted(self.infos[n]) and self.infos[n].entry in entries]
 
     def _describe(self, names: list[str], info: LayerInfo) -> str:
         init = info.initializer.label() if info.initializer else "its initializer"
@@ -486,7 +789,8 @@ class Diagnoser:
             return advice, self._fix(names_all, {"initializer": good}, None)
         advice = (
             f"{self._describe(g_names, info)}: the initialization already fits {act}; add "
-            "batch_norm = 'before' or use fewer layers"
+            "batch_norm = 'before', or residual = true (a skip connection around each block keeps "
+            "a path for the gradient), or use fewer layers"
         )
         return advice, self._fix(names_all, {"batch_norm": "before"}, None)
 
@@ -494,6 +798,15 @@ class Diagnoser:
         groups = self._groups(names) or self._groups(self.order)
         clip = "" if self._clipping() else "clipnorm = 1.0"
         lr = "lower learning_rate"
+        recurrent = [n for n in names if n in self.infos and self.infos[n].type in RECURRENT]
+        if recurrent and clip:
+            # the recurrent kernel is applied once a time step: its gradient grows like a power
+            # of it (Pascanu et al. 2013), which clipping bounds without changing its direction
+            return (
+                f"{layer_range(recurrent)} ({self.infos[recurrent[0]].type}) explodes through time: "
+                f"clip gradients with {clip}, or {lr}",
+                self._fix([], None, {"clipnorm": 1.0}),
+            )
         for g_names, info in groups:
             var = info.variance
             good_var = matched_variance(info.activation, info.fan_in, info.fan_out) if info.fan_in else None
@@ -536,6 +849,37 @@ class Diagnoser:
             return advice, self._fix(names, {"initializer": good}, None)
         advice = f"{self._describe(g_names, info)}: add batch_norm = 'before', or use relu with he_normal"
         return advice, self._fix(names, {"batch_norm": "before"}, None)
+
+    def _one_sided_advice(self, names: list[str], side: float) -> tuple[str, dict[str, Any] | None]:
+        groups = self._groups(names)
+        if not groups:
+            return "use tanh (centred on 0) or relu with he_normal, or batch_norm = 'before'", None
+        g_names, info = groups[0]
+        why = (
+            "sigmoid's outputs are not centred on 0, and the layers above learn to push this one "
+            "to an end (Glorot & Bengio 2010)"
+            if info.activation in ("sigmoid", "hard_sigmoid")
+            else f"its outputs sit near {side:g}, where the derivative is small"
+        )
+        advice = (
+            f"{self._describe(g_names, info)}: {why}; add batch_norm = 'before' to keep the "
+            "pre-activations centred, or use tanh with glorot_uniform, or relu with he_normal"
+        )
+        return advice, self._fix(names, {"batch_norm": "before"}, None)
+
+    def _lr_advice(self, factor: float, too: str) -> tuple[str, dict[str, Any] | None]:
+        """Scale the learning rate by target/observed update ratio (the ratio is proportional
+        to it, for SGD and for Adam alike)."""
+        lr_now = self.train.learning_rate if self.train else None
+        way = "lower" if too == "large" else "raise"
+        if lr_now is None or not math.isfinite(factor):
+            return f"{way} the learning rate about {factor:.2g}x", None
+        new = _round_lr(lr_now * factor)
+        return (
+            f"{way} learning_rate from {lr_now:g} to {new:g} (x{factor:.2g}: brings ‖Δw‖/‖w‖ to "
+            f"~{self.t.update_ratio_target:g})",
+            self._fix([], None, {"learning_rate": new}),
+        )
 
     def _dead_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
         groups = self._groups(names)

@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("vanishing", "exploding", "non_finite", "saturation", "dead_units")
+#: the kinds of diagnosis (SPEC section 3, and README's Diagnoses table)
+KINDS = (
+    "vanishing",
+    "exploding",
+    "non_finite",
+    "saturation",
+    "dead_units",
+    "one_sided_saturation",
+    "learning_rate",
+    "not_learning",
+)
 
 
 @dataclass

@@ -203,6 +203,18 @@ class Thresholds:
             (derivative below 8% of its maximum) above which the layer is saturated.
         dead: fraction of a ReLU layer's units that output 0 for a whole batch above which the
             layer has dying units.
+        asymptote: a sigmoid/tanh layer whose mean output lies within this fraction of its
+            range from one end (sigmoid: below 0.1 or above 0.9) has collapsed toward that
+            asymptote (Glorot & Bengio 2010, Fig. 2), though few units are past the flat 8%.
+        update_ratio_target: the typical ‖Δw‖/‖w‖ of a step that learns (~1e-3); a learning
+            rate out of range is scaled by target / observed.
+        update_ratio_high: a layer whose weights change by more than this fraction a step
+            (two orders above the target: their own size in ~10 steps) has too large a step.
+        update_ratio_low: a network whose median layer changes by less than this fraction a step
+            (two orders below the target: 1% in a thousand steps) does not move.
+        plateau_steps: steps the loss must stay at chance before ``not_learning`` is raised.
+        chance_tol: how close (a fraction of ln(classes)) the mean loss over those steps must be
+            to ln(classes), the loss of a uniform guess, to count as chance.
     """
 
     window: int = 3
@@ -214,6 +226,12 @@ class Thresholds:
     weight_growth: float = 10.0
     saturation: float = 0.5
     dead: float = 0.5
+    asymptote: float = 0.1
+    update_ratio_target: float = 1e-3
+    update_ratio_high: float = 0.1
+    update_ratio_low: float = 1e-5
+    plateau_steps: int = 200
+    chance_tol: float = 0.05
 
 
 THRESHOLD_KEYS = tuple(f.name for f in dataclasses.fields(Thresholds))
@@ -720,10 +738,13 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
     defaults = Thresholds()
     thresholds = Thresholds(
         window=v.integer(mon_tbl, "window", defaults.window, "monitor.", lo=1, hi=1000),
+        plateau_steps=v.integer(
+            mon_tbl, "plateau_steps", defaults.plateau_steps, "monitor.", lo=1, hi=10_000_000
+        ),
         **{
             k: v.number(mon_tbl, k, getattr(defaults, k), "monitor.", lo=0.0, hi=1e30, lo_open=True)
             for k in THRESHOLD_KEYS
-            if k not in ("window", "saturation", "dead")
+            if k not in ("window", "plateau_steps", "saturation", "dead")
         },
         saturation=v.number(mon_tbl, "saturation", defaults.saturation, "monitor.", lo=0.0, hi=1.0),
         dead=v.number(mon_tbl, "dead", defaults.dead, "monitor.", lo=0.0, hi=1.0),

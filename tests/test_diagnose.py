@@ -252,3 +252,174 @@ def test_batched_feeding_finds_the_same_diagnoses_at_the_same_steps(seed: int) -
         batched.feed_all(recs[i : i + n])
         i += n
     assert [d.to_dict() for d in batched.diagnoses] == [d.to_dict() for d in one.diagnoses]
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def test_a_condition_that_stops_holding_gets_cleared_step_and_stays() -> None:
+    _, layers = layers_for()
+    bad = [1e-3, 0.6, 0.55, 0.7, 2.0]  # dense at 5e-4 x the top; 500x less than healthy
+    recs = [record(s, bad) for s in range(5)] + [record(s, HEALTHY) for s in range(5, 12)]
+    d = Diagnoser(layers)
+    d.feed_all(recs)
+    (v,) = d.diagnoses
+    # the window median is healthy again once 2 of its 3 records are: at step 6
+    assert v.kind == "vanishing" and v.step == 2 and v.cleared_step == 6
+    assert v.to_dict()["cleared_step"] == 6
+    # it comes back: the same entry, cleared_step reset, not reported as new
+    assert d.feed_all([record(s, bad) for s in range(12, 16)]) == []
+    assert d.diagnoses == [v] and v.cleared_step is None and "cleared_step" not in v.to_dict()
+
+
+def test_cleared_step_is_the_same_record_by_record_and_in_blocks() -> None:
+    _, layers = layers_for()
+    bad = [1e-3, 0.6, 0.55, 0.7, 2.0]  # dense at 5e-4 x the top; 500x less than healthy
+    recs = [record(s, bad if (s // 7) % 2 == 0 else HEALTHY) for s in range(40)]
+    one = Diagnoser(layers)
+    for r in recs:
+        one.feed(r)
+    block = Diagnoser(layers)
+    block.feed_all(recs[:13])
+    block.feed_all(recs[13:])
+    assert [x.to_dict() for x in one.diagnoses] == [x.to_dict() for x in block.diagnoses]
+    assert one.diagnoses[0].cleared_step is not None  # steps 35..39 are healthy
+
+
+def test_nothing_clears_after_non_finite() -> None:
+    _, layers = layers_for()
+    bad = [4e-8, 1e-6, 1e-4, 1e-2, 0.5]
+    recs = [record(s, bad) for s in range(4)]
+    recs.append(record(4, bad, loss=math.nan))
+    recs += [record(s, HEALTHY) for s in range(5, 10)]
+    kinds = {x.kind: x for x in diagnose(recs, layers)}
+    assert kinds["vanishing"].cleared_step is None and kinds["non_finite"].cleared_step is None
+
+
+def test_one_sided_saturation_names_the_layer_and_the_side() -> None:
+    _, layers = layers_for()
+    act = {n: {"act_mean": 0.5} for n in ("dense", "dense_1", "dense_2")}
+    act["dense_3"] = {"act_mean": 0.04, "saturation": 0.2}  # not past the flat 8%: saturation misses it
+    (d,) = diagnose([record(i, HEALTHY, act=act) for i in range(3)], layers)
+    assert d.kind == "one_sided_saturation" and d.layer == "dense_3" and d.layers == ["dense_3"]
+    assert "toward 0 (sigmoid: mean 0.04" in d.message and "0.5..0.5" in d.message
+    assert "Glorot" in d.advice and d.fix == {"entries": [0], "set": {"batch_norm": "before"}}
+    _, tanh = layers_for("tanh")
+    high = {"dense_1": {"act_mean": 0.93}}
+    (t,) = diagnose([record(i, HEALTHY, act=high) for i in range(3)], tanh)
+    assert t.layer == "dense_1" and "toward 1 (tanh" in t.message
+    middle = {"dense_1": {"act_mean": 0.3}}
+    assert diagnose([record(i, HEALTHY, act=middle) for i in range(3)], layers) == []
+
+
+def ratios(value: float, top: float | None = None) -> dict:
+    out = {n: {"update_ratio": value} for n in ("dense", "dense_1", "dense_2", "dense_3")}
+    out["dense_4"] = {"update_ratio": value if top is None else top}
+    return out
+
+
+def test_learning_rate_too_small_scales_it_to_the_target_ratio() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    d = Diagnoser(layers, train=TrainSpec(learning_rate=1e-5))
+    d.feed_all([record(s, HEALTHY, act=ratios(1e-6)) for s in range(3)])
+    (lr,) = d.diagnoses
+    assert (
+        lr.kind == "learning_rate"
+        and "do not move" in lr.message
+        and lr.layers == ["dense", "dense_1", "dense_2", "dense_3", "dense_4"]
+    )
+    assert lr.fix == {"train": {"learning_rate": 0.01}} and "to 0.01" in lr.advice
+
+
+def test_learning_rate_too_large_names_the_layers_that_jump() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    d = Diagnoser(layers, train=TrainSpec(learning_rate=1.0))
+    d.feed_all([record(s, HEALTHY, act=ratios(1e-3, top=0.5)) for s in range(3)])
+    (lr,) = d.diagnoses
+    assert lr.layer == "dense_4" and "too large" in lr.message
+    assert lr.fix == {"train": {"learning_rate": 0.002}}
+    # one layer that does not move while the others do is not the learning rate's fault
+    quiet = ratios(1e-3)
+    quiet["dense"] = {"update_ratio": 1e-8}
+    assert diagnose([record(s, HEALTHY, act=quiet) for s in range(3)], layers) == []
+    # dead units do not move: that is the dead_units diagnosis, not the learning rate
+    dead = ratios(0.0)
+    dead["dense_1"]["dead"] = 0.9
+    assert [x.kind for x in diagnose([record(s, HEALTHY, act=dead) for s in range(3)], layers)] == [
+        "dead_units"
+    ]
+
+
+def test_not_learning_needs_the_plateau_and_nothing_else_raised() -> None:
+    _, layers = layers_for("relu", '"he_normal"')
+    chance = math.log(10)
+    flat = [record(s, HEALTHY, loss=chance + 0.01 * (-1) ** s) for s in range(260)]
+    found = diagnose(flat, layers)
+    assert [x.kind for x in found] == ["not_learning"]
+    assert found[0].step == 200 and found[0].layer is None and "ln(10) = 2.3" in found[0].message
+    learning = [record(s, HEALTHY, loss=chance - s / 400) for s in range(260)]
+    assert diagnose(learning, layers) == []
+    vanishing = [record(s, [4e-8, 1e-6, 1e-4, 1e-2, 0.5], loss=chance) for s in range(260)]
+    assert [x.kind for x in diagnose(vanishing, layers)] == ["vanishing"]
+
+
+def infos(*types: str) -> list:
+    """LayerInfo rows of the given Keras types, the last one the Dense output layer."""
+    from gradtui.stack import LayerInfo
+
+    out = []
+    for i, t in enumerate(types):
+        out.append(
+            LayerInfo(f"l{i}", t, i, (8,), params=10, trainable=10, activation="relu", fan_in=8, fan_out=8)
+        )
+    out[-1].is_output = True
+    return out
+
+
+def rec(step: int, norms: dict[str, float]) -> dict:
+    return {
+        "step": step,
+        "loss": 2.3,
+        "layers": {n: {"grad_norm": g, "weight_norm": 1.0, "nonfinite": 0} for n, g in norms.items()},
+    }
+
+
+def test_depth_spans_every_weighted_layer_but_not_normalization() -> None:
+    layers = infos("Conv2D", "BatchNormalization", "LSTM", "Embedding", "LayerNormalization", "Dense")
+    norms = {"l0": 1e-7, "l1": 1e-9, "l2": 0.5, "l3": 0.5, "l4": 1e-9, "l5": 0.5}
+    (v,) = diagnose([rec(s, norms) for s in range(3)], layers)
+    assert v.kind == "vanishing" and v.layers == ["l0"]  # conv counts, the norms' tiny ones do not
+    big = {"l0": 0.5, "l1": 0.5, "l2": 5e6, "l3": 0.5, "l4": 0.5, "l5": 0.5}
+    (e,) = diagnose([rec(s, big) for s in range(3)], layers, train=TrainSpec())
+    assert e.kind == "exploding" and e.layer == "l2"
+    assert "explodes through time" in e.advice and e.fix == {"train": {"clipnorm": 1.0}}
+
+
+def test_a_block_is_read_by_column_name() -> None:
+    """feed_block reads Records.field by name: a drain with extra columns (e.g. act_mean or
+    recurrent_grad_norm) or without them gives the same diagnoses as its records."""
+
+    class Block:
+        def __init__(self, recs: list[dict]) -> None:
+            self.recs = recs
+            self.names = list(recs[0]["layers"])
+            self.steps = [r["step"] for r in recs]
+            self.losses = [r["loss"] for r in recs]
+
+        def __len__(self) -> int:
+            return len(self.recs)
+
+        def field(self, key: str):
+            import numpy as np
+
+            if key not in ("grad_norm", "weight_norm", "nonfinite", "update_ratio", "act_mean"):
+                raise KeyError(key)
+            return np.array([[r["layers"][n].get(key, math.nan) for n in self.names] for r in self.recs])
+
+    _, layers = layers_for()
+    act = {"dense_3": {"act_mean": 0.04}}
+    recs = [record(s, HEALTHY, act=act) for s in range(5)]
+    from_block = Diagnoser(layers)
+    from_block.feed_block(Block(recs))
+    assert [x.to_dict() for x in from_block.diagnoses] == [x.to_dict() for x in diagnose(recs, layers)]
+    assert [x.kind for x in from_block.diagnoses] == ["one_sided_saturation"]
