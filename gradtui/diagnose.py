@@ -34,8 +34,10 @@ from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matc
 
 #: the per-layer statistics the rules read, by their ``stats.jsonl`` names; a column a record or
 #: a drain does not have is NaN (``act_mean``: the mean output of a layer's activation)
-KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead", "update_ratio", "act_mean")
+KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead", "update_ratio", "act_mean", "time_ratio")
 COL = {k: i for i, k in enumerate(KEYS)}
+#: this many weighted layers without skip connections or normalization make a deep plain stack
+DEEP_PLAIN = 16
 #: layers whose gradients scale differently from a weight layer's (per-feature affine
 #: parameters): left out of the depth comparisons (vanishing, exploding, learning rate)
 NORMALIZATION = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
@@ -509,8 +511,16 @@ class Diagnoser:
         r = v.vratio  # n x (D - 1)
         aff = np.isfinite(r) & (r < self.t.vanishing_ratio)
         holds = v.full & aff.any(1) if len(d) >= 2 else np.zeros(len(v), bool)
+        # through time: the gradient reaching a recurrent layer's first time step against its
+        # largest (the latest measured curve, carried between measurements)
+        tr = v.last[:, :, COL["time_ratio"]]
+        with np.errstate(invalid="ignore"):
+            in_time = np.isfinite(tr) & (tr < self.t.vanishing_ratio)
+        holds = holds | in_time.any(1)
 
         def build(j: int) -> Diagnosis:
+            if not (len(d) >= 2 and v.full[j] and aff[j].any()):
+                return self._vanishing_in_time(v, j, in_time[j], tr[j])
             lower = d[:-1]
             affected = lower[aff[j]]
             ratios = r[j, aff[j]]
@@ -523,6 +533,27 @@ class Diagnoser:
             return Diagnosis("vanishing", names[0], int(v.steps[j]), severity, message, advice, names, fix)
 
         return holds, build
+
+    def _vanishing_in_time(self, v: _Views, j: int, affected: np.ndarray, ratio: np.ndarray) -> Diagnosis:
+        """Vanishing through time (Bengio, Simard & Frasconi 1994; Pascanu et al. 2013): what
+        reaches a recurrent layer's first time steps is a tiny part of what reaches its last."""
+        idx = np.flatnonzero(affected)
+        names = [self.names[i] for i in idx]
+        worst = int(idx[np.argmin(ratio[idx])])
+        severity = "error" if ratio[worst] < self.t.vanishing_ratio**2 else "warning"
+        message = (
+            f"the gradient reaching {self.names[worst]}'s first time step is {ratio[worst]:.2g} x the "
+            "largest it receives: the start of the sequence stops shaping the weights"
+        )
+        info = self.infos.get(names[0])
+        kind = (info.kind if info is not None else "") or ""
+        if kind == "simple_rnn" or (info is not None and info.type == "SimpleRNN"):
+            advice = f"{layer_range(names)}: use lstm or gru (their gates keep a path for the gradient through time)"
+            fix = self._fix(names, {"type": "lstm", "activation": "tanh"}, None)
+        else:
+            advice = f"{layer_range(names)}: use a shorter sequence, or tanh with an orthogonal recurrent_initializer"
+            fix = None
+        return Diagnosis("vanishing", names[0], int(v.steps[j]), severity, message, advice, names, fix)
 
     def _act_rule(
         self, v: _Views, key: str, kind: str, limit: float
@@ -784,6 +815,16 @@ class Diagnoser:
             advice = f"{self._describe(g_names, info)}: use relu with he_normal, or batch_norm = 'before'"
             return advice, self._fix(names_all, {"activation": "relu", "initializer": "he_normal"}, None)
         good, rule, _ = matched_init(act)
+        weighted = [n for n in self.order if n in self.infos and self._weighted(self.infos[n])]
+        residual = any(getattr(x, "role", None) == "add" for x in self.infos.values())
+        if len(weighted) >= DEEP_PLAIN and not residual and info.batch_norm == "none":
+            # a deep plain stack of a non-saturating activation: He et al. (2016)'s remedy
+            advice = (
+                f"{self._describe(g_names, info)}, {len(weighted)} weighted layers without skip "
+                f"connections: add residual = true (each block keeps a path for the gradient), "
+                f"or use {good} ({rule})"
+            )
+            return advice, self._fix(names_all, {"residual": True}, None)
         if info.initializer is not None and not info.initializer.name.startswith(good.split("_")[0]):
             advice = f"{self._describe(g_names, info)}: use {good} ({rule}), or batch_norm = 'before'"
             return advice, self._fix(names_all, {"initializer": good}, None)

@@ -136,6 +136,8 @@ class Monitor:
             if self.run is not None:
                 self.run.append_lines(block.to_jsonl())
             self.history.add_block(block)
+            if block.time_grads:
+                block.extra["time_ratio"] = self._time_ratio(block)
             new = self.diagnoser.feed_block(_with_known_losses(block))
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
@@ -157,6 +159,27 @@ class Monitor:
         self.epoch_listeners.append(sink.on_epoch)
         self.histogram_sinks.append(sink)
         self._tensorboard = sink
+
+    def _time_ratio(self, block: Records) -> Any:
+        """Per row and layer, how much of the gradient reaching a recurrent layer's last time
+        step reaches its first: first span / largest span of the latest measured curve (carried
+        forward between measurements; NaN before the first, and for other layers)."""
+        import numpy as np
+
+        out = np.full((len(block), len(block.layers)), np.nan)
+        last = getattr(self, "_last_time_ratio", {})
+        names = block.names
+        for name, (_, norms) in (block.time_grads or {}).items():
+            li = names.index(name)
+            value = last.get(name, np.nan)
+            for i, row in enumerate(norms):
+                if not np.isnan(row).all():
+                    top = np.nanmax(row)
+                    value = row[0] / top if top > 0 else np.nan
+                out[i, li] = value
+            last[name] = value
+        self._last_time_ratio = last
+        return out
 
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         self.epochs_done = epoch + 1

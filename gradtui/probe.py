@@ -76,6 +76,8 @@ class Records:
     #: per recurrent layer: the first time step of each span of its input sequence, and the
     #: gradient norm reaching each span, ``(n, spans)``, NaN on rows where it was not measured
     time_grads: dict[str, tuple[list[int], np.ndarray]] | None = None
+    #: fields computed outside the recorder (the monitor's ``time_ratio``), ``(n, layers)``
+    extra: dict[str, np.ndarray] = dataclass_field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -100,6 +102,10 @@ class Records:
         return got
 
     def _field(self, key: str) -> np.ndarray:
+        if key in self.extra:
+            return self.extra[key]
+        if key == "time_ratio":
+            raise KeyError(key)  # only where the monitor computed it
         s = self.stats
         if key == "update_ratio":
             wn, un = s[:, :, COLUMNS.index("weight_norm")], s[:, :, COLUMNS.index("update_norm")]

@@ -2,8 +2,7 @@
 
 Each problem preset must get its diagnosis, each remedy none of vanishing, exploding, non_finite
 (issue 12). Beside the diagnoses, each test asserts the recorded statistics that make the story
-true, so a test still says something where the diagnoser does not yet look at conv or recurrent
-rows: those assertions are marked ``xfail`` until the issue-10 recorder and its rules land.
+true.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ pytestmark = pytest.mark.slow
 
 STEPS = 150
 ALARMS = {"vanishing", "exploding", "non_finite"}
-NEEDS_RECORDER = pytest.mark.xfail(reason="needs the issue-10 recorder", strict=False)
 _cache: dict[str, dict[str, Any]] = {}
 
 
@@ -84,10 +82,10 @@ def test_sigmoid_rnn_on_pixels_learns_nothing_where_the_lstm_learns(
 @pytest.mark.parametrize(
     ("preset", "kind"),
     [
-        pytest.param("conv-sigmoid", "vanishing", marks=NEEDS_RECORDER),
-        pytest.param("conv-dead-relu", "dead_units", marks=NEEDS_RECORDER),
-        pytest.param("rnn-exploding", "exploding", marks=NEEDS_RECORDER),
-        pytest.param("rnn-pixels", "vanishing", marks=NEEDS_RECORDER),
+        pytest.param("conv-sigmoid", "vanishing"),
+        pytest.param("conv-dead-relu", "dead_units"),
+        pytest.param("rnn-exploding", "exploding"),
+        pytest.param("rnn-pixels", "vanishing"),
         ("deep-plain", "vanishing"),
     ],
 )
@@ -104,9 +102,9 @@ def test_problem_presets_get_their_diagnosis(
 @pytest.mark.parametrize(
     ("preset", "fix_key"),
     [
-        pytest.param("rnn-exploding", "clipnorm", marks=NEEDS_RECORDER),
-        pytest.param("rnn-pixels", "type", marks=NEEDS_RECORDER),
-        pytest.param("deep-plain", "residual", marks=NEEDS_RECORDER),
+        pytest.param("rnn-exploding", "clipnorm"),
+        pytest.param("rnn-pixels", "type"),
+        pytest.param("deep-plain", "residual"),
     ],
 )
 def test_problem_presets_offer_the_fix_that_fits(
