@@ -34,7 +34,16 @@ from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matc
 
 #: the per-layer statistics the rules read, by their ``stats.jsonl`` names; a column a record or
 #: a drain does not have is NaN (``act_mean``: the mean output of a layer's activation)
-KEYS = ("grad_norm", "weight_norm", "nonfinite", "saturation", "dead", "update_ratio", "act_mean", "time_ratio")
+KEYS = (
+    "grad_norm",
+    "weight_norm",
+    "nonfinite",
+    "saturation",
+    "dead",
+    "update_ratio",
+    "act_mean",
+    "time_ratio",
+)
 COL = {k: i for i, k in enumerate(KEYS)}
 #: this many weighted layers without skip connections or normalization make a deep plain stack
 DEEP_PLAIN = 16
