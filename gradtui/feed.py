@@ -107,6 +107,11 @@ class Snapshot:
         return {"loss": self.loss[-1]} if self.loss else {}
 
 
+#: the monitor's row of a recurrent layer's recurrent kernel is this mark and the layer's name (the
+#: mark first: a narrow name column cuts the end)
+RECURRENT_MARK = "↻"
+
+
 def _row(name: str, history: History, points: int) -> LayerRow:
     latest = history.latest(name)
     series = history.series(name, "grad_norm")
@@ -147,7 +152,18 @@ def snapshot_from_history(
     **info: Any,
 ) -> Snapshot:
     """A snapshot of a :class:`History`; ``info`` fills the other :class:`Snapshot` fields."""
-    rows = [_row(n, history, points) for n in weighted_names(layers, history)]
+    rows = []
+    for n in weighted_names(layers, history):
+        rows.append(_row(n, history, points))
+        recurrent = history.series(n, "recurrent_grad_norm")
+        if recurrent is not None:  # a recurrent layer's recurrent kernel: a row of its own
+            rows.append(
+                LayerRow(
+                    name=f"{RECURRENT_MARK}{n}",
+                    grad=recurrent.points()[-points:],
+                    grad_norm=history.latest(n).get("recurrent_grad_norm", math.nan),
+                )
+            )
     return Snapshot(
         step=history.last_step,
         epoch=history.last_epoch,

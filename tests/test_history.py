@@ -80,3 +80,25 @@ def test_latest_series_and_sparkline() -> None:
     assert h.series("a", "missing") is None and h.series("b", "grad_norm") is None
     assert h.loss.points()[0] == 2.0 and math.isnan(h.loss.last)
     assert sparkline([1.0, 10.0, 0.0, float("nan")], 4) == "▁█ !"
+
+
+def test_a_recurrent_layer_gets_a_monitor_row_for_its_recurrent_kernel() -> None:
+    """The monitor draws a recurrent layer's input kernel and recurrent kernel as two rows."""
+    import numpy as np
+
+    from gradtui.feed import RECURRENT_MARK, snapshot_from_history
+    from gradtui.probe import COLUMNS, Records, Tracked
+
+    rows = [
+        Tracked("rnn", "tanh", None, None, [0, 1, 2], False, False, type="SimpleRNN", recurrent=[1]),
+        Tracked("out", "linear", None, None, [3, 4], True, True, type="Dense"),
+    ]
+    stats = np.full((4, 2, len(COLUMNS)), 0.5)
+    stats[:, :, COLUMNS.index("act")] = -1.0
+    stats[:, 0, COLUMNS.index("recurrent_grad_norm")] = [1e-3, 2e-3, 3e-3, 4e-3]
+    stats[:, 1, COLUMNS.index("recurrent_grad_norm")] = np.nan
+    history = History(64)
+    history.add_block(Records(np.arange(4), np.ones(4), stats, 0, rows))
+    snap = snapshot_from_history(history)
+    assert [r.name for r in snap.rows] == ["rnn", f"{RECURRENT_MARK}rnn", "out"]
+    assert snap.rows[1].grad == [1e-3, 2e-3, 3e-3, 4e-3] and snap.rows[1].grad_norm == 4e-3
