@@ -92,6 +92,10 @@ class Monitor:
         self._lock = threading.Lock()
         self._start_iterations = self._iterations()
         self._drainer: threading.Thread | None = None
+        #: the TensorBoard sink of :meth:`add_tensorboard`, if any
+        self._tensorboard: Any = None
+        #: per recurrent layer, the latest measured time ratio (see :meth:`_time_ratio`)
+        self._last_time_ratio: dict[str, float] = {}
         self._closing = threading.Event()
         self.closed = False
 
@@ -167,7 +171,7 @@ class Monitor:
         import numpy as np
 
         out = np.full((len(block), len(block.layers)), np.nan)
-        last = getattr(self, "_last_time_ratio", {})
+        last = self._last_time_ratio
         names = block.names
         for name, (_, norms) in (block.time_grads or {}).items():
             li = names.index(name)
@@ -178,7 +182,6 @@ class Monitor:
                     value = row[0] / top if top > 0 else np.nan
                 out[i, li] = value
             last[name] = value
-        self._last_time_ratio = last
         return out
 
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -235,7 +238,7 @@ class Monitor:
         summary = self.summary(status, error=error, params=params)
         if self.run is not None:
             self.run.write_summary(summary)
-        sink = getattr(self, "_tensorboard", None)
+        sink = self._tensorboard
         if sink is not None:
             sink.add_diagnoses(summary["diagnoses"], step=self.steps)
             sink.flush()
@@ -271,7 +274,7 @@ class Monitor:
             self._drainer = None
         summary = self.finish(status, error=error)
         self.instrument.detach()
-        sink = getattr(self, "_tensorboard", None)
+        sink = self._tensorboard
         if sink is not None:
             sink.close()
         self.closed = True

@@ -142,8 +142,6 @@ def rows_of(model: Any) -> list[Tracked]:
         if not ids:
             continue
         act = activation_name(layer)
-        if cls in ACTIVATION_LAYERS:
-            act = activation_name(layer)
         recurrent = [index[id(w)] for w in weights if id(w) in index and "recurrent" in w.path.split("/")[-1]]
         row = Tracked(
             name=path,
@@ -207,7 +205,7 @@ def describe(model: Any, rows: list[Tracked] | None = None) -> list[LayerInfo]:
                 info.initializer = Spec(_snake(type(init).__name__))
         infos.append(info)
     # Dense -> BatchNormalization (-> activation) is "before"; an activated Dense -> BN "after"
-    for a, b in zip(infos, infos[1:], strict=False):
+    for row, a, b in zip(rows, infos, infos[1:], strict=False):
         if b.type == "BatchNormalization" and a.type != "BatchNormalization":
-            a.batch_norm = "after" if rows[infos.index(a)].act_layer == a.name else "before"
+            a.batch_norm = "after" if row.act_layer == a.name else "before"
     return infos
