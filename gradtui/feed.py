@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gradtui.diagnosis import Diagnosis
-from gradtui.history import History
+from gradtui.history import History, TimeCurve
 from gradtui.runlog import Run, read_run
 from gradtui.stack import LayerInfo
 
@@ -69,6 +69,8 @@ class Snapshot:
         device: ``CPU`` or the GPU's name.
         status: ``running``, ``paused``, ``completed``, ``stopped``, ``failed``...
         out: the run directory.
+        time_curves: each recurrent layer's newest curve of the gradient through time.
+        recurrent: the model has recurrent layers (their curves may not be measured yet).
     """
 
     name: str = ""
@@ -86,6 +88,8 @@ class Snapshot:
     device: str = ""
     status: str = "running"
     out: str = ""
+    time_curves: list[TimeCurve] = field(default_factory=list)
+    recurrent: bool = False
 
     @property
     def steps_done(self) -> int:
@@ -164,6 +168,12 @@ def snapshot_from_history(
                     grad_norm=history.latest(n).get("recurrent_grad_norm", math.nan),
                 )
             )
+    time_curves = list(history.time.values())  # frozen, replaced when measured again: shared
+    recurrent = (
+        bool(time_curves)
+        or any(x.is_recurrent for x in layers or [])
+        or any(r.name.startswith(RECURRENT_MARK) for r in rows)
+    )
     return Snapshot(
         step=history.last_step,
         epoch=history.last_epoch,
@@ -172,6 +182,8 @@ def snapshot_from_history(
         epoch_logs=[dict(x) for x in epoch_logs or []],
         rows=rows,
         diagnoses=list(diagnoses or []),
+        time_curves=time_curves,
+        recurrent=recurrent,
         **info,
     )
 

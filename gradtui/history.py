@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+
+#: recorded steps between two measurements of a recurrent layer's gradient through time (the
+#: recorder's ``TIME_EVERY``; :mod:`gradtui.recorder` imports Keras, so the number is repeated)
+TIME_EVERY = 10
 
 
 class Series:
@@ -115,8 +120,59 @@ class Series:
         return self.values + ([self._sum / self._n] if self._n else [])
 
 
+@dataclass(frozen=True)
+class TimeCurve:
+    """How the gradient reaching a recurrent layer's input spreads across its sequence, as
+    measured at one step (a ``stats.jsonl`` record's ``time_grads`` entry).
+
+    Frozen: a newer measurement replaces the curve, so a snapshot may share it with the history.
+
+    Attributes:
+        layer: the recurrent layer's row name.
+        step: the optimizer step it was measured at.
+        t: the first time step of each span of the sequence.
+        grad_norm: the gradient norm reaching each span (NaN where unknown).
+    """
+
+    layer: str
+    step: int
+    t: tuple[int, ...]
+    grad_norm: tuple[float, ...]
+
+    @property
+    def first(self) -> float:
+        """What reaches the first span (``t = 0``)."""
+        return self.grad_norm[0] if self.grad_norm else math.nan
+
+    @property
+    def last(self) -> float:
+        """What reaches the last span (the end of the sequence, nearest the loss)."""
+        return self.grad_norm[-1] if self.grad_norm else math.nan
+
+    @property
+    def ratio(self) -> float:
+        """``first / last``: below 1 the gradient shrinks going back in time, above 1 it grows
+        (NaN when the last span's norm is not a positive number)."""
+        first, last = self.first, self.last
+        if not (math.isfinite(last) and last > 0) or math.isnan(first):
+            return math.nan
+        return first / last
+
+
+def _float(value: Any) -> float:
+    """A ``stats.jsonl`` number (``"nan"``, ``"inf"`` as strings, ``null``) as a float."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 class History:
-    """Per-layer series of every statistic, and the loss, fed with ``stats.jsonl`` records."""
+    """Per-layer series of every statistic, and the loss, fed with ``stats.jsonl`` records.
+
+    Also keeps each recurrent layer's newest curve of the gradient through time
+    (:attr:`time`), measured every :data:`TIME_EVERY` recorded steps.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
@@ -124,6 +180,8 @@ class History:
         self.layers: dict[str, dict[str, Series]] = {}
         self.last_step = -1
         self.last_epoch = 0
+        #: per recurrent layer, the newest :class:`TimeCurve`
+        self.time: dict[str, TimeCurve] = {}
 
     def add(self, record: dict[str, Any]) -> None:
         """Add one record."""
@@ -135,6 +193,13 @@ class History:
             layer = self._layer(name)
             for key, value in stats.items():
                 self._series(layer, key).add(step, float(value))
+        time_grads = record.get("time_grads")
+        if time_grads:
+            for name, curve in time_grads.items():
+                norms = tuple(_float(v) for v in curve.get("grad_norm", ()))
+                starts = tuple(int(t) for t in curve.get("t", range(len(norms))))
+                if norms and len(starts) == len(norms):
+                    self.time[name] = TimeCurve(name, step, starts, norms)
 
     def _layer(self, name: str) -> dict[str, Series]:
         layer = self.layers.get(name)
@@ -170,6 +235,12 @@ class History:
                 if key not in columns:
                     columns[key] = block.field(key).T.tolist()
                 self._series(layer, key).extend(steps, columns[key][li])
+        for name, (starts, norms) in (block.time_grads or {}).items():
+            # measured on a few rows only (all NaN on the others): keep the newest measured one
+            measured = (norms == norms).any(axis=1).nonzero()[0]
+            if len(measured):
+                i = int(measured[-1])
+                self.time[name] = TimeCurve(name, steps[i], tuple(starts), tuple(norms[i].tolist()))
 
     def series(self, layer: str, key: str) -> Series | None:
         """One layer's series of one statistic, if recorded."""

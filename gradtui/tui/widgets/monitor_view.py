@@ -10,6 +10,7 @@ from textual.widget import Widget
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.widgets.layer_monitor import LayerMonitor
 from gradtui.tui.widgets.loss_chart import LossChart
+from gradtui.tui.widgets.time_curves import TimeCurves
 from gradtui.tui.widgets.warnings_panel import WarningsPanel
 
 #: below these widths the side column narrows (``-medium``), then drops the chart (``-narrow``)
@@ -18,6 +19,9 @@ MEDIUM, WIDE = 100, 140
 
 class MonitorView(Widget):
     """Everything about the run on screen: its layers, its curves, its diagnoses.
+
+    A model with recurrent layers also gets, below the layer rows, each recurrent layer's
+    gradient through time (:class:`~gradtui.tui.widgets.time_curves.TimeCurves`).
 
     Laid out for 80x24 upward. What matters first always shows: every layer's sparkline, its
     latest gradient norm and status mark on the left, and the warnings with their advice on the
@@ -28,6 +32,7 @@ class MonitorView(Widget):
 
     DEFAULT_CSS = """
     MonitorView { layout: horizontal; height: 1fr; }
+    MonitorView #monitor-main { width: 1fr; }
     MonitorView #monitor-side { width: 58; }
     MonitorView.-medium #monitor-side { width: 50; }
     MonitorView.-narrow #monitor-side { width: 36; }
@@ -41,8 +46,10 @@ class MonitorView(Widget):
         self.set_class(MEDIUM <= width < WIDE, "-medium")
 
     def compose(self) -> ComposeResult:
-        """Layer rows, then chart above warnings."""
-        yield LayerMonitor(id="layer-monitor")
+        """Layer rows above the recurrent layers' curves through time, then chart above warnings."""
+        with Vertical(id="monitor-main"):
+            yield LayerMonitor(id="layer-monitor")
+            yield TimeCurves(id="time-curves")
         with Vertical(id="monitor-side"):
             yield LossChart(id="loss-chart")
             yield WarningsPanel(id="warnings")
@@ -50,6 +57,7 @@ class MonitorView(Widget):
     def show(self, snapshot: Snapshot, errors: list[Text] | None = None) -> None:
         """Draw one snapshot."""
         self.query_one(LayerMonitor).show(snapshot.rows, snapshot.diagnoses)
+        self.query_one(TimeCurves).show_snapshot(snapshot)
         self.query_one(LossChart).show(snapshot)
         self.query_one(WarningsPanel).show(snapshot.diagnoses, errors)
 
