@@ -127,6 +127,8 @@ class TimeCurves(VerticalScroll):
         self.recurrent = False
         self.status: dict[str, str] = {}
         self._drawn: tuple | None = None
+        #: the text on screen (for tests and screen readers)
+        self.drawn = ""
         self._on_screen = False
 
     def compose(self) -> ComposeResult:
@@ -177,7 +179,9 @@ class TimeCurves(VerticalScroll):
         self._drawn = key
         newest = max((c.step for c in self.curves), default=None)
         self.border_subtitle = "" if newest is None else f"step {newest}, every {TIME_EVERY} records"
-        self.query_one("#time-lines", Static).update(self.render_curves(width))
+        text = self.render_curves(width)
+        self.drawn = text.plain
+        self.query_one("#time-lines", Static).update(text)
 
     def curve_runs(self, width: int) -> list[Runs]:
         """Every line of the panel ``width`` wide, as runs."""
