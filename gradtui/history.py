@@ -167,6 +167,19 @@ def _float(value: Any) -> float:
         return math.nan
 
 
+def time_curves(record: dict[str, Any]) -> list[TimeCurve]:
+    """The curves of a ``stats.jsonl`` record's ``time_grads`` (none on most records), in the
+    record's order; an entry whose ``t`` and ``grad_norm`` do not pair up is left out."""
+    out = []
+    step = int(record.get("step", -1))
+    for name, curve in (record.get("time_grads") or {}).items():
+        norms = tuple(_float(v) for v in curve.get("grad_norm", ()))
+        starts = tuple(int(t) for t in curve.get("t", range(len(norms))))
+        if norms and len(starts) == len(norms):
+            out.append(TimeCurve(name, step, starts, norms))
+    return out
+
+
 class History:
     """Per-layer series of every statistic, and the loss, fed with ``stats.jsonl`` records.
 
@@ -193,13 +206,9 @@ class History:
             layer = self._layer(name)
             for key, value in stats.items():
                 self._series(layer, key).add(step, float(value))
-        time_grads = record.get("time_grads")
-        if time_grads:
-            for name, curve in time_grads.items():
-                norms = tuple(_float(v) for v in curve.get("grad_norm", ()))
-                starts = tuple(int(t) for t in curve.get("t", range(len(norms))))
-                if norms and len(starts) == len(norms):
-                    self.time[name] = TimeCurve(name, step, starts, norms)
+        if "time_grads" in record:
+            for curve in time_curves(record):
+                self.time[curve.layer] = curve
 
     def _layer(self, name: str) -> dict[str, Series]:
         layer = self.layers.get(name)

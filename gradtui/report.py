@@ -2,8 +2,9 @@
 
 The figure: a layers x steps heatmap of gradient norms on a log colour scale (vanishing reads as a
 dark lower band, exploding as a bright spreading one), the loss per recorded step with the final
-metrics, each layer's update ratio, the saturation and dead fractions over time, and the
-diagnoses with their advice. matplotlib is imported only here, through its object API (no
+metrics, each layer's update ratio, the saturation and dead fractions over time, each recurrent
+layer's gradient through time (a few of its curves over training), and the diagnoses with their
+advice. matplotlib is imported only here, through its object API (no
 pyplot, no global backend state): the Agg canvas draws without a display.
 """
 
@@ -17,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from gradtui.errors import GradtuiError
+from gradtui.history import TimeCurve, time_curves
 from gradtui.runlog import Run
 
 #: figure width in inches (at :data:`DPI`): readable pasted into a pull request
 WIDTH_IN = 13.0
 DPI = 110
+#: curves through time drawn per recurrent layer: spread over training, the newest among them
+TIME_CURVES = 5
+#: recurrent layers drawn side by side in the figure's row of curves through time
+TIME_COLUMNS = 3
 
 
 def _array(rows: list[list[float]]) -> Any:
@@ -40,7 +46,9 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
             head += f", {d['layer']}"
         if d.get("cleared_step") is not None:
             head += f"; cleared at step {d['cleared_step']}"
-        out.append((head + ": " + str(d.get("message", "")), colour))
+        # wrapped: a line wider than the figure would make the constrained layout squeeze the plots
+        for i, line in enumerate(textwrap.wrap(head + ": " + str(d.get("message", "")), width)):
+            out.append((line if i == 0 else "    " + line, colour))
         for line in textwrap.wrap("advice: " + str(d.get("advice", "")), width):
             out.append(("    " + line, "#333333"))
     if not out:
@@ -66,8 +74,12 @@ def make_figure(run: Run) -> Any:
     n_layers = max(1, len(names))
     heat_h = min(7.0, max(2.4, 0.28 * n_layers + 1.2))
     diag_h = max(0.8, 0.22 * len(diag) + 0.5)
-    fig = Figure(figsize=(WIDTH_IN, heat_h + 2 * 2.9 + diag_h), dpi=DPI, layout="constrained")
-    grid = fig.add_gridspec(4, 2, height_ratios=[heat_h, 2.9, 2.9, diag_h])
+    curves = _time_curves(run)
+    time_rows = -(-len(curves) // TIME_COLUMNS)  # ceil
+    heights = [heat_h, 2.9, 2.9] + [2.9] * time_rows + [diag_h]
+    fig = Figure(figsize=(WIDTH_IN, sum(heights)), dpi=DPI, layout="constrained")
+    # six columns: two plots a row above, two or three curves through time a row below
+    grid = fig.add_gridspec(len(heights), 6, height_ratios=heights)
     final = run.summary.get("final") or {}
     title = f"{run.name} - {run.status}, {len(run.records)} recorded steps"
     if run.summary.get("steps"):
@@ -103,7 +115,7 @@ def make_figure(run: Run) -> Any:
     colours = _layer_colours(n_layers)
 
     # --- loss, with the final metrics
-    ax = fig.add_subplot(grid[1, 0])
+    ax = fig.add_subplot(grid[1, :3])
     losses = np.array(run.losses(), dtype=float)
     if len(losses):
         ax.plot(steps, losses, color="#1f4e99", lw=1.2, label="loss (batch)")
@@ -135,7 +147,7 @@ def make_figure(run: Run) -> Any:
         ax.legend(fontsize=8, loc="upper right")
 
     # --- update ratios
-    ax = fig.add_subplot(grid[1, 1])
+    ax = fig.add_subplot(grid[1, 3:])
     upd = _array(run.field("update_ratio", names))
     _lines(ax, steps, upd, names, colours, log=True)
     ax.set_title("update ratio ||dw|| / ||w|| per layer", loc="left", fontsize=10)
@@ -146,7 +158,7 @@ def make_figure(run: Run) -> Any:
         (0, "saturation", "saturated units (sigmoid/tanh)"),
         (1, "dead", "dead units (ReLU family)"),
     ):
-        ax = fig.add_subplot(grid[2, col])
+        ax = fig.add_subplot(grid[2, 3 * col : 3 * col + 3])
         vals = _array(run.field(key, names))
         shown = _lines(ax, steps, vals, names, colours, log=False, note=False)
         ax.set_ylim(-0.02, 1.02)
@@ -166,8 +178,18 @@ def make_figure(run: Run) -> Any:
                 color="#777777",
             )
 
+    # --- each recurrent layer's gradient through time
+    if curves:
+        span = 6 // min(TIME_COLUMNS, max(2, len(curves)))  # one layer: as wide as the plots above
+        for i, (layer, measured) in enumerate(curves.items()):
+            r, c = divmod(i, 6 // span)
+            ax = fig.add_subplot(grid[3 + r, c * span : (c + 1) * span])
+            _time_plot(ax, layer, measured)
+            if c == 0:
+                ax.set_ylabel("gradient norm reaching it")
+
     # --- diagnoses with their advice
-    ax = fig.add_subplot(grid[3, :])
+    ax = fig.add_subplot(grid[-1, :])
     ax.axis("off")
     ax.set_title("diagnoses", loc="left", fontsize=10, fontweight="bold")
     y = 1.0
@@ -186,6 +208,60 @@ def make_figure(run: Run) -> Any:
         )
         y -= step
     return fig
+
+
+def _time_curves(run: Run) -> dict[str, list[TimeCurve]]:
+    """Per recurrent layer, every curve through time the run recorded, oldest first."""
+    out: dict[str, list[TimeCurve]] = {}
+    for record in run.records:
+        if "time_grads" in record:
+            for curve in time_curves(record):
+                out.setdefault(curve.layer, []).append(curve)
+    return out
+
+
+def _time_plot(ax: Any, layer: str, measured: list[TimeCurve]) -> None:
+    """A few of a layer's curves through time (spread over training, the newest in bold) on a
+    log scale; a span whose gradient underflowed to 0 is left out of its line."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    picks = sorted({round(i * (len(measured) - 1) / max(1, TIME_CURVES - 1)) for i in range(TIME_CURVES)})
+    shown = [measured[i] for i in picks]
+    cmap = colormaps["Blues"]
+    for k, curve in enumerate(shown):
+        t, v = np.array(curve.t, dtype=float), np.array(curve.grad_norm, dtype=float)
+        ok = np.isfinite(v) & (v > 0)
+        newest = k == len(shown) - 1
+        ax.plot(
+            t[ok],
+            v[ok],
+            color=cmap(0.35 + 0.65 * (k + 1) / len(shown)),
+            lw=1.8 if newest else 1.0,
+            label=f"step {curve.step}",
+        )
+    last = shown[-1]
+    if any(np.isfinite(v) and v > 0 for v in last.grad_norm):
+        ax.set_yscale("log")
+    # the start of the sequence where nothing arrives (0 in float32) is off a log scale: shaded
+    zeros = 0
+    while zeros < len(last.grad_norm) and last.grad_norm[zeros] == 0:
+        zeros += 1
+    note = ""
+    if zeros:
+        end = last.t[zeros] if zeros < len(last.t) else last.t[-1] + 1
+        ax.axvspan(0, end, color="#dddddd", lw=0, label="0 (underflow)")
+        note = f"; 0 before t={end}"
+    if last.t:
+        ax.set_xlim(0, max(last.t[-1], 1))
+    ratio = last.ratio
+    ax.set_title(
+        f"{layer}: first/last {ratio:.2g} at step {last.step}{note}" if np.isfinite(ratio) else layer,
+        loc="left",
+        fontsize=9,
+    )
+    ax.set_xlabel("time step of the input sequence")
+    ax.legend(fontsize=7, loc="best")
 
 
 def _edges(steps: Any) -> Any:

@@ -116,3 +116,23 @@ def test_live_and_recorded_runs_give_the_same_curve(tmp_path: Path) -> None:
     assert (shown.layer, shown.step) == ("rnn", 10)
     assert shown.grad_norm == pytest.approx(live.grad_norm, rel=1e-8)
     assert snapshot_from_history(monitor.history).time_curves == [live]
+
+
+def test_the_report_draws_each_recurrent_layers_curves_over_training() -> None:
+    from gradtui.report import make_figure
+
+    fig = make_figure(read_run(DATA / "run-rnn"))  # rnn-pixels: measured at steps 0, 20 and 40
+    (ax,) = [a for a in fig.axes if a.get_title(loc="left").startswith("simple_rnn")]
+    assert ax.get_title(loc="left") == "simple_rnn: first/last 0 at step 40; 0 before t=36"
+    assert [line.get_label() for line in ax.get_lines()] == ["step 0", "step 20", "step 40"]
+    assert ax.get_yscale() == "log" and ax.get_xlim() == (0.0, 62.0)
+    assert [p.get_label() for p in ax.patches] == ["0 (underflow)"]  # nothing reaches t < 36
+    newest = ax.get_lines()[-1]
+    assert newest.get_linewidth() > ax.get_lines()[0].get_linewidth()
+    assert max(newest.get_xdata()) == 62 and min(newest.get_xdata()) == 36
+    # a long diagnosis is wrapped instead of widening the figure
+    texts = [t.get_text() for a in fig.axes for t in a.texts]
+    assert any("first time step" in t for t in texts) and max(len(t) for t in texts) <= 124
+    # a model without recurrent layers has no such plot
+    plain = make_figure(read_run(DATA / "run-vanishing"))
+    assert not any("first/last" in a.get_title(loc="left") for a in plain.axes)
