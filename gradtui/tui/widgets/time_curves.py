@@ -173,7 +173,7 @@ class TimeCurves(VerticalScroll):
 
     def _draw(self) -> None:
         width = self.scrollable_content_region.width
-        key = (width, tuple((c.layer, c.step, self.status.get(c.layer)) for c in self.curves))
+        key = (width, tuple(self.curves), tuple(self.status.items()))  # curves are frozen: compared by value
         if width <= 0 or key == self._drawn:
             return
         self._drawn = key
