@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from gradtui.history import TimeCurve
+from gradtui.history import History, TimeCurve
+from gradtui.runlog import read_run
 from gradtui.tui.app import open_app
 from gradtui.tui.feed import Snapshot
+from gradtui.tui.render import fmt_num
 from gradtui.tui.widgets.layer_monitor import LayerMonitor
 from gradtui.tui.widgets.time_curves import WAITING, TimeCurves, curve_lines, fit_spans, short_name
 
-from .conftest import DATA
+from .conftest import DATA, write_preset
 from .test_open import wait_until
 from .test_snapshots import recorded
 
@@ -128,3 +130,53 @@ def test_monitor_rnn_80x24(snap_compare, make_app) -> None:  # type: ignore[no-u
         await pilot.pause(0.05)
 
     assert snap_compare(make_app("rnn-pixels"), terminal_size=SMALL, run_before=show)
+
+
+TINY_RNN = """
+name = "tiny-rnn"
+description = "a SimpleRNN on digits pixel by pixel, a few steps"
+
+[data]
+dataset = "digits"
+
+[[layers]]
+type = "simple_rnn"
+units = 8
+activation = "sigmoid"
+
+[[layers]]
+type = "dense"
+units = 10
+activation = "softmax"
+
+[train]
+optimizer = "adam"
+learning_rate = 0.003
+epochs = 1
+batch_size = 32
+max_steps = 12
+"""
+
+
+@pytest.mark.slow
+async def test_a_live_training_draws_the_curve_the_run_directory_records(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(write_preset(tmp_path / "tiny-rnn.toml", TINY_RNN))
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        await pilot.press("t")
+        curves = app.query_one(TimeCurves)
+        await wait_until(pilot, lambda: not app.training and "step 10" in (curves.border_subtitle or ""), 120)
+        await wait_until(pilot, lambda: "t=62" in curves.drawn)
+        assert curves.drawn.startswith("simple_rnn ")
+        (live,) = app.current.time_curves
+        runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+        recorded_history = History()
+        recorded_history.extend(read_run(runs[-1]).records)
+        again = recorded_history.time["simple_rnn"]
+        assert (
+            (live.layer, live.step, live.t)
+            == (again.layer, again.step, again.t)
+            == ("simple_rnn", 10, live.t)
+        )
+        assert again.grad_norm == pytest.approx(live.grad_norm, rel=1e-8)
+        assert f"t=62 {fmt_num(live.last, 0)}" in curves.drawn
