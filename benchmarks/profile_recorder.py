@@ -43,7 +43,9 @@ VARIANTS = ("plain", "every1", "every10", "notaps", "nostats", "smartcond")
 def main(argv: list[str] | None = None) -> int:
     """Time the variants; print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="sigmoid", choices=["sigmoid", *bm.SHAPES], help="default sigmoid")
+    ap.add_argument(
+        "--model", default="sigmoid", choices=["sigmoid", "fmnist", *bm.SHAPES], help="default sigmoid"
+    )
     ap.add_argument("--rounds", type=int, default=6, help="timed rounds (default 6)")
     ap.add_argument("--variant", action="append", choices=VARIANTS, help="only these (plain always)")
     args = ap.parse_args(argv)
@@ -67,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def make() -> Any:
             return bo.make_model("vanishing-sigmoid", (64,))[0]
+    elif args.model == "fmnist":
+        x, y = bo.fmnist_like(9600)
+
+        def make() -> Any:
+            return bo.make_model("fmnist-batchnorm", (28, 28))[0]
     else:
         shape = bm.SHAPES[args.model]
         x, y = shape.data(shape.samples // bm.BATCH * bm.BATCH, np.random.default_rng(bm.SEED))

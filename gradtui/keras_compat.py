@@ -25,6 +25,9 @@ What is wrapped, and why there:
   symbolic input of its own (the two layers inside a ``Bidirectional``).
 - TensorFlow's ``tf.__internal__.distribute.interim.maybe_merge_call``: what Keras's optimizer
   uses to update variables from a replica context, merged or not as the strategy wants.
+- TensorFlow's ``_lower_using_switch_merge`` attribute of an ``If`` op (set with the private
+  ``Operation._set_attr``): whether the runtime turns a ``tf.cond`` into ``Switch``/``Merge``
+  nodes (see :func:`functional_cond`).
 """
 
 from __future__ import annotations
@@ -131,3 +134,29 @@ def input_shape(layer: Any) -> tuple[Any, ...] | None:
         if isinstance(value, (list, tuple)):
             return tuple(value)
     return None
+
+
+def functional_cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
+    """``tf.cond(pred, true_fn, false_fn)`` run as one ``If`` node that calls the branch taken.
+
+    By default TensorFlow lowers a ``tf.function``'s ``tf.cond`` to ``Switch``/``Merge``: every
+    tensor a branch captures gets a ``Switch`` node, and every node of the untaken branch still
+    passes through the executor (as a dead tensor), on every step. The recorder's branches
+    capture a tensor per gradient, weight and update and hold dozens to hundreds of nodes, and
+    are taken one step in ``every`` (or, for the NaN count, almost never): kept functional,
+    the untaken branch costs one function call instead. (Inside XLA, ``If`` is never lowered.)
+    """
+    import tensorflow as tf
+
+    out = tf.cond(pred, true_fn, false_fn)
+    if tf.executing_eagerly():
+        return out
+    from tensorflow.core.framework import attr_value_pb2
+
+    for tensor in tf.nest.flatten(out):
+        op = tensor.op
+        while op.type == "Identity" and op.inputs:  # cond_v2 returns identities of the If's outputs
+            op = op.inputs[0].op
+        if op.type in ("If", "StatelessIf"):
+            op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
+    return out

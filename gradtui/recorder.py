@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,29 @@ def _f32(t: Any) -> Any:
 
     t = tf.convert_to_tensor(t)
     return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)
+
+
+#: per graph being built, the axes constants of :func:`_all_axes` by rank
+_AXES: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+
+
+def _all_axes(t: Any) -> Any:
+    """The axes of ``t`` for a reduction to a scalar: one constant per rank and graph, shared
+    by the recorder's reductions (``tf.reduce_max`` makes one per call)."""
+    import tensorflow as tf
+
+    rank = t.shape.rank
+    if rank is None:
+        return tf.range(tf.rank(t))
+    if tf.executing_eagerly():
+        return tf.constant(list(range(rank)), tf.int32)
+    graph = tf.compat.v1.get_default_graph()
+    cache = _AXES.setdefault(graph, {})
+    axes = cache.get(rank)
+    if axes is None:
+        with graph.control_dependencies(None):  # shared: free of the caller's control edges
+            axes = cache[rank] = tf.constant(list(range(rank)), tf.int32)
+    return axes
 
 
 class Recorder:
@@ -172,6 +196,8 @@ class Recorder:
         self._stash: dict[tuple[int, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._attached = False
+        #: take the gradients' statistics before the update (one device, every step recorded)
+        self._ahead = True
         self.attach()
 
     # ------------------------------------------------------------------ hooks
@@ -230,17 +256,44 @@ class Recorder:
             return got
 
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
+        """A tapped layer's ``call`` that, in a training forward pass, leaves its output with the
+        recorder: reduced at once to the tap's two numbers when every step is recorded (while
+        the output is fresh, and so that nothing holds it until the update)."""
         import tensorflow as tf
+
+        k = self._tap_of[id(t.act_source)]
 
         @functools.wraps(orig)
         def call(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             y = out[0] if isinstance(out, (list, tuple)) else out
             if isinstance(y, tf.Tensor) and kc.training_call(t.act_source):
-                self._slot()["acts"][self._tap_of[id(t.act_source)]] = y
+                # every step recorded: the two numbers now; else the output, for the step's one
+                # condition to reduce (a condition per tap costs more than the tap)
+                self._slot()["acts"][k] = self._tap_stats(t, tf.stop_gradient(y)) if self.every == 1 else y
             return out
 
         return call
+
+    def _due(self) -> Any:
+        """Whether the step running now is recorded (a boolean tensor), or ``None`` when every
+        step is (no condition to build)."""
+        import tensorflow as tf
+
+        if self.every == 1:
+            return None
+        return tf.equal(tf.cast(tf.convert_to_tensor(self.applier.iterations), tf.int64) % self.every, 0)
+
+    @staticmethod
+    def _when(due: Any, fn: Any, n: int, fill: float = math.nan) -> Any:
+        """``fn()`` (a float32 vector of ``n`` values) on a step to record, else ``n`` x ``fill``:
+        without a condition when every step is recorded (``due is None``), else one functional
+        ``If`` (:func:`gradtui.keras_compat.functional_cond`)."""
+        import tensorflow as tf
+
+        if due is None:
+            return fn()
+        return kc.functional_cond(due, fn, lambda: tf.fill([n], tf.constant(fill, tf.float32)))
 
     def _wrap_time(self, orig: Any, k: int, t: Tracked, length: int) -> Any:
         """A recurrent layer's ``call`` whose input passes an identity with a gradient of its own.
@@ -282,8 +335,7 @@ class Recorder:
             def seen(x: Any, w: Any) -> Any:
                 def grad(dy: Any) -> Any:
                     due = tf.equal(tf.cast(opt.iterations, tf.int64) % period, 0)
-                    nan = tf.fill([buckets], math.nan)
-                    slot.setdefault("time", {})[k] = tf.cond(due, lambda: measure(dy), lambda: nan)
+                    slot.setdefault("time", {})[k] = self._when(due, lambda: measure(dy), buckets)
                     return dy, tf.zeros_like(w)
 
                 return tf.identity(x), grad
@@ -320,12 +372,18 @@ class Recorder:
         opt = self.applier
         slot = self._slot()
         step = tf.cast(tf.convert_to_tensor(opt.iterations), tf.int32)
-        record = tf.equal(step % self.every, 0) if self.every > 1 else tf.constant(True)
+        due = self._due()
         columns = [self._column.get(id(var)) for var in variables]
         replicas = self.strategy.num_replicas_in_sync
         in_replica = tf.distribute.in_cross_replica_context() is False and tf.distribute.has_strategy()
         exact = replicas == 1 and not self._inexact(opt)
         reduced: list[Any] = []
+        # One device, every step: the gradients' statistics are taken before the update, whose
+        # ops are made to wait for them (control edges, no new ops), so that the optimizer is
+        # their last reader and may reuse their buffers in place. Under tf.distribute they are
+        # taken from the replicas' sum, known only later.
+        ahead = replicas == 1 and self.every == 1 and self._ahead
+        grad_stats = self._grad_stats(grads, columns) if ahead else None
 
         def keep_reduced(original: Any) -> Any:
             def all_reduce(grads_and_vars: Any) -> Any:
@@ -361,7 +419,8 @@ class Recorder:
         for name, make in hooks:
             kc.wrap_method(opt, name, make)
         try:
-            result = orig(grads, variables)
+            with tf.control_dependencies([grad_stats] if grad_stats is not None else []):
+                result = orig(grads, variables)
         finally:
             for name, _ in hooks:
                 kc.unwrap_method(opt, name)
@@ -385,17 +444,42 @@ class Recorder:
         if exact:
             self.captured_updates += 1
 
-        def row() -> Any:
-            return self._row(step, loss, grads, variables, columns, before, changes, acts, exact, times)
+        def after() -> Any:
+            """The statistics known after the update (the gradients' too unless taken ahead;
+            the taps' too when not every step is recorded)."""
+            parts = [self._weight_stats(variables, columns, before, changes, exact)]
+            if grad_stats is None:
+                parts.insert(0, self._grad_stats(grads, columns))
+            if due is not None:
+                parts += [
+                    self._tap_stats(t, acts[k]) if k in acts else tf.fill([2], math.nan)
+                    for k, (_, t) in enumerate(self.taps)
+                ]
+            return tf.concat(parts, 0)
 
         if self.histograms:
             self._snapshot(step, grads, columns)
-        if self.every == 1:
-            # no tf.cond: a cond's captured tensors each pass a Switch, every step
-            values = row()
+        if due is None:  # every step recorded: no condition
+            stats = after() if grad_stats is None else tf.concat([grad_stats, after()], 0)
+            kc.merge_call(self._write, self.strategy, self._row(step, loss, stats, acts, times), step, None)
+            return result
+        v = self.n_vars
+
+        def row() -> Any:
+            stats = after()  # the taps' two numbers each come last
+            taps = {k: stats[6 * v + 2 * k : 6 * v + 2 * k + 2] for k in range(len(self.taps))}
+            return self._row(step, loss, stats[: 6 * v], taps, times)
+
+        if not tf.distribute.has_strategy():
+            # one condition that computes and writes the row: a step not recorded costs one node
+            def record_row() -> Any:
+                self._write(self.strategy, row(), step, None)
+                return tf.constant(True)
+
+            kc.functional_cond(due, record_row, lambda: tf.constant(False))
         else:
-            values = tf.cond(record, row, lambda: tf.zeros([self.width], tf.float32))
-        kc.merge_call(self._write, self.strategy, values, step, record)
+            values = kc.functional_cond(due, row, lambda: tf.zeros([self.width], tf.float32))
+            kc.merge_call(self._write, self.strategy, values, step, due)
         return result
 
     def _snapshot(self, step: Any, grads: list[Any], columns: list[int | None]) -> None:
@@ -413,7 +497,7 @@ class Recorder:
                 self.hist_step.assign(tf.cast(step, tf.int64))
             return tf.constant(True)
 
-        tf.cond(self.hist_request, copy, lambda: tf.constant(False))
+        kc.functional_cond(self.hist_request, copy, lambda: tf.constant(False))
 
     def request_histograms(self) -> None:
         """Ask the next recorded step to keep its raw gradients (see :meth:`take_histograms`)."""
@@ -449,36 +533,66 @@ class Recorder:
             or getattr(opt, "gradient_accumulation_steps", None)
         )
 
-    def _row(
+    def _grad_stats(self, grads: list[Any], columns: list[int | None]) -> Any:
+        """Per variable column: half the gradient's sum of squares, its largest and smallest
+        value, and its count of NaN/Inf (``[4 * n_vars]``, in that order)."""
+        import tensorflow as tf
+
+        v = self.n_vars
+        if not v:
+            return tf.zeros([0], tf.float32)
+        zero = tf.constant(0.0)
+        g_sq, g_hi, g_lo = ([zero] * v for _ in range(3))
+        present: list[tuple[int, Any]] = []
+        for c, g in zip(columns, grads, strict=True):
+            if c is None or g is None:
+                continue
+            g = _f32(tf.convert_to_tensor(g))
+            g_sq[c] = tf.nn.l2_loss(g)
+            g_hi[c] = tf.raw_ops.Max(input=g, axis=_all_axes(g))
+            g_lo[c] = tf.raw_ops.Min(input=g, axis=_all_axes(g))
+            present.append((c, g))
+
+        def count_bad() -> Any:
+            # size - finite values: 3 ops a gradient (this branch is built on every trace)
+            sizes, finite = [0.0] * v, [zero] * v
+            for c, g in present:
+                n = g.shape.num_elements()
+                sizes[c] = float(n) if n is not None else 0.0
+                ok = tf.raw_ops.Sum(input=tf.cast(tf.math.is_finite(g), tf.float32), axis=_all_axes(g))
+                finite[c] = ok if n is not None else ok - tf.cast(tf.size(g), tf.float32)
+            return tf.constant(sizes, tf.float32) - tf.stack(finite)
+
+        # the exact count is only worth its ops when a sum of squares is not finite
+        if present:
+            finite = tf.math.is_finite(tf.add_n([g_sq[c] for c, _ in present]))
+            nonfinite = self._when(tf.logical_not(finite), count_bad, v, 0.0)
+        else:
+            nonfinite = tf.zeros([v], tf.float32)
+        return tf.concat([tf.stack(g_sq + g_hi + g_lo), nonfinite], 0)
+
+    def _weight_stats(
         self,
-        step: Any,
-        loss: Any,
-        grads: list[Any],
         variables: list[Any],
         columns: list[int | None],
         before: dict[int, Any],
         changes: dict[int, list[tuple[bool, Any]]],
-        acts: dict[int, Any],
         exact: bool,
-        times: dict[int, Any],
     ) -> Any:
+        """Per variable column: half the sums of squares of the weights after the update and of
+        the update (``[2 * n_vars]``)."""
         import tensorflow as tf
 
         v = self.n_vars
+        if not v:
+            return tf.zeros([0], tf.float32)
         zero = tf.constant(0.0)
-        g_sq, g_hi, g_lo, w_sq, u_sq = ([zero] * v for _ in range(5))
-        g_half: list[Any] = []
-        for c, g, var in zip(columns, grads, variables, strict=True):
+        w_sq, u_sq = [zero] * v, [zero] * v
+        for c, var in zip(columns, variables, strict=True):
             if c is None:
                 continue
             w = _f32(var)
             w_sq[c] = tf.nn.l2_loss(w)
-            if g is not None:
-                g = _f32(tf.convert_to_tensor(g))
-                g_sq[c] = tf.nn.l2_loss(g)
-                g_hi[c] = tf.reduce_max(g)
-                g_lo[c] = tf.reduce_min(g)
-                g_half.append((c, g))
             if exact:
                 parts = changes.get(c)
                 if parts:
@@ -486,68 +600,72 @@ class Recorder:
                     u_sq[c] = tf.nn.l2_loss(delta)
             elif c in before:
                 u_sq[c] = tf.nn.l2_loss(w - before[c])
-        half = [x for _, x in g_half]
+        return tf.stack(w_sq + u_sq)
 
-        def count_bad() -> Any:
-            out = [zero] * v
-            for c, g in g_half:
-                out[c] = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float32))
-            return tf.stack(out) if v else tf.zeros([0])
+    def _row(self, step: Any, loss: Any, stats: Any, acts: dict[int, Any], times: dict[int, Any]) -> Any:
+        """One row of the ring (see ``width``) from the step's pieces: ``stats`` holds
+        ``g_sq, g_hi, g_lo, nonfinite, w_sq, u_sq``, a block of ``n_vars`` each; ``acts`` the
+        taps' two numbers; ``times`` the spans of time measured."""
+        import tensorflow as tf
 
-        # the exact count is only worth its ops when a sum of squares is not finite
-        if half:
-            nonfinite = tf.cond(
-                tf.math.is_finite(tf.add_n([g_sq[c] for c, _ in g_half])),
-                lambda: tf.zeros([v], tf.float32),
-                count_bad,
-            )
-        else:
-            nonfinite = tf.zeros([v], tf.float32)
+        v = self.n_vars
         known = loss is not None
-        head = [
-            tf.bitcast(step, tf.float32),
-            tf.cast(tf.reshape(loss, []), tf.float32) if known else tf.constant(math.nan),
-            tf.constant(1.0 if known else 0.0),
-        ]
-        scalars = head + g_sq + g_hi + g_lo + w_sq + u_sq + self._act_stats(acts)
+        head = tf.stack(
+            [
+                tf.bitcast(step, tf.float32),
+                tf.cast(tf.reshape(loss, []), tf.float32) if known else tf.constant(math.nan),
+                tf.constant(1.0 if known else 0.0),
+            ]
+        )
+        nan2 = tf.fill([2], tf.constant(math.nan, tf.float32))
+        taps = [tf.reshape(acts[k], [2]) if k in acts else nan2 for k in range(len(self.taps))]
         spans = [
             tf.reshape(_f32(times[k]), [n]) if k in times else tf.fill([n], math.nan)
             for k, n in enumerate(self.time_buckets)
         ]
-        return tf.concat([tf.stack(scalars), nonfinite, *spans], 0)
+        # row order: head, g_sq g_hi g_lo w_sq u_sq, taps, nonfinite, spans
+        return tf.concat([head, stats[: 3 * v], stats[4 * v :], *taps, stats[3 * v : 4 * v], *spans], 0)
 
-    def _act_stats(self, acts: dict[int, Any]) -> list[Any]:
-        """Two numbers per tap: the fraction of saturated or dead units, and the mean output."""
+    def _tap_stats(self, t: Tracked, a: Any) -> Any:
+        """A tap's two numbers: the fraction of saturated or dead units, and the mean output."""
         import tensorflow as tf
 
-        out: list[Any] = []
-        for k, (_, t) in enumerate(self.taps):
-            a = acts.get(k)
-            if a is None:  # not called in this step's training forward pass
-                out += [tf.constant(math.nan), tf.constant(math.nan)]
-                continue
-            a = _f32(a)
-            if t.act_kind == "dead":
-                # a unit (a channel of a convolution) is dead when it outputs 0 for every
-                # sample of the batch at every position
-                axis = 1 if t.channels_first and a.shape.rank > 2 else -1
-                rank = a.shape.rank or 2
-                keep = axis % rank
-                reduce_axes = [i for i in range(rank) if i != keep]
-                frac = tf.reduce_mean(tf.cast(tf.reduce_max(a, reduce_axes) <= 0.0, tf.float32))
-            elif t.activation == "sigmoid":
-                sat = tf.math.squared_difference(a, 0.5) > (0.5 - SIGMOID_SAT) ** 2
-                frac = tf.reduce_mean(tf.cast(sat, tf.float32))
-            else:
-                frac = tf.reduce_mean(tf.cast(tf.abs(a) > TANH_SAT, tf.float32))
-            out += [frac, tf.reduce_mean(a)]
-        return out
+        a = _f32(a)
+        if t.act_kind == "dead":
+            # a unit (a channel of a convolution) is dead when it outputs 0 for every sample of
+            # the batch at every position
+            rank = a.shape.rank or 2
+            keep = (1 if t.channels_first and rank > 2 else -1) % rank
+            reduce_axes = [i for i in range(rank) if i != keep]
+            if self._nonneg(t):
+                # a ReLU output is >= 0: a channel is all zeros exactly when it sums to 0, so one
+                # pass gives both numbers
+                sums = tf.reduce_sum(a, reduce_axes)
+                frac = tf.reduce_mean(tf.cast(sums <= 0.0, tf.float32))
+                mean = tf.reduce_sum(sums) / tf.cast(tf.size(a), tf.float32)
+                return tf.stack([frac, mean])
+            frac = tf.reduce_mean(tf.cast(tf.reduce_max(a, reduce_axes) <= 0.0, tf.float32))
+        elif t.activation == "sigmoid":
+            sat = tf.math.squared_difference(a, 0.5) > (0.5 - SIGMOID_SAT) ** 2
+            frac = tf.reduce_mean(tf.cast(sat, tf.float32))
+        else:
+            frac = tf.reduce_mean(tf.cast(tf.abs(a) > TANH_SAT, tf.float32))
+        return tf.stack([frac, tf.reduce_mean(a)])
+
+    @staticmethod
+    def _nonneg(t: Tracked) -> bool:
+        """Whether a dead-unit tap's output is never negative (a ReLU layer with a negative
+        ``threshold`` lets values in ``[threshold, 0)`` through)."""
+        source = t.act_source
+        return not (type(source).__name__ == "ReLU" and float(getattr(source, "threshold", 0.0) or 0.0) < 0.0)
 
     def _write(self, distribution: Any, values: Any, step: Any, record: Any) -> None:
-        """Write one row into the ring (on every replica's copy, from its own values)."""
+        """Write one row into the ring (on every replica's copy, from its own values), if
+        ``record`` (a boolean tensor; ``None``: unconditionally)."""
         import tensorflow as tf
 
         capacity, every = self.capacity, self.every
+        always = record is None  # (under tf.distribute, ``record`` is a per-replica value)
 
         def put(buffer: Any, row: Any, step: Any, record: Any) -> Any:
             slot = tf.reshape(tf.cast((step // every) % capacity, tf.int32), [1, 1])
@@ -556,13 +674,14 @@ class Recorder:
                 buffer.scatter_nd_update(slot, tf.reshape(row, [1, -1]))
                 return tf.constant(True)
 
-            return write() if every == 1 else tf.cond(record, write, lambda: tf.constant(False))
+            return write() if always else kc.functional_cond(record, write, lambda: tf.constant(False))
 
         def bump(count: Any, record: Any) -> Any:
-            return count.assign_add(tf.constant(1, tf.int64) if every == 1 else tf.cast(record, tf.int64))
+            return count.assign_add(tf.constant(1, tf.int64) if always else tf.cast(record, tf.int64))
 
-        distribution.extended.update(self.buffer, put, args=(values, step, record), group=False)
-        distribution.extended.update(self.count, bump, args=(record,), group=False)
+        flag = tf.constant(True) if always else record
+        distribution.extended.update(self.buffer, put, args=(values, step, flag), group=False)
+        distribution.extended.update(self.count, bump, args=(flag,), group=False)
 
     # ------------------------------------------------------------------ host side
 

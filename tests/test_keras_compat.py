@@ -68,3 +68,25 @@ def test_wrap_method_is_per_instance_and_restored() -> None:
     assert a.scale_loss(1.0) == 7 and b.scale_loss(1.0) == 1.0
     kc.unwrap_method(a, "scale_loss")
     assert a.scale_loss(1.0) == 1.0
+
+
+def test_functional_cond_stays_one_if_node_and_takes_either_branch() -> None:
+    """TensorFlow lowers a tf.function's cond to Switch/Merge unless the If op says not to
+    (the private ``_lower_using_switch_merge`` attribute): the recorder relies on the If
+    staying functional and on both branches still giving their values."""
+    import tensorflow as tf
+
+    x = tf.Variable([1.0, 2.0, 3.0])
+
+    @tf.function
+    def f(pred: tf.Tensor) -> tf.Tensor:
+        return kc.functional_cond(pred, lambda: tf.reduce_sum(x * x)[None], lambda: tf.fill([1], -1.0))
+
+    assert f(tf.constant(True)).numpy().tolist() == [14.0]
+    assert f(tf.constant(False)).numpy().tolist() == [-1.0]
+    graph = f.get_concrete_function(tf.TensorSpec([], tf.bool)).graph
+    ifs = [op for op in graph.get_operations() if op.type in ("If", "StatelessIf")]
+    assert len(ifs) == 1
+    assert ifs[0].get_attr("_lower_using_switch_merge") is False
+    # eagerly it is a plain cond
+    assert kc.functional_cond(tf.constant(True), lambda: tf.constant(1), lambda: tf.constant(2)).numpy() == 1
