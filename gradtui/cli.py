@@ -230,6 +230,11 @@ def run(
     tensorboard: Path = typer.Option(
         None, "--tensorboard", help="Also write TensorBoard event files into this folder."
     ),
+    histograms: bool = typer.Option(
+        True,
+        "--histograms/--no-histograms",
+        help="With --tensorboard: also gradient and weight histograms, once an epoch.",
+    ),
 ) -> None:
     """Train headless: live progress, per-layer gradients, diagnoses. Writes a run directory."""
     kinds: set[str] = set()
@@ -279,7 +284,7 @@ def run(
         p,
         out,
         listener=view,
-        tensorboard=_tensorboard_sink(tensorboard),
+        tensorboard=_tensorboard_sink(tensorboard, histograms),
         overwrite=overwrite,
         prepared=prepared,
         fail_on=kinds,
@@ -352,7 +357,7 @@ def report(
     typer.echo(f"wrote {write_report(run, out)}")
 
 
-def _tensorboard_sink(logdir: Path | None) -> Any:
+def _tensorboard_sink(logdir: Path | None, histograms: bool = True) -> Any:
     """A TensorBoard sink writing into ``logdir`` (``--tensorboard``), or ``None``."""
     if logdir is None:
         return None
@@ -360,7 +365,7 @@ def _tensorboard_sink(logdir: Path | None) -> Any:
         raise GradtuiError("exists and is not a folder", file=str(logdir), key="--tensorboard")
     from gradtui.tensorboard import TensorBoardSink
 
-    return TensorBoardSink(logdir)
+    return TensorBoardSink(logdir, histograms=histograms)
 
 
 @app.command()

@@ -349,6 +349,7 @@ def watch(
     optimizer: Any = None,
     overwrite: bool = False,
     tensorboard: str | Path | None = None,
+    histograms: bool = True,
     stop_on_nonfinite: bool = True,
     thresholds: Any = None,
 ) -> Watch:
@@ -365,6 +366,9 @@ def watch(
             ``monitor.close()``) to write ``summary.json``.
         overwrite (bool): write into an existing run directory. Defaults to False.
         tensorboard: also write TensorBoard event files into this folder. Defaults to None.
+        histograms (bool): with ``tensorboard``, also write gradient and weight histograms
+            (once an epoch; every 100 steps in a custom loop). False: scalars and diagnoses
+            only, and the step keeps no copy of the raw gradients. Defaults to True.
         stop_on_nonfinite (bool): stop ``fit`` at the first NaN/Inf. Defaults to True.
         thresholds: diagnosis thresholds (:class:`gradtui.preset.Thresholds`). Defaults to None.
 
@@ -400,7 +404,7 @@ def watch(
         stop_on_nonfinite=stop_on_nonfinite,
         thresholds=thresholds,
         run=run,
-        histograms=tensorboard is not None,
+        histograms=tensorboard is not None and histograms,
     )
     monitor.device = device_name()
     if tensorboard is not None and _is_chief():

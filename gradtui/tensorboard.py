@@ -50,9 +50,14 @@ class TensorBoardSink:
     Args:
         logdir: the folder for the event files (created).
         flush_secs (float): how often the writer's thread flushes. Defaults to 5.
+        histograms (bool): whether the training should keep raw gradients for histograms
+            (read by whoever attaches the sink). Defaults to True.
     """
 
-    def __init__(self, logdir: str | os.PathLike[str], *, flush_secs: float = 5.0) -> None:
+    def __init__(
+        self, logdir: str | os.PathLike[str], *, flush_secs: float = 5.0, histograms: bool = True
+    ) -> None:
+        self.histograms = histograms
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 

@@ -152,3 +152,34 @@ def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) ->
     assert steps == [0, 4]  # the first step of each epoch
     hist = mux.Tensors(run, f"gradtui/{layer}/gradients")[0]
     assert hist.tensor_proto.tensor_shape.dim[0].size > 1
+
+
+@pytest.mark.slow
+def test_histograms_can_be_turned_off_from_watch_and_the_cli(tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+
+    import gradtui
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+    )
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    monitor = gradtui.watch(model, out=tmp_path / "run", tensorboard=tmp_path / "tb", histograms=False)
+    assert monitor.instrument.histograms is False  # the step keeps no copy of the gradients
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    mux, run = load(tmp_path / "tb")
+    layer = model.layers[0].name
+    assert [e.step for e in mux.Scalars(run, f"gradtui/{layer}/grad_norm")] == list(range(8))
+    assert not [t for t in mux.Runs()[run]["tensors"] if t.endswith(("/gradients", "/weights"))]
+
+    out, tb = tmp_path / "cli-run", tmp_path / "cli-tb"
+    args = ["run", "he-relu", "--max-steps", "6", "--out", str(out), "-q", "--tensorboard", str(tb)]
+    result = runner.invoke(app, [*args, "--no-histograms"])
+    assert result.exit_code == 0, result.output
+    mux, run = load(tb)
+    assert any(t.endswith("/grad_norm") for t in mux.Runs()[run]["scalars"])
+    assert not [t for t in mux.Runs()[run]["tensors"] if t.endswith(("/gradients", "/weights"))]
