@@ -25,6 +25,10 @@ What is wrapped, and why there:
   symbolic input of its own (the two layers inside a ``Bidirectional``).
 - TensorFlow's ``tf.__internal__.distribute.interim.maybe_merge_call``: what Keras's optimizer
   uses to update variables from a replica context, merged or not as the strategy wants.
+- TensorFlow's ``Graph._variable_creator_stack`` and the closure of ``tf.function``'s
+  ``variable_capturing_scope``: whether the trace being built has created variables, in which
+  case TensorFlow traces the function again and never runs this trace (see
+  :func:`discarded_trace`).
 - TensorFlow's ``_lower_using_switch_merge`` attribute of an ``If`` op (set with the private
   ``Operation._set_attr``): whether the runtime turns a ``tf.cond`` into ``Switch``/``Merge``
   nodes (see :func:`functional_cond`).
@@ -160,3 +164,35 @@ def functional_cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[]
         if op.type in ("If", "StatelessIf"):
             op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
     return out
+
+
+def discarded_trace() -> bool:
+    """Whether the ``tf.function`` trace being built will never run: it has already created
+    variables (a Keras optimizer builds its slots inside the first trace of a step).
+
+    On its first call a ``tf.function`` traces with variable creation allowed; if that trace
+    created any, TensorFlow lifts their initializers out and traces again without, and runs
+    only the second trace. (If lifting fails, it runs the first one once, behind a condition on
+    the variables being uninitialized; the recorder then misses that one step.) False outside
+    a trace, and whenever this cannot be told.
+    """
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    stack = getattr(tf.compat.v1.get_default_graph(), "_variable_creator_stack", None) or []
+    for entry in reversed(stack):
+        creator = entry[1] if isinstance(entry, tuple) else entry
+        name = getattr(creator, "__name__", "")
+        if name == "invalid_creator_scope":  # the second trace: variables may not be created
+            return False
+        if name == "variable_capturing_scope":  # the innermost tf.function's first trace
+            for cell in getattr(creator, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:
+                    continue
+                if isinstance(value, list):  # ``created_variables``: weak references
+                    return bool(value)
+            return False
+    return False

@@ -360,6 +360,12 @@ class Recorder:
 
     def _wrap_apply(self, orig: Any) -> Any:
         def apply(grads: Any, trainable_variables: Any) -> Any:
+            if kc.discarded_trace():  # TensorFlow traces again and runs only that: no statistics here
+                slot = self._slot()
+                slot["acts"] = {}
+                slot.pop("loss", None)
+                slot.pop("time", None)
+                return orig(grads, trainable_variables)
             return self._apply(orig, list(grads), list(trainable_variables))
 
         return apply

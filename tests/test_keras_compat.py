@@ -90,3 +90,36 @@ def test_functional_cond_stays_one_if_node_and_takes_either_branch() -> None:
     assert ifs[0].get_attr("_lower_using_switch_merge") is False
     # eagerly it is a plain cond
     assert kc.functional_cond(tf.constant(True), lambda: tf.constant(1), lambda: tf.constant(2)).numpy() == 1
+
+
+def test_discarded_trace_tells_the_trace_tensorflow_never_runs() -> None:
+    """A tf.function's first trace that creates variables is traced again and never run: the
+    recorder builds no statistics into it (TensorFlow's variable creator stack and the closure
+    of its ``variable_capturing_scope``)."""
+    import tensorflow as tf
+
+    seen: list[bool] = []
+    made: list[tf.Variable] = []
+
+    @tf.function
+    def creates(x: tf.Tensor) -> tf.Tensor:
+        before = kc.discarded_trace()
+        if not made:
+            made.append(tf.Variable(1.0))
+        seen.append((before, kc.discarded_trace()))
+        return x * made[0]
+
+    assert float(creates(tf.constant(2.0))) == 2.0
+    # first trace: nothing created yet, then a variable; the second trace creates none
+    assert seen == [(False, True), (False, False)]
+
+    seen.clear()
+
+    @tf.function
+    def plain(x: tf.Tensor) -> tf.Tensor:
+        seen.append((kc.discarded_trace(), kc.discarded_trace()))
+        return x + 1.0
+
+    assert float(plain(tf.constant(1.0))) == 2.0
+    assert seen == [(False, False)]  # traced once, and run
+    assert kc.discarded_trace() is False  # eagerly
