@@ -422,6 +422,7 @@ def serve(
     """Serve the TUI to a web browser (textual-serve), on 127.0.0.1 by default.
 
     Each browser tab gets its own gradtui process."""
+    import os
     import shlex
 
     if preset is not None:
@@ -432,7 +433,9 @@ def serve(
         from textual_serve.server import Server
     except ImportError as exc:  # pragma: no cover - a broken install
         raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
-    command = f"{shlex.quote(sys.executable)} -m gradtui tui"
+    # exec: the tab's process is the server's own child, and quits when the server is gone
+    # (gradtui.tui.app.follow_parent reads GRADTUI_SERVED_BY)
+    command = f"GRADTUI_SERVED_BY={os.getpid()} exec {shlex.quote(sys.executable)} -m gradtui tui"
     if preset is not None:
         command += f" {shlex.quote(preset)}"
     Server(command, host=host, port=port, title="gradtui").serve()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -818,6 +819,37 @@ def leave(code: int) -> int:
     os._exit(code)
 
 
+#: set by ``gradtui serve`` in each browser tab's process: the server's process id
+PARENT_ENV = "GRADTUI_SERVED_BY"
+
+
+def follow_parent(app: GradtuiApp, poll: float = 1.0, grace: float = QUIT_GRACE_S + 3.0) -> None:
+    """In a process ``gradtui serve`` started for a browser tab: quit when the server is gone.
+
+    textual-serve stops its tabs' processes when it shuts down, but a server that is killed
+    outright (``kill -9``, a crashed container) leaves them running, TensorFlow loaded, with
+    no one to see them. A thread watches the parent process id; when the server is gone, the
+    app quits as ``q`` does (a training is stopped and its run directory finished), and the
+    process ends ``grace`` seconds later at the latest.
+    """
+    served_by = os.environ.get(PARENT_ENV, "")
+    if not served_by.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(served_by):
+            time.sleep(poll)
+        try:
+            app.call_from_thread(app.action_quit)
+        except Exception:  # noqa: BLE001 - the app may already be closing
+            pass
+        time.sleep(grace)
+        finish_quit(app, limit=0.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="gradtui-parent", daemon=True).start()
+
+
 def run_app(preset: str | None, *, headless: bool, train: bool) -> int:
     """Run the TUI (the ``gradtui tui`` command); returns the exit code.
 
@@ -830,6 +862,7 @@ def run_app(preset: str | None, *, headless: bool, train: bool) -> int:
         sys.stderr.write(f"gradtui: error: {exc.one_line()}\n")
         return 2
     app.exit_on_mount = headless and not train
+    follow_parent(app)
     if headless:
         code = app.run(headless=True)
     else:
