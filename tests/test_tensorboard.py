@@ -130,11 +130,10 @@ def test_run_with_tensorboard_writes_event_files_while_training(tmp_path: Path) 
     assert [e.step for e in mux.Tensors(run, f"gradtui/{layer}/gradients")] == [0]
 
 
-def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) -> None:
+def tiny_model():
+    """A compiled 8-4-2 Dense model and 64 samples of data (same seed every time)."""
     import keras
     import numpy as np
-
-    import gradtui
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -142,7 +141,13 @@ def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) ->
     )
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    return model, rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+
+
+def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) -> None:
+    import gradtui
+
+    model, x, y = tiny_model()
     gradtui.watch(model, out=tmp_path / "run", tensorboard=tmp_path / "tb")
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     mux, run = load(tmp_path / "tb")
@@ -156,18 +161,9 @@ def test_watch_with_tensorboard_writes_scalars_and_histograms(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_histograms_can_be_turned_off_from_watch_and_the_cli(tmp_path: Path) -> None:
-    import keras
-    import numpy as np
-
     import gradtui
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
-    )
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64)
+    model, x, y = tiny_model()
     monitor = gradtui.watch(model, out=tmp_path / "run", tensorboard=tmp_path / "tb", histograms=False)
     assert monitor.instrument.histograms is False  # the step keeps no copy of the gradients
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
