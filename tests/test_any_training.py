@@ -297,13 +297,16 @@ def test_convolutions_get_dead_channels_and_saturation(tmp_path: Path) -> None:
     assert "dead_units" in {d.kind for d in monitor.diagnoses}
 
 
-@pytest.mark.parametrize("where", ["inside", "outside"])
-def test_mirrored_strategy_records_what_one_device_records(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize(("where", "every"), [("inside", 1), ("outside", 1), ("inside", 2)])
+def test_mirrored_strategy_records_what_one_device_records(tmp_path: Path, where: str, every: int) -> None:
     """Two logical CPUs, the same weights and data: the statistics of the aggregated gradients
-    equal the one-device run's to float precision, with ``watch`` inside or outside the scope."""
-    subprocess.run([sys.executable, str(SCRIPT), "mirrored", where, str(tmp_path)], check=True, timeout=300)
+    equal the one-device run's to float precision, with ``watch`` inside or outside the scope,
+    recording every step or every other one (the row written behind a condition)."""
+    cmd = [sys.executable, str(SCRIPT), "mirrored", where, str(tmp_path), str(every)]
+    subprocess.run(cmd, check=True, timeout=300)
     one, two = read_run(tmp_path / "one"), read_run(tmp_path / "two")
-    assert two.status == "completed" and len(one.records) == len(two.records) == 4
+    assert two.status == "completed" and len(one.records) == len(two.records) == 4 // every
+    assert [r["step"] for r in two.records] == list(range(0, 4, every))
     for a, b in zip(one.records, two.records, strict=True):
         assert a["step"] == b["step"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)

@@ -1,6 +1,6 @@
 """Run by tests/test_any_training.py in a process of its own: a ``tf.distribute`` training.
 
-``mirrored WHERE OUT``: two logical CPU devices (configured before TensorFlow starts), one run
+``mirrored WHERE OUT [EVERY]``: two logical CPU devices (configured before TensorFlow starts), one run
 of a small model on the default strategy and one under ``MirroredStrategy`` from the same
 weights and data, with ``gradtui.watch`` called inside or outside the strategy's scope; writes
 ``OUT/one`` and ``OUT/two``.
@@ -41,7 +41,7 @@ def data():
     return rng.normal(size=(128, 20)).astype("float32"), rng.integers(0, 3, 128)
 
 
-def mirrored(where: str, out: str) -> None:
+def mirrored(where: str, out: str, every: int = 1) -> None:
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
@@ -53,16 +53,16 @@ def mirrored(where: str, out: str) -> None:
     x, y = data()
     one = model(keras)
     weights = one.get_weights()
-    gradtui.watch(one, out=f"{out}/one")
+    gradtui.watch(one, out=f"{out}/one", every=every)
     one.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
     strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     with strategy.scope():
         two = model(keras)
         two.set_weights(weights)
         if where == "inside":
-            gradtui.watch(two, out=f"{out}/two")
+            gradtui.watch(two, out=f"{out}/two", every=every)
     if where == "outside":
-        gradtui.watch(two, out=f"{out}/two")
+        gradtui.watch(two, out=f"{out}/two", every=every)
     two.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
 
 
@@ -109,6 +109,6 @@ def worker(index: int, ports: list[int], out: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
-        mirrored(sys.argv[2], sys.argv[3])
+        mirrored(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1)
     else:
         worker(int(sys.argv[2]), [int(p) for p in sys.argv[3].split(",")], sys.argv[4])
