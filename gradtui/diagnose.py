@@ -553,9 +553,14 @@ class Diagnoser:
         names = [self.names[i] for i in idx]
         worst = int(idx[np.argmin(ratio[idx])])
         severity = "error" if ratio[worst] < self.t.vanishing_ratio**2 else "warning"
+        share = (
+            "no gradient at all (it underflows to 0)"
+            if ratio[worst] == 0.0
+            else f"{ratio[worst]:.2g} x the largest it receives"
+        )
         message = (
-            f"the gradient reaching {self.names[worst]}'s first time step is {ratio[worst]:.2g} x the "
-            "largest it receives: the start of the sequence stops shaping the weights"
+            f"the gradient reaching {self.names[worst]}'s first time step is {share}: the start of "
+            "the sequence stops shaping the weights"
         )
         advice = (
             f"{layer_range(names)}: use lstm or gru (their gates keep a path for the gradient through time)"
