@@ -39,9 +39,6 @@ TANH_SAT = 0.959  # 1-t^2 < 0.08
 #: per-variable values of a row: half sum of squares of the gradient, its largest and smallest
 #: value, half sums of squares of the weights and of the update (NaN/Inf counts come last)
 VAR_COLUMNS = ("grad_sq", "grad_hi", "grad_lo", "weight_sq", "update_sq")
-#: an update this large (elements) that is a scalar times the gradient takes its sum of squares
-#: from the gradient's: a pass less over it; on a smaller one the 3 scalar ops cost more than it
-SCALED_MIN = 1 << 14
 #: the gradient reaching a recurrent layer's input is summed into at most this many spans of time
 TIME_BUCKETS = 32
 #: ...and measured every this many recorded steps (its reduction runs in the backward pass)
@@ -440,7 +437,7 @@ class Recorder:
                     change = _f32(tf.convert_to_tensor(value))  # IndexedSlices made dense
                     if name == "assign":  # the new value: the change is new - old
                         change = change - _f32(tf.convert_to_tensor(variable))
-                    elif (change.shape.num_elements() or 0) >= SCALED_MIN:
+                    else:
                         scale = _scale_of(change, grad_refs.get(c))
                         if scale is not None:
                             scales[c] = scale
