@@ -56,27 +56,6 @@ def _f32(t: Any) -> Any:
     return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)
 
 
-def _scale_of(change: Any, grad: Any) -> Any:
-    """The scalar ``s`` when ``change`` was made as ``s * grad`` (a ``Mul`` of the gradient
-    tensor itself and a scalar: plain SGD's update), else ``None``."""
-    if grad is None or getattr(change, "op", None) is None or change.op.type != "Mul":
-        return None
-    a, b = change.op.inputs
-    for this, other in ((a, b), (b, a)):
-        if other.shape.rank != 0 or other.dtype != change.dtype:
-            continue
-        for _ in range(4):  # through the identities Keras passes gradients through
-            if this.ref() == grad:
-                return _f32(other)
-            if this.op.type == "Identity":
-                this = this.op.inputs[0]
-            elif this.op.type == "IdentityN":
-                this = this.op.inputs[this.value_index]
-            else:
-                break
-    return None
-
-
 #: per graph being built, the axes constants of :func:`_all_axes` by rank
 _AXES: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
 
@@ -421,13 +400,6 @@ class Recorder:
             return all_reduce
 
         changes: dict[int, list[tuple[bool, Any]]] = {}
-        #: columns whose update is a scalar times their gradient (plain SGD): that scalar
-        scales: dict[int, Any] = {}
-        grad_refs = {
-            c: g.ref()
-            for c, g in zip(columns, grads, strict=True)
-            if c is not None and isinstance(g, tf.Tensor)
-        }
         graph = tf.compat.v1.get_default_graph()
 
         def capture(original: Any, name: str) -> Any:
@@ -437,10 +409,6 @@ class Recorder:
                     change = _f32(tf.convert_to_tensor(value))  # IndexedSlices made dense
                     if name == "assign":  # the new value: the change is new - old
                         change = change - _f32(tf.convert_to_tensor(variable))
-                    else:
-                        scale = _scale_of(change, grad_refs.get(c))
-                        if scale is not None:
-                            scales[c] = scale
                     changes.setdefault(c, []).append((name == "assign_sub", change))
                 return original(variable, value)
 
@@ -485,11 +453,9 @@ class Recorder:
         def after() -> Any:
             """The statistics known after the update (the gradients' too unless taken ahead;
             the taps' too when not every step is recorded)."""
-            gstats = self._grad_stats(grads, columns) if grad_stats is None else None
-            known = grad_stats if grad_stats is not None else gstats
-            parts = [self._weight_stats(variables, columns, before, changes, exact, scales, known)]
-            if gstats is not None:
-                parts.insert(0, gstats)
+            parts = [self._weight_stats(variables, columns, before, changes, exact)]
+            if grad_stats is None:
+                parts.insert(0, self._grad_stats(grads, columns))
             if due is not None:
                 parts += [
                     self._tap_stats(t, acts[k]) if k in acts else tf.fill([2], math.nan)
@@ -618,12 +584,9 @@ class Recorder:
         before: dict[int, Any],
         changes: dict[int, list[tuple[bool, Any]]],
         exact: bool,
-        scales: dict[int, Any] | None = None,
-        grad_stats: Any = None,
     ) -> Any:
         """Per variable column: half the sums of squares of the weights after the update and of
-        the update (``[2 * n_vars]``). An update that is a scalar times the gradient (``scales``)
-        has its sum from the gradient's (``grad_stats``, :meth:`_grad_stats`): one pass less."""
+        the update (``[2 * n_vars]``)."""
         import tensorflow as tf
 
         v = self.n_vars
@@ -638,9 +601,7 @@ class Recorder:
             w_sq[c] = tf.nn.l2_loss(w)
             if exact:
                 parts = changes.get(c)
-                if parts and len(parts) == 1 and scales and c in scales and grad_stats is not None:
-                    u_sq[c] = tf.square(scales[c]) * grad_stats[c]
-                elif parts:
+                if parts:
                     delta = parts[0][1] if len(parts) == 1 else tf.add_n([-x if n else x for n, x in parts])
                     u_sq[c] = tf.nn.l2_loss(delta)
             elif c in before:
