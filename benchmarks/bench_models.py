@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -63,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from bench_overhead import machine  # noqa: E402  (the benchmarks' folder is on sys.path)
 
 from gradtui.build import import_keras  # noqa: E402
 
@@ -409,18 +409,6 @@ def tables(shapes: list[Shape]) -> str:
             f"| {s.rows}; {s.records} |"
         )
     return "\n".join(out)
-
-
-def machine() -> str:
-    """One line about the machine and the versions measured."""
-    import keras
-    import tensorflow as tf
-
-    return (
-        f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"devices: {', '.join(d.device_type for d in tf.config.list_physical_devices())}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
