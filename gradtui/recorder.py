@@ -255,6 +255,14 @@ class Recorder:
                 got = self._stash[key] = {"acts": {}}
             return got
 
+    def _take(self) -> tuple[dict[int, Any], Any, dict[int, Any]]:
+        """What this step's forward and backward passes left with the recorder (the taps, the
+        loss, the spans of time), the stash emptied for the next step traced in this graph."""
+        slot = self._slot()
+        acts, loss, times = slot.get("acts", {}), slot.pop("loss", None), slot.pop("time", {})
+        slot["acts"] = {}
+        return acts, loss, times
+
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
         """A tapped layer's ``call`` that, in a training forward pass, leaves its output with the
         recorder: reduced at once to the tap's two numbers when every step is recorded (while
@@ -361,10 +369,7 @@ class Recorder:
     def _wrap_apply(self, orig: Any) -> Any:
         def apply(grads: Any, trainable_variables: Any) -> Any:
             if kc.discarded_trace():  # TensorFlow traces again and runs only that: no statistics here
-                slot = self._slot()
-                slot["acts"] = {}
-                slot.pop("loss", None)
-                slot.pop("time", None)
+                self._take()
                 return orig(grads, trainable_variables)
             return self._apply(orig, list(grads), list(trainable_variables))
 
@@ -376,7 +381,6 @@ class Recorder:
         import tensorflow as tf
 
         opt = self.applier
-        slot = self._slot()
         step = tf.cast(tf.convert_to_tensor(opt.iterations), tf.int32)
         due = self._due()
         columns = [self._column.get(id(var)) for var in variables]
@@ -439,14 +443,10 @@ class Recorder:
                 reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, present) if in_replica else present
             it = iter(reduced)
             grads = [None if g is None else next(it) for g in grads]
-        acts = dict(slot.get("acts", {}))
-        times = dict(slot.pop("time", {}))
-        loss = slot.get("loss")
+        acts, loss, times = self._take()
         if loss is not None and replicas > 1 and in_replica:
             # each replica's loss is its share (scaled by 1 / replicas): their sum is the step's
             loss = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, loss)
-        slot["acts"] = {}
-        slot.pop("loss", None)
         if exact:
             self.captured_updates += 1
 
