@@ -79,6 +79,35 @@ def _all_axes(t: Any) -> Any:
     return axes
 
 
+def _same_tensor(t: Any, g: Any) -> bool:
+    """Whether ``t`` is the tensor ``g`` itself, or ``g`` passed through identities (a
+    distribution strategy's ``update`` hands the optimizer its gradient through ``IdentityN``)."""
+    for _ in range(8):
+        if t.graph is g.graph and t.op.name == g.op.name and t.value_index == g.value_index:
+            return True
+        if t.op.type == "Identity":
+            t = t.op.inputs[0]
+        elif t.op.type == "IdentityN":
+            t = t.op.inputs[t.value_index]
+        else:
+            return False
+    return False
+
+
+def _scale_of(change: Any, g: Any) -> Any:
+    """``s`` when an update ``change`` is ``s * g``, a scalar times this very gradient tensor
+    (plain SGD's update): its sum of squares is then ``s**2`` times the gradient's, which needs
+    no pass over it. ``None`` otherwise (clipped, cast or any other gradient, any other update)."""
+    op = getattr(change, "op", None)
+    if op is None or op.type != "Mul" or g is None or getattr(g, "dtype", None) != change.dtype:
+        return None
+    a, b = op.inputs
+    for t, scale in ((a, b), (b, a)):
+        if scale.shape.rank == 0 and t.shape == g.shape and _same_tensor(t, g):
+            return scale
+    return None
+
+
 class Recorder:
     """Records per-layer statistics of every step an optimizer applies to a model's weights.
 
@@ -192,6 +221,9 @@ class Recorder:
         self._templates: dict[bytes, str] = {}
         #: steps whose update norm came from the optimizer's own update tensors (set when traced)
         self.captured_updates = 0
+        #: variables whose update norm came from their gradient's, the update being a scalar
+        #: times it (plain SGD; counted per trace)
+        self.scaled_updates = 0
         # what a training forward pass left, per traced graph and thread (replicas are threads)
         self._stash: dict[tuple[int, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -453,9 +485,10 @@ class Recorder:
         def after() -> Any:
             """The statistics known after the update (the gradients' too unless taken ahead;
             the taps' too when not every step is recorded)."""
-            parts = [self._weight_stats(variables, columns, before, changes, exact)]
+            g_stats = self._grad_stats(grads, columns) if grad_stats is None else grad_stats
+            parts = [self._weight_stats(variables, columns, before, changes, exact, grads, g_stats)]
             if grad_stats is None:
-                parts.insert(0, self._grad_stats(grads, columns))
+                parts.insert(0, g_stats)
             if due is not None:
                 parts += [
                     self._tap_stats(t, acts[k]) if k in acts else tf.fill([2], math.nan)
@@ -584,29 +617,42 @@ class Recorder:
         before: dict[int, Any],
         changes: dict[int, list[tuple[bool, Any]]],
         exact: bool,
+        grads: list[Any],
+        grad_stats: Any,
     ) -> Any:
         """Per variable column: half the sums of squares of the weights after the update and of
-        the update (``[2 * n_vars]``)."""
+        the update (``[2 * n_vars]``). An update that is a scalar times the gradient (plain
+        SGD) takes its sum from the gradient's, ``grad_stats[:n_vars]``."""
         import tensorflow as tf
 
         v = self.n_vars
         if not v:
             return tf.zeros([0], tf.float32)
         zero = tf.constant(0.0)
-        w_sq, u_sq = [zero] * v, [zero] * v
-        for c, var in zip(columns, variables, strict=True):
+        w_sq, u_sq, scales = [zero] * v, [zero] * v, [zero] * v
+        scaled = False
+        for c, var, g in zip(columns, variables, grads, strict=True):
             if c is None:
                 continue
             w = _f32(var)
             w_sq[c] = tf.nn.l2_loss(w)
             if exact:
                 parts = changes.get(c)
+                if parts and len(parts) == 1:
+                    scale = _scale_of(parts[0][1], g)
+                    if scale is not None:
+                        scales[c], scaled = scale, True
+                        self.scaled_updates += 1
+                        continue
                 if parts:
                     delta = parts[0][1] if len(parts) == 1 else tf.add_n([-x if n else x for n, x in parts])
                     u_sq[c] = tf.nn.l2_loss(delta)
             elif c in before:
                 u_sq[c] = tf.nn.l2_loss(w - before[c])
-        return tf.stack(w_sq + u_sq)
+        updates = tf.stack(u_sq)
+        if scaled:
+            updates += tf.square(tf.stack(scales)) * grad_stats[:v]
+        return tf.concat([tf.stack(w_sq), updates], 0)
 
     def _row(self, step: Any, loss: Any, stats: Any, acts: dict[int, Any], times: dict[int, Any]) -> Any:
         """One row of the ring (see ``width``) from the step's pieces: ``stats`` holds

@@ -146,9 +146,12 @@ def test_recorded_statistics_match_an_independent_replay(every: int, steps_per_e
     model = tiny_model(steps_per_execution)
     twin = twin_of(model)
     x, y = data()
-    _, records = record(model, x, y, every)
+    inst, records = record(model, x, y, every)
     expected = replay(twin, x, y)
     assert [r["step"] for r in records] == list(range(0, STEPS, every))
+    # plain SGD's update is the learning rate times the gradient: its norm is taken from the
+    # gradient's (no pass over the update), for each of the 9 variables, and checked below
+    assert inst.scaled_updates >= 9
     # the statistics describe something real: some saturation, some dead units, a moving step
     assert any(e["layers"]["sig"]["saturation"] > 0 for e in expected)
     assert any(0 < e["layers"]["relu"]["dead"] < 1 for e in expected)
@@ -255,3 +258,5 @@ def test_update_ratio_is_the_weights_change_whatever_the_optimizer(optimizer: di
     # value), or from the weights before and after (weight decay changes them outside those)
     expect_captured = type(model.optimizer).__name__ != "AdamW"
     assert (inst.captured_updates > 0) == expect_captured
+    # none of these updates is a scalar times the gradient (momentum, moments, a clipped one)
+    assert inst.scaled_updates == 0
