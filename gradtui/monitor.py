@@ -337,6 +337,12 @@ def _params(model: Any) -> dict[str, int]:
     return keras_param_counts(model)
 
 
+#: how often ``watch`` drains the statistics of a user's script (seconds): nothing in that
+#: process draws them, and a follower (``gradtui open --follow``, ``serve``) reads
+#: ``stats.jsonl`` at most this much later; each drain costs ~1-3 ms of the training thread
+WATCH_DRAIN_SECONDS = 0.5
+
+
 class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
 
@@ -411,8 +417,9 @@ def watch(
         from gradtui.tensorboard import TensorBoardSink
 
         monitor.add_tensorboard(TensorBoardSink(tensorboard))
+    monitor.callback.interval = WATCH_DRAIN_SECONDS
     if optimizer is not None:
-        monitor.start_draining()
+        monitor.start_draining(WATCH_DRAIN_SECONDS)
     original_fit = model.fit
 
     def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:
