@@ -21,6 +21,9 @@ The kinds of instrumentation measured:
 * ``watch+tb`` / ``watch+tb+hist`` (``--tensorboard``): ``watch`` also writing TensorBoard event
   files, without histograms (judged against the same targets) and with gradient and weight
   histograms once an epoch (measured; no target).
+* ``control`` (``--control``): nothing at all, a second plain model timed against the first:
+  the noise floor of this run (a ratio away from 1.00, or a wide spread, says how far the
+  machine moved the other rows).
 * ``probe``: the recording alone: a :class:`~gradtui.recorder.Recorder` and the draining
   callback of :func:`gradtui.probe.make_callback`, rows drained and turned into per-layer
   arrays, no sinks (``--probe`` adds these rows).
@@ -105,6 +108,8 @@ def make_model(preset: str, shape: tuple[int, ...]) -> tuple[Any, Any]:
 
 def attach(model: Any, every: int, mode: str, tmp: Path) -> Callable[[], None]:
     """Instrument ``model`` the way ``mode`` says; returns a function that reports rows lost."""
+    if mode == "control":  # a plain model against a plain model: the noise floor
+        return lambda: None
     if mode.startswith("watch"):
         import gradtui
 
@@ -167,6 +172,10 @@ def run_case(case: Case, mode: str, pairs: int, x: np.ndarray, y: np.ndarray, tm
     return case
 
 
+#: rows measured without a target
+UNJUDGED = ("watch+tb+hist", "control")
+
+
 def table(rows: list[tuple[str, Case]]) -> str:
     """The results as a Markdown table."""
     head = (
@@ -178,7 +187,7 @@ def table(rows: list[tuple[str, Case]]) -> str:
     for mode, c in rows:
         med = statistics.median(c.ratios)
         ok = "PASS" if med <= c.target else "FAIL"
-        if mode == "watch+tb+hist":  # measured, no target
+        if mode in UNJUDGED:  # measured, no target
             ok, target = "measured", "-"
         else:
             target = f"<= {c.target:.2f}"
@@ -219,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", action="store_true", help="also time the probe alone (no sinks)")
     ap.add_argument("--no-watch", action="store_true", help="skip the full gradtui.watch rows")
     ap.add_argument(
+        "--control", action="store_true", help="also time plain against plain: this run's noise floor"
+    )
+    ap.add_argument(
         "--tensorboard",
         action="store_true",
         help="also watch with TensorBoard event files: without histograms (judged against the same "
@@ -234,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "sigmoid10": Case("12x64 sigmoid", "vanishing-sigmoid", 10, 1.03, "digits"),
     }
     chosen = args.case or list(cases)
-    modes = ([] if args.no_watch else ["watch"]) + (["probe"] if args.probe else [])
+    modes = (["control"] if args.control else []) + ([] if args.no_watch else ["watch"])
+    modes += ["probe"] if args.probe else []
     modes += ["watch+tb", "watch+tb+hist"] if args.tensorboard else []
     data = {}
     if any(cases[k].data == "digits" for k in chosen):
@@ -269,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {args.pairs} pairs per row, batch {BATCH}; load average {load0:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end; {time.perf_counter() - started:.0f} s; peak RSS {rss:.0f} MiB"
     )
-    failed = [c for m, c in rows if m != "watch+tb+hist" and statistics.median(c.ratios) > c.target]
+    failed = [c for m, c in rows if m not in UNJUDGED and statistics.median(c.ratios) > c.target]
     return 1 if failed else 0
 
 
