@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -262,15 +262,21 @@ class GradtuiApp(App[int]):
 
     # ------------------------------------------------------------------ TensorFlow
 
-    @work(thread=True, exclusive=True, group="keras", exit_on_error=False)
     def _import_keras(self) -> None:
-        """Import TensorFlow/Keras (seconds) off the main thread."""
-        try:
-            device = self.engine.submit(_load_keras).result()
-        except Exception as exc:  # noqa: BLE001 - a broken TF install is shown, not raised
-            self.post_message(KerasReady("", error=f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(KerasReady(device))
+        """Import TensorFlow/Keras (seconds) on the engine thread; :class:`KerasReady` says when.
+
+        Not a Textual thread worker: the app's exit waits for its workers, so a ``q`` while the
+        import ran took 5-7 s to return to the shell. The engine thread posts the message itself
+        (posting is thread-safe; once the app is gone the message is dropped)."""
+
+        def done(future: Future) -> None:
+            exc = future.exception()
+            if exc is not None:  # a broken TF install is shown, not raised
+                self.post_message(KerasReady("", error=f"{type(exc).__name__}: {exc}"))
+            else:
+                self.post_message(KerasReady(future.result()))
+
+        self.engine.submit(_load_keras).add_done_callback(done)
 
     def on_unmount(self) -> None:
         """Let the engine thread end once its work is done (the process does not wait for it)."""

@@ -131,6 +131,33 @@ async def test_quit_during_training(make_app, tmp_path: Path) -> None:  # type: 
     assert read_run(only_run(tmp_path / "runs")).status == "stopped"
 
 
+def test_quit_while_tensorflow_imports_does_not_wait_for_it(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``q`` in the first seconds, while TensorFlow is still being imported, returns at once.
+    The import is not a Textual thread worker: those run in asyncio's default executor, which
+    ``asyncio.run`` joins as ``App.run`` returns, so a ``q`` then took 5-7 s to reach the shell.
+    (``App.run`` here, not ``run_test``: the wait is in ``asyncio.run``'s shutdown.)"""
+    import gradtui.tui.app as app_module
+
+    def slow_import() -> str:  # an import that takes its time
+        time.sleep(5.0)
+        return "CPU"
+
+    monkeypatch.setattr(app_module, "_load_keras", slow_import)
+    app = make_app(load_keras=True)
+    pressed: list[float] = []
+
+    async def press_q(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.pause(0.5)  # the import has begun
+        assert not app.keras_ready
+        pressed.append(time.monotonic())
+        await pilot.press("q")
+
+    app.run(headless=True, size=SIZE, auto_pilot=press_q)
+    left = time.monotonic() - pressed[0]
+    print(f"q during the import: App.run returned {left:.2f} s after the key")
+    assert left < 2.0
+
+
 async def test_bad_data_file_fails_inside_the_app(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"this is not a zip archive")
