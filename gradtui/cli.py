@@ -430,7 +430,7 @@ def serve(
 
         load(preset)  # bad input ends here, in one line, before the server starts
     try:
-        from gradtui.serving import make_server
+        from gradtui.tui.serving import make_server
     except ImportError as exc:  # pragma: no cover - a broken install
         raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
     # exec: the tab's process is the server's own child, and quits when the server is gone
