@@ -430,7 +430,7 @@ def serve(
 
         load(preset)  # bad input ends here, in one line, before the server starts
     try:
-        from gradtui.tui.serving import make_server
+        from gradtui.tui.serving import GradtuiServer
     except ImportError as exc:  # pragma: no cover - a broken install
         raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
     # exec: the tab's process is the server's own child, and quits when the server is gone
@@ -438,7 +438,7 @@ def serve(
     command = f"GRADTUI_SERVED_BY={os.getpid()} exec {shlex.quote(sys.executable)} -m gradtui tui"
     if preset is not None:
         command += f" {shlex.quote(preset)}"
-    make_server(command, host=host, port=port, title="gradtui").serve()
+    GradtuiServer(command, host=host, port=port, title="gradtui").serve()
 
 
 def main() -> None:

@@ -265,9 +265,10 @@ class GradtuiApp(App[int]):
     def _import_keras(self) -> None:
         """Import TensorFlow/Keras (seconds) on the engine thread; :class:`KerasReady` says when.
 
-        Not a Textual thread worker: the app's exit waits for its workers, so a ``q`` while the
-        import ran took 5-7 s to return to the shell. The engine thread posts the message itself
-        (posting is thread-safe; once the app is gone the message is dropped)."""
+        Not a Textual thread worker: those run in asyncio's default executor, which
+        ``asyncio.run`` joins as ``App.run`` returns, so a ``q`` while the import ran took 5-7 s
+        to reach the shell. The engine thread posts the message itself (posting is thread-safe;
+        once the app is gone the message is dropped)."""
 
         def done(future: Future) -> None:
             exc = future.exception()
