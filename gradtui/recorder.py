@@ -315,14 +315,15 @@ class Recorder:
 
         return call
 
-    def _due(self) -> Any:
-        """Whether the step running now is recorded (a boolean tensor), or ``None`` when every
-        step is (no condition to build)."""
+    def _due(self, period: int | None = None) -> Any:
+        """Whether the step running now is recorded (every ``period`` steps; defaults to
+        ``every``), a boolean tensor, or ``None`` when every step is (no condition to build)."""
         import tensorflow as tf
 
-        if self.every == 1:
+        period = self.every if period is None else period
+        if period == 1:
             return None
-        return tf.equal(tf.cast(tf.convert_to_tensor(self.applier.iterations), tf.int64) % self.every, 0)
+        return tf.equal(tf.cast(tf.convert_to_tensor(self.applier.iterations), tf.int64) % period, 0)
 
     @staticmethod
     def _when(due: Any, fn: Any, n: int, fill: float = math.nan) -> Any:
@@ -348,7 +349,6 @@ class Recorder:
 
         buckets = self.time_buckets[k]
         period = self.every * TIME_EVERY
-        opt = self.applier
         segments = tf.constant(np.arange(length) * buckets // length, tf.int32)
         kernel = t.layer.trainable_weights[0]
 
@@ -374,7 +374,7 @@ class Recorder:
             @tf.custom_gradient
             def seen(x: Any, w: Any) -> Any:
                 def grad(dy: Any) -> Any:
-                    due = tf.equal(tf.cast(opt.iterations, tf.int64) % period, 0)
+                    due = self._due(period)
                     slot.setdefault("time", {})[k] = self._when(due, lambda: measure(dy), buckets)
                     return dy, tf.zeros_like(w)
 
@@ -483,12 +483,10 @@ class Recorder:
             self.captured_updates += 1
 
         def after() -> Any:
-            """The statistics known after the update (the gradients' too unless taken ahead;
-            the taps' too when not every step is recorded)."""
+            """The step's statistics, those of the gradients and weights, and the taps' too when
+            not every step is recorded (the gradients' are computed here unless taken ahead)."""
             g_stats = self._grad_stats(grads, columns) if grad_stats is None else grad_stats
-            parts = [self._weight_stats(variables, columns, before, changes, exact, grads, g_stats)]
-            if grad_stats is None:
-                parts.insert(0, g_stats)
+            parts = [g_stats, self._weight_stats(variables, columns, before, changes, exact, grads, g_stats)]
             if due is not None:
                 parts += [
                     self._tap_stats(t, acts[k]) if k in acts else tf.fill([2], math.nan)
@@ -499,8 +497,7 @@ class Recorder:
         if self.histograms:
             self._snapshot(step, grads, columns)
         if due is None:  # every step recorded: no condition
-            stats = after() if grad_stats is None else tf.concat([grad_stats, after()], 0)
-            kc.merge_call(self._write, self.strategy, self._row(step, loss, stats, acts, times), step, None)
+            kc.merge_call(self._write, self.strategy, self._row(step, loss, after(), acts, times), step, None)
             return result
         v = self.n_vars
 
