@@ -416,7 +416,7 @@ def watch(
     if tensorboard is not None and _is_chief():
         from gradtui.tensorboard import TensorBoardSink
 
-        monitor.add_tensorboard(TensorBoardSink(tensorboard))
+        monitor.add_tensorboard(TensorBoardSink(tensorboard, histograms=histograms))
     monitor.callback.interval = WATCH_DRAIN_SECONDS
     if optimizer is not None:
         monitor.start_draining(WATCH_DRAIN_SECONDS)

@@ -199,7 +199,7 @@ class Session:
                 stop_on_nonfinite=preset.monitor.stop_on_nonfinite,
                 name=preset.name,
                 run=run,
-                histograms=self.tensorboard is not None and getattr(self.tensorboard, "histograms", True),
+                histograms=self.tensorboard is not None and self.tensorboard.histograms,
             )
             if self.tensorboard is not None:
                 monitor.add_tensorboard(self.tensorboard)
