@@ -8,6 +8,7 @@ the same statistics and diagnoses into the same run directory layout, through th
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from gradtui.stack import LayerInfo
 
 #: a custom loop's histogram interval, in optimizer steps (``fit`` takes one an epoch)
 HISTOGRAM_STEPS = 100
+#: how many measured time curves a recurrent layer's through-time ratio is the median of
+TIME_RATIO_MEASUREMENTS = 3
 #: called with the new records (a drain's arrays) and the diagnoses they raised
 RecordListener = Callable[[Records, list[Diagnosis]], None]
 
@@ -94,8 +97,8 @@ class Monitor:
         self._drainer: threading.Thread | None = None
         #: the TensorBoard sink of :meth:`add_tensorboard`, if any
         self._tensorboard: Any = None
-        #: per recurrent layer, the latest measured time ratio (see :meth:`_time_ratio`)
-        self._last_time_ratio: dict[str, float] = {}
+        #: per recurrent layer, the latest measured time ratios (see :meth:`_time_ratio`)
+        self._time_ratios: dict[str, deque[float]] = {}
         self._closing = threading.Event()
         self.closed = False
 
@@ -166,22 +169,26 @@ class Monitor:
 
     def _time_ratio(self, block: Records) -> Any:
         """Per row and layer, how much of the gradient reaching a recurrent layer's last time
-        step reaches its first: first span / largest span of the latest measured curve (carried
-        forward between measurements; NaN before the first, and for other layers)."""
+        step reaches its first: first span / largest span of a measured curve, the median of the
+        latest :data:`TIME_RATIO_MEASUREMENTS` measurements (carried forward between them; NaN
+        before the first, and for other layers). A single curve is one batch: on the adding task
+        it swings over three decades from one measurement to the next (rnn-clipnorm: 0.00084 once
+        between values near 1), so one of them is not a verdict."""
         import numpy as np
 
         out = np.full((len(block), len(block.layers)), np.nan)
-        last = self._last_time_ratio
+        kept = self._time_ratios
         names = block.names
         for name, (_, norms) in (block.time_grads or {}).items():
             li = names.index(name)
-            value = last.get(name, np.nan)
+            seen = kept.setdefault(name, deque(maxlen=TIME_RATIO_MEASUREMENTS))
+            value = float(np.median(seen)) if seen else np.nan
             for i, row in enumerate(norms):
                 if not np.isnan(row).all():
                     top = np.nanmax(row)
-                    value = row[0] / top if top > 0 else np.nan
+                    seen.append(row[0] / top if top > 0 else np.nan)
+                    value = float(np.median(seen))
                 out[i, li] = value
-            last[name] = value
         return out
 
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:

@@ -44,6 +44,9 @@ class FormsColumn(VerticalScroll):
     class Ready(Message):
         """The forms are mounted and can be filled."""
 
+    #: whether the forms and every field in them are mounted (set once ``mount`` has returned)
+    ready = False
+
     def on_mount(self) -> None:
         """Mount the forms once the first screen is drawn."""
         self.call_after_refresh(self._mount_forms)
@@ -55,6 +58,7 @@ class FormsColumn(VerticalScroll):
             self.call_after_refresh(self._mount_forms)
             return
         await self.mount(LayerForm(id="layer-form"), TrainForm(id="train-form"))
+        self.ready = True
         self.post_message(self.Ready())
 
 
@@ -122,9 +126,10 @@ class BuilderView(Widget):
     @property
     def forms_ready(self) -> bool:
         """Whether the forms are mounted (they are, from just after the first paint)."""
-        # their fields, not only the forms: a resize can redraw the table (and highlight a row)
-        # between a form's mount and its compose
-        return bool(self.query("LayerForm #form-title"))
+        # every field, not only the forms or their first widget: a resize can redraw the table
+        # (and highlight a row) between a form's mount and its compose, and a query for one
+        # field ('#form-title') held while '#f-type' was not there yet (NoMatches, issue 21)
+        return self.query_one(FormsColumn).ready
 
     def _fill_forms(self) -> None:
         if self.forms_ready:
