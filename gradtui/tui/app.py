@@ -16,6 +16,7 @@ compiled steps.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -198,6 +199,8 @@ class GradtuiApp(App[int]):
         #: the recorded run shown (``open``), and whether it is still being read or followed
         self.run_source = source
         self.reading = source is not None
+        #: said above the builder's stack when it is not the stack of the run on screen
+        self.stack_note: str | None = None
         self.compare_at_start = compare or []
         #: what the app said when a followed run finished
         self.finished_note: str | None = None
@@ -528,6 +531,7 @@ class GradtuiApp(App[int]):
     def set_preset(self, preset: Preset, *, saved: bool = False, path: str | None = None) -> None:
         """Make ``preset`` the stack (loaded, fixed or edited) and show it in the builder."""
         self.preset = preset
+        self.stack_note = None
         if saved:
             self.saved_toml = preset.to_toml()
         if path is not None:
@@ -543,7 +547,8 @@ class GradtuiApp(App[int]):
         target = Path(path).expanduser()
         if target.suffix != ".toml":
             target = target.with_suffix(".toml")
-        text = self.preset.to_toml()
+        preset = self._named_for(target)
+        text = preset.to_toml()
         try:
             loads(text, source=str(target))  # what `gradtui run` will read back
             atomic_write(target, text)
@@ -551,12 +556,30 @@ class GradtuiApp(App[int]):
             return exc.one_line()
         except OSError as exc:
             return f"{target}: cannot write: {exc.strerror or exc}"
+        if preset is not self.preset:  # renamed: the builder shows the new name, same cursor
+            self.preset = preset
+            builder = self.query_one(BuilderView)
+            builder.show(preset, cursor=builder.index)
         self.saved_toml = text
         self.preset_path = str(target)
         if self.restored:
             self._forget_unsaved()
         self.notify(f"saved {target}", title="Saved", timeout=4)
         return None
+
+    def _named_for(self, target: Path) -> Preset:
+        """The stack as it is saved at ``target``: an edited stack saved under another name
+        takes the file's name, and its description says what it was edited from (the old one
+        described the old stack); a stack saved unchanged, or onto its own file, keeps both."""
+        if target.stem == self.preset.name or not self.dirty:
+            return self.preset
+        if self.preset_path and Path(self.preset_path).resolve() == target.resolve():
+            return self.preset
+        old = self.preset
+        description = old.description
+        if not description.startswith("edited from "):
+            description = f"edited from {old.name}" + (f": {description}" if description else "")
+        return dataclasses.replace(old, name=target.stem, description=description)
 
     def action_save(self) -> None:
         """Ask where to save the stack (ctrl+s)."""
@@ -698,13 +721,16 @@ def open_app(
     source = RunSource(run_dir, follow=follow, interval=interval)
     preset = source.preset
     path = str(source.path / "preset.toml") if preset is not None else None
-    return GradtuiApp(
+    app = GradtuiApp(
         preset or load(DEFAULT_PRESET),
         preset_path=path,
         load_keras=load_keras,
         state=state if state is not None else state_dir(),
         source=source,
     )
+    if preset is None:  # a run of gradtui.watch (or a damaged preset): its stack is not known
+        app.stack_note = f"not this run's stack ({source.path.name} has no preset.toml)"
+    return app
 
 
 def compare_app(run_dirs: list[str | Path], *, state: Path | None = None) -> GradtuiApp:

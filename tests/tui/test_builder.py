@@ -188,9 +188,13 @@ async def test_save_and_reload_a_preset(make_app, tmp_path: Path) -> None:  # ty
         await pilot.click("#save-ok")
         assert not isinstance(app.screen, SaveDialog)
         assert not app.dirty
-        # what `gradtui run` reads: the same loader, the same plan
+        # what `gradtui run` reads: the same loader, the same plan; the edited stack saved under
+        # another name takes that name, and says what it was edited from (issue 21)
         reloaded = load(str(target))
-        assert reloaded == edited
+        assert reloaded.name == "mine" and app.preset.name == "mine"
+        assert reloaded.description.startswith("edited from vanishing-sigmoid: ")
+        assert reloaded.layers == edited.layers and reloaded.train == edited.train
+        edited = reloaded
         assert plan(reloaded, (64,), 10)
         # change the stack, then load the saved file back through the load dialog
         await pilot.press("x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -262,5 +263,8 @@ class BuilderView(Widget):
             f"Stack: {self.preset.name} — {n} layers, {params}",
             f"Stack: {self.preset.name} — {n} layers",
         ]
+        note = getattr(self.app, "stack_note", None)
+        if note:
+            choices = [f"{c} — {note}" for c in choices] + choices[-1:]
         width = title.size.width or 10_000  # before the first layout: the longest
-        title.update(next((c for c in choices if len(c) <= width), choices[-1]))
+        title.update(Text(next((c for c in choices if len(c) <= width), choices[-1])))

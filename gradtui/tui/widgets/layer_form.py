@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
@@ -90,6 +91,9 @@ def _num(text: str) -> Any:
 
 class LayerForm(VerticalScroll):
     """Edit the highlighted layer entry; changes apply at once when they are valid."""
+
+    #: in a field, letters are typed, not keys: the footer says how to get the keys back
+    BINDINGS = [Binding("escape", "app.leave_field", "Leave field (keys)")]
 
     DEFAULT_CSS = """
     LayerForm { height: auto; max-height: 100%; }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.suggester import SuggestFromList
@@ -23,6 +24,9 @@ CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global norm
 
 class TrainForm(VerticalScroll):
     """Edit ``[data]``, ``[train]`` and ``[monitor] every``; valid changes apply at once."""
+
+    #: in a field, letters are typed, not keys: the footer says how to get the keys back
+    BINDINGS = [Binding("escape", "app.leave_field", "Leave field (keys)")]
 
     DEFAULT_CSS = """
     TrainForm { height: auto; max-height: 100%; }

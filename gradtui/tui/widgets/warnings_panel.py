@@ -64,7 +64,9 @@ class WarningsPanel(OptionList):
         options: list[Option | None] = []
         for i, line in enumerate(self.extra):
             options.append(Option(line, id=f"extra-{i}"))
-        for i, d in reversed(list(enumerate(self.diagnoses))):
+        # newest first: by the step each was raised at (a summary lists them by kind, a drain
+        # by rule), the later raised first among those of one step
+        for i, d in sorted(enumerate(self.diagnoses), key=lambda x: (x[1].step, x[0]), reverse=True):
             options.append(Option(describe(d), id=f"diag-{i}"))
         if not options:
             options.append(Option(Text("No problems found (yet).", "dim"), id="none", disabled=True))
@@ -81,7 +83,7 @@ class WarningsPanel(OptionList):
             option = self.get_option_at_index(self.highlighted)
             if option.id and option.id.startswith("diag-"):
                 return self.diagnoses[int(option.id.removeprefix("diag-"))]
-        return self.diagnoses[-1] if self.diagnoses else None
+        return max(reversed(self.diagnoses), key=lambda d: d.step) if self.diagnoses else None
 
     def action_apply_fix(self) -> None:
         """Ask the app to apply the highlighted diagnosis's remedy."""
