@@ -113,12 +113,33 @@ def make_activation_layer(info: LayerInfo) -> Any:
     return keras.layers.Activation(act.name, name=info.name)
 
 
-def make_optimizer(preset: Preset) -> Any:
-    """The Keras optimizer of ``[train]``, clipping through its own arguments."""
+def make_learning_rate(preset: Preset, total_steps: int | None = None) -> Any:
+    """``[train] learning_rate`` as Keras takes it: a float, or a schedule when the preset asks
+    for a warm-up or a cosine decay (Keras's ``CosineDecay``: a linear warm-up from 0 to the rate
+    over ``warmup_steps``, then a cosine to 0 over the rest of ``total_steps``; ``alpha = 1``
+    keeps the rate constant after the warm-up)."""
+    t = preset.train
+    if t.schedule == "constant" and not t.warmup_steps:
+        return t.learning_rate
+    keras = import_keras()
+    cosine = t.schedule == "cosine"
+    steps = max(1, (total_steps or 1) - t.warmup_steps) if cosine else 1
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if t.warmup_steps else t.learning_rate,
+        decay_steps=steps,
+        alpha=0.0 if cosine else 1.0,
+        warmup_target=t.learning_rate if t.warmup_steps else None,
+        warmup_steps=t.warmup_steps,
+    )
+
+
+def make_optimizer(preset: Preset, total_steps: int | None = None) -> Any:
+    """The Keras optimizer of ``[train]``, clipping through its own arguments; ``total_steps``
+    (the run's optimizer steps) sizes a cosine schedule."""
     keras = import_keras()
     t = preset.train
-    kwargs: dict[str, Any] = {"learning_rate": t.learning_rate}
-    for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+    kwargs: dict[str, Any] = {"learning_rate": make_learning_rate(preset, total_steps)}
+    for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "epsilon"):
         value = getattr(t, key)
         if value is not None:
             kwargs[key] = value
@@ -128,6 +149,8 @@ def make_optimizer(preset: Preset) -> Any:
         return keras.optimizers.RMSprop(momentum=t.momentum, **kwargs)
     if t.optimizer == "adam":
         return keras.optimizers.Adam(**kwargs)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(**kwargs)
     return keras.optimizers.Nadam(**kwargs)
 
 
@@ -215,6 +238,7 @@ def build(
     num_classes: int | None = None,
     *,
     compile: bool = True,
+    total_steps: int | None = None,
 ) -> tuple[Any, list[LayerInfo]]:
     """Build (and compile) the Keras model of a preset; refuse it first if it cannot fit.
 
@@ -247,7 +271,7 @@ def build(
             [keras.Input(shape=tuple(input_shape), name="input"), *built], name=model_name(preset)
         )
     if compile:
-        model.compile(optimizer=make_optimizer(preset), **loss_and_metrics(preset, layers))
+        model.compile(optimizer=make_optimizer(preset, total_steps), **loss_and_metrics(preset, layers))
     return model, layers
 
 

@@ -85,7 +85,10 @@ INITIALIZERS: dict[str, dict[str, Any]] = {
 VS_MODES = ("fan_in", "fan_out", "fan_avg")
 VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform")
 BATCH_NORM = ("none", "before", "after")
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
+#: optimizers with an ``epsilon`` (Keras's adam family and rmsprop)
+EPSILON_OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam")
+SCHEDULES = ("constant", "cosine")
 NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian", "adding")
 #: generated data sets whose target is a number (regression), not a class
 REGRESSION_DATASETS = ("adding",)
@@ -127,6 +130,10 @@ TRAIN_KEYS = (
     "seed",
     "max_steps",
     "loss",
+    "weight_decay",
+    "epsilon",
+    "warmup_steps",
+    "schedule",
 )
 _INIT_KEYS = ("activation", "initializer", "bias_initializer")
 _CONV_KEYS = (
@@ -437,6 +444,14 @@ class TrainSpec:
     max_steps: int | None = None
     #: ``None``: the task's default (:attr:`Preset.loss`)
     loss: str | None = None
+    #: decoupled weight decay (``None``: the optimizer's default, 0.004 for adamw, none for others)
+    weight_decay: float | None = None
+    #: the adam family's and rmsprop's epsilon (``None``: Keras's default, 1e-7)
+    epsilon: float | None = None
+    #: steps of linear warm-up of the learning rate from 0
+    warmup_steps: int = 0
+    #: ``constant``, or ``cosine``: decay to 0 over the run's steps after the warm-up
+    schedule: str = "constant"
 
 
 @dataclass(frozen=True)
@@ -718,8 +733,20 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
             file=source,
             key="train.global_clipnorm",
         )
+    epsilon = v.optional_number(train_tbl, "epsilon", "train.")
+    if epsilon is not None and optimizer not in EPSILON_OPTIMIZERS:
+        raise PresetError(
+            f"epsilon applies to {', '.join(EPSILON_OPTIMIZERS)}, not {optimizer}; remove it or change the optimizer",
+            file=source,
+            key="train.epsilon",
+        )
+    weight_decay = v.optional_number(train_tbl, "weight_decay", "train.")
     train = TrainSpec(
         optimizer=optimizer,
+        weight_decay=weight_decay,
+        epsilon=epsilon,
+        warmup_steps=v.integer(train_tbl, "warmup_steps", 0, "train.", lo=0, hi=10_000_000),
+        schedule=v.choice(train_tbl, "schedule", "constant", SCHEDULES, "train."),
         learning_rate=v.number(train_tbl, "learning_rate", 0.01, "train.", lo=0.0, hi=1e3, lo_open=True),
         momentum=momentum,
         nesterov=nesterov,

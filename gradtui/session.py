@@ -186,7 +186,9 @@ class Session:
 
             keras = import_keras()
             self._emit("on_status", "building the model")
-            model, layers = build(preset, prepared.data.input_shape, prepared.data.num_classes)
+            model, layers = build(
+                preset, prepared.data.input_shape, prepared.data.num_classes, total_steps=prepared.total_steps
+            )
             from gradtui.build import keras_param_counts
 
             params = keras_param_counts(model)
