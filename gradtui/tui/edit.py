@@ -75,17 +75,15 @@ def set_training(
 ) -> Preset:
     """A copy with the builder's training settings.
 
-    ``train_table`` holds every key the form edits; clipping, ``max_steps`` and ``loss`` keys it
-    leaves out are removed (the form writes ``loss`` for a regression task only), other keys
-    (``nesterov``) are kept.
+    ``train_table`` holds every key the form edits; clipping, ``max_steps``, ``loss``,
+    ``epsilon`` and ``weight_decay`` keys it leaves out are removed (the form writes ``loss`` for
+    a regression task only, ``epsilon`` for an optimizer that has one), other keys (``nesterov``)
+    are kept.
     """
     data = preset.to_dict()
     data["data"].update(data_table)
-    train = {
-        k: v
-        for k, v in data["train"].items()
-        if k not in ("clipnorm", "clipvalue", "global_clipnorm", "max_steps", "momentum", "loss")
-    }
+    dropped = ("clipnorm", "clipvalue", "global_clipnorm", "max_steps", "momentum", "loss", "epsilon", "weight_decay")
+    train = {k: v for k, v in data["train"].items() if k not in dropped}
     train.update(train_table)
     data["train"] = train
     data["monitor"]["every"] = every

@@ -48,7 +48,8 @@ async def test_training_reaches_monitor_and_warnings_then_fix_and_train_again(
     app: GradtuiApp = make_app(preset)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("t")
-        assert app.training
+        # (once seen false in CI: say what the app knew, to find out why next time)
+        assert app.training, (app.focused, app.last_error, [str(e) for e in app.errors], app.last_summary)
         await wait_until(pilot, lambda: app.current is not None and app.current.rows)
         assert app.query_one("TabbedContent").active == "monitor"
         rows = app.query_one(LayerMonitor).rows
@@ -138,8 +139,8 @@ def test_quit_while_tensorflow_imports_does_not_wait_for_it(make_app, monkeypatc
     (``App.run`` here, not ``run_test``: the wait is in ``asyncio.run``'s shutdown.)"""
     import gradtui.tui.app as app_module
 
-    def slow_import() -> str:  # an import that takes its time
-        time.sleep(5.0)
+    def slow_import() -> str:  # an import that takes its time (longer than the bound below, by far)
+        time.sleep(20.0)
         return "CPU"
 
     monkeypatch.setattr(app_module, "_load_keras", slow_import)
@@ -155,7 +156,9 @@ def test_quit_while_tensorflow_imports_does_not_wait_for_it(make_app, monkeypatc
     app.run(headless=True, size=SIZE, auto_pilot=press_q)
     left = time.monotonic() - pressed[0]
     print(f"q during the import: App.run returned {left:.2f} s after the key")
-    assert left < 2.0
+    # waiting for the import would take ~19.5 s; a busy machine takes a few seconds to tear
+    # the app down (2.7 s measured at load 9 on 2 cores, 0.3 s idle)
+    assert left < 8.0
 
 
 async def test_bad_data_file_fails_inside_the_app(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -130,7 +130,9 @@ class BuilderView(Widget):
         # every field, not only the forms or their first widget: a resize can redraw the table
         # (and highlight a row) between a form's mount and its compose, and a query for one
         # field ('#form-title') held while '#f-type' was not there yet (NoMatches, issue 21)
-        return self.query_one(FormsColumn).ready
+        # and still there: a Ready handled while the app closes finds them removed (NoMatches)
+        columns = self.query(FormsColumn)
+        return bool(columns) and columns.first().ready and bool(self.query(LayerForm)) and bool(self.query(TrainForm))
 
     def _fill_forms(self) -> None:
         if self.forms_ready:

@@ -15,7 +15,15 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
-from gradtui.preset import NAMED_DATASETS, OPTIMIZERS, REGRESSION_DATASETS, REGRESSION_LOSSES, Preset
+from gradtui.preset import (
+    EPSILON_OPTIMIZERS,
+    NAMED_DATASETS,
+    OPTIMIZERS,
+    REGRESSION_DATASETS,
+    REGRESSION_LOSSES,
+    SCHEDULES,
+    Preset,
+)
 from gradtui.tui.widgets.layer_form import _num
 
 #: the clipping choices and the ``[train]`` key each one sets
@@ -69,6 +77,12 @@ class TrainForm(VerticalScroll):
         )
         yield from self._field("learning rate", Input(id="t-learning_rate"))
         yield from self._field("momentum", Input(id="t-momentum"))
+        yield from self._field("  epsilon", Input(id="t-epsilon", placeholder="1e-07 (Keras)"))
+        yield from self._field("weight decay", Input(id="t-weight_decay", placeholder="optimizer's default"))
+        yield from self._field("warm-up steps", Input(id="t-warmup_steps", type="integer"))
+        yield from self._field(
+            "schedule", Select([(x, x) for x in SCHEDULES], allow_blank=False, id="t-schedule")
+        )
         yield from self._field(
             "clipping", Select([(c, c) for c in CLIPPING], allow_blank=False, id="t-clipping")
         )
@@ -103,15 +117,20 @@ class TrainForm(VerticalScroll):
             "#t-max_steps": str(t.max_steps) if t.max_steps else "",
             "#t-every": str(preset.monitor.every),
             "#t-length": str(d.length),
+            "#t-epsilon": f"{t.epsilon:g}" if t.epsilon is not None else "",
+            "#t-weight_decay": f"{t.weight_decay:g}" if t.weight_decay is not None else "",
+            "#t-warmup_steps": str(t.warmup_steps),
         }
         with self.prevent(Input.Changed, Select.Changed):
             for selector, value in values.items():
                 self.query_one(selector, Input).value = value
             self.query_one("#t-optimizer", Select).value = t.optimizer
             self.query_one("#t-clipping", Select).value = clip
+            self.query_one("#t-schedule", Select).value = t.schedule
             if preset.loss in REGRESSION_LOSSES:
                 self.query_one("#t-loss", Select).value = preset.loss
         self.query_one("#row-clip").display = clip != "none"
+        self.query_one("#row-epsilon").display = t.optimizer in EPSILON_OPTIMIZERS
         self._arrange_regression(d.dataset)
         self.error = ""
         self.shown = True
@@ -151,6 +170,12 @@ class TrainForm(VerticalScroll):
             train[clip_key] = _num(val("clip") or "1.0")
         if val("max_steps"):
             train["max_steps"] = _num(val("max_steps"))
+        if optimizer in EPSILON_OPTIMIZERS and val("epsilon"):
+            train["epsilon"] = _num(val("epsilon"))
+        if val("weight_decay"):
+            train["weight_decay"] = _num(val("weight_decay"))
+        train["warmup_steps"] = _num(val("warmup_steps") or "0")
+        train["schedule"] = str(self.query_one("#t-schedule", Select).value)
         if regression:
             train["loss"] = str(self.query_one("#t-loss", Select).value)
         return data, train, _num(val("every") or "1")
@@ -164,6 +189,7 @@ class TrainForm(VerticalScroll):
             return
         clipping = str(self.query_one("#t-clipping", Select).value)
         self.query_one("#row-clip").display = clipping != "none"
+        self.query_one("#row-epsilon").display = self.query_one("#t-optimizer", Select).value in EPSILON_OPTIMIZERS
         self._arrange_regression(str(self.query_one("#t-dataset", Input).value).strip())
         self.post_message(self.Edited(*self.tables()))
 
