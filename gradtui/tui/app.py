@@ -38,6 +38,7 @@ from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
+from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -555,7 +556,7 @@ class GradtuiApp(App[int]):
         self.preset_path = str(target)
         if self.restored:
             self._forget_unsaved()
-        self.notify(f"saved {target}", title="Saved", timeout=4)
+        self.notify(f"saved {plain(target)}", title="Saved", timeout=4, markup=False)
         return None
 
     def action_save(self) -> None:
@@ -572,7 +573,7 @@ class GradtuiApp(App[int]):
         except GradtuiError as exc:
             return exc.one_line()
         self.set_preset(preset, saved=True, path=name if name.endswith(".toml") else None)
-        self.notify(f"loaded {name}", timeout=3)
+        self.notify(f"loaded {plain(name)}", timeout=3, markup=False)
         self.action_tab("builder")
         return None
 
