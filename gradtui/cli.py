@@ -429,15 +429,17 @@ def serve(
     import os
     import shlex
 
+    dataset = ""
     if preset is not None:
         from gradtui.preset import load
 
-        load(preset)  # bad input ends here, in one line, before the server starts
+        dataset = load(preset).data.dataset  # bad input ends here, in one line, before the server starts
     try:
         from gradtui.tui.serving import GradtuiServer
     except ImportError as exc:  # pragma: no cover - a broken install
         raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
-    from gradtui.tui.confine import ROOT_ENV
+    from gradtui.preset import DATA_SUFFIXES
+    from gradtui.tui.confine import DATA_ENV, ROOT_ENV
 
     # exec: the tab's process is the server's own child, and quits when the server is gone
     # (gradtui.tui.app.follow_parent reads GRADTUI_SERVED_BY); its dialogs stay in ROOT_ENV
@@ -445,6 +447,8 @@ def serve(
     command = (
         f"GRADTUI_SERVED_BY={os.getpid()} {ROOT_ENV}={root} exec {shlex.quote(sys.executable)} -m gradtui tui"
     )
+    if dataset.lower().endswith(DATA_SUFFIXES):  # the server's own preset's data, wherever it is
+        command = f"{DATA_ENV}={shlex.quote(os.path.abspath(dataset))} {command}"
     if preset is not None:
         command += f" {shlex.quote(preset)}"
     GradtuiServer(command, host=host, port=port, max_tabs=max_tabs).serve()

@@ -39,6 +39,7 @@ from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
 from gradtui.text import plain
+from gradtui.tui.confine import data_refusal
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -314,6 +315,10 @@ class GradtuiApp(App[int]):
 
     def start_training(self) -> None:
         """Train the current stack in a thread worker, writing a new run directory."""
+        refusal = data_refusal(self.preset.data.dataset)  # a served tab reads only its folder
+        if refusal is not None:
+            self.notify(refusal, title="Not trained", severity="error", timeout=8, markup=False)
+            return
         if self.current is not None:
             self.runs.append(self.current)
         self.current = None

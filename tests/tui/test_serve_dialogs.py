@@ -139,9 +139,34 @@ async def test_a_preset_named_with_markup_saves_and_loads(make_app, tmp_path: Pa
         await _type(pilot, app.screen, "#save-path", f"{name}.toml", "#save-ok")
         assert not isinstance(app.screen, SaveDialog), _error(app.screen)
         assert (tmp_path / f"{name}.toml").is_file()
+        assert f"saved {name}.toml" in [str(n.message) for n in app._notifications]  # 4 s long
         await pilot.press("o")
         await _type(pilot, app.screen, "#load-path", f"{name}.toml", "#load-ok")
         assert not isinstance(app.screen, LoadDialog) and app.return_code is None
         await pilot.pause(0.1)
         notes = [str(n.message) for n in app._notifications]
-        assert f"saved {name}.toml" in notes and f"loaded {name}.toml" in notes, notes
+        assert f"loaded {name}.toml" in notes, notes
+
+
+async def test_a_served_tab_trains_on_no_data_file_outside_its_folder(make_app, served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A CSV error quotes a cell and the header: a served tab's training reads no data file
+    outside its folder, but the one of the preset the server was started with."""
+    from gradtui.tui.confine import DATA_ENV, data_refusal
+
+    root, outside = served
+    secret = outside / "secret.csv"
+    secret.write_text(f"{SECRET},label\n{SECRET},1\n")
+    text = load("he-relu").to_toml().replace('dataset = "digits"', 'dataset = "../outside/secret.csv"')
+    assert "secret.csv" in text
+    (root / "leak.toml").write_text(text)
+    app = make_app(str(root / "leak.toml"))
+    async with opened(app) as pilot:
+        await pilot.press("t")
+        await pilot.pause(0.1)
+        assert app.session is None  # nothing started
+        notes = [str(n.message) for n in app._notifications]
+        assert any("outside the folder this server serves" in n for n in notes), notes
+        assert not any("SECRETHASH" in n for n in notes)
+    assert data_refusal("digits") is None and data_refusal(str(root / "in.csv")) is None
+    monkeypatch.setenv(DATA_ENV, str(secret))
+    assert data_refusal(str(secret)) is None  # the server's own preset's data file
