@@ -232,3 +232,58 @@ def test_a_stopped_server_ends_its_tabs_at_once(tmp_path: Path) -> None:
         proc.kill()
         for pid in tabs():
             os.kill(int(pid), signal.SIGKILL)
+
+
+STUCK_TAB = """
+import asyncio, os, sys, time
+from pathlib import Path
+from gradtui.tui.app import create_app, follow_parent
+
+app = create_app("he-relu", load_keras=False, runs_root=Path("runs"), state=Path("state"))
+follow_parent(app, poll=0.1, grace=1.0)
+
+async def main():
+    async with app.run_test():
+        print(os.getpid(), flush=True)
+        time.sleep(120)  # the app's loop answers nothing (seen: a render failing on a dead pipe)
+
+asyncio.run(main())
+"""
+
+SERVER_STAND_IN = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True,
+                         stderr=subprocess.DEVNULL, env=dict(os.environ, GRADTUI_SERVED_BY=str(os.getpid())))
+print(child.stdout.readline().strip(), flush=True)  # the tab is up: the "server" goes
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def test_a_tab_whose_app_is_stuck_still_quits_when_the_server_is_gone(tmp_path: Path) -> None:
+    """The parent watcher asked the app to quit and waited for its answer: a tab whose app
+    could not answer (orphaned after its browser and server were gone) ran on for minutes at
+    full CPU. It now leaves ``grace`` seconds after the server, answer or not."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GRADTUI_STATE_DIR=str(tmp_path / "state"))
+    server = subprocess.run(
+        [sys.executable, "-c", SERVER_STAND_IN, STUCK_TAB],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    pid = int(server.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        assert _gone(pid), "the tab's process outlived its server"
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -849,15 +849,22 @@ def follow_parent(app: GradtuiApp, poll: float = 1.0, grace: float = QUIT_GRACE_
     if not served_by.isdigit():
         return
 
-    def watch() -> None:
-        while os.getppid() == int(served_by):
-            time.sleep(poll)
+    def ask_quit() -> None:
         try:
             app.call_from_thread(app.action_quit)
         except Exception:  # noqa: BLE001 - the app may already be closing
             pass
+
+    def watch() -> None:
+        while os.getppid() == int(served_by):
+            time.sleep(poll)
+        # asked from a thread of its own: an app that never answers (an orphaned tab whose
+        # render failed on the dead pipe ran on for minutes) must not keep the process alive
+        threading.Thread(target=ask_quit, name="gradtui-quit", daemon=True).start()
         time.sleep(grace)
-        finish_quit(app, limit=0.0)
+        if app.quit_session is None and app.session is not None:  # the quit never ran
+            app.quit_session = app.session
+        finish_quit(app, limit=0.0)  # the training's summary: "interrupted" if not done
         os._exit(0)
 
     threading.Thread(target=watch, name="gradtui-parent", daemon=True).start()
