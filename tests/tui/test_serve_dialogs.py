@@ -170,3 +170,15 @@ async def test_a_served_tab_trains_on_no_data_file_outside_its_folder(make_app, 
     assert data_refusal("digits") is None and data_refusal(str(root / "in.csv")) is None
     monkeypatch.setenv(DATA_ENV, str(secret))
     assert data_refusal(str(secret)) is None  # the server's own preset's data file
+
+
+async def test_a_dataset_path_with_markup_is_shown_literally(make_app) -> None:  # type: ignore[no-untyped-def]
+    """The training form's error quotes the typed dataset: ``x[/]y`` crashed the app."""
+    app = make_app("vanishing-sigmoid")
+    async with opened(app) as pilot:
+        before = app.preset
+        app.query_one("#t-dataset", Input).value = "x[/]y[link=https://evil.example]z"
+        await pilot.pause(0.3)
+        assert app.return_code is None and app.preset == before
+        error = app.query_one("#train-form").error
+        assert "'x[/]y[link=https://evil.example]z' is neither a known data set" in error, error
