@@ -418,27 +418,40 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="The address to listen on; the default is this machine only."
     ),
+    max_tabs: int = typer.Option(
+        2, "--max-tabs", min=1, max=64, help="Browser tabs (each one a process that may train) at once."
+    ),
 ) -> None:
     """Serve the TUI to a web browser (textual-serve), on 127.0.0.1 by default.
 
-    Each browser tab gets its own gradtui process."""
+    Each browser tab gets its own gradtui process; the URL printed at start holds the secret
+    token the page asks for. A tab loads and saves presets only inside the current folder."""
     import os
     import shlex
 
+    dataset = ""
     if preset is not None:
         from gradtui.preset import load
 
-        load(preset)  # bad input ends here, in one line, before the server starts
+        dataset = load(preset).data.dataset  # bad input ends here, in one line, before the server starts
     try:
         from gradtui.tui.serving import GradtuiServer
     except ImportError as exc:  # pragma: no cover - a broken install
         raise GradtuiError(f"textual-serve is not installed ({exc}); pip install textual-serve") from None
+    from gradtui.preset import DATA_SUFFIXES
+    from gradtui.tui.confine import DATA_ENV, ROOT_ENV
+
     # exec: the tab's process is the server's own child, and quits when the server is gone
-    # (gradtui.tui.app.follow_parent reads GRADTUI_SERVED_BY)
-    command = f"GRADTUI_SERVED_BY={os.getpid()} exec {shlex.quote(sys.executable)} -m gradtui tui"
+    # (gradtui.tui.app.follow_parent reads GRADTUI_SERVED_BY); its dialogs stay in ROOT_ENV
+    root = shlex.quote(str(Path.cwd().resolve()))
+    command = (
+        f"GRADTUI_SERVED_BY={os.getpid()} {ROOT_ENV}={root} exec {shlex.quote(sys.executable)} -m gradtui tui"
+    )
+    if dataset.lower().endswith(DATA_SUFFIXES):  # the server's own preset's data, wherever it is
+        command = f"{DATA_ENV}={shlex.quote(os.path.abspath(dataset))} {command}"
     if preset is not None:
         command += f" {shlex.quote(preset)}"
-    GradtuiServer(command, host=host, port=port, title="gradtui").serve()
+    GradtuiServer(command, host=host, port=port, max_tabs=max_tabs).serve()
 
 
 def main() -> None:

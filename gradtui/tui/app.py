@@ -39,6 +39,8 @@ from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
+from gradtui.text import plain
+from gradtui.tui.confine import data_refusal
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -316,6 +318,10 @@ class GradtuiApp(App[int]):
 
     def start_training(self) -> None:
         """Train the current stack in a thread worker, writing a new run directory."""
+        refusal = data_refusal(self.preset.data.dataset)  # a served tab reads only its folder
+        if refusal is not None:
+            self.notify(refusal, title="Not trained", severity="error", timeout=8, markup=False)
+            return
         if self.current is not None:
             self.runs.append(self.current)
         self.current = None
@@ -564,7 +570,7 @@ class GradtuiApp(App[int]):
         self.preset_path = str(target)
         if self.restored:
             self._forget_unsaved()
-        self.notify(f"saved {target}", title="Saved", timeout=4)
+        self.notify(f"saved {plain(target)}", title="Saved", timeout=4, markup=False)
         return None
 
     def _named_for(self, target: Path) -> Preset:
@@ -595,7 +601,7 @@ class GradtuiApp(App[int]):
         except GradtuiError as exc:
             return exc.one_line()
         self.set_preset(preset, saved=True, path=name if name.endswith(".toml") else None)
-        self.notify(f"loaded {name}", timeout=3)
+        self.notify(f"loaded {plain(name)}", timeout=3, markup=False)
         self.action_tab("builder")
         return None
 
@@ -869,15 +875,22 @@ def follow_parent(app: GradtuiApp, poll: float = 1.0, grace: float = QUIT_GRACE_
     if not served_by.isdigit():
         return
 
-    def watch() -> None:
-        while os.getppid() == int(served_by):
-            time.sleep(poll)
+    def ask_quit() -> None:
         try:
             app.call_from_thread(app.action_quit)
         except Exception:  # noqa: BLE001 - the app may already be closing
             pass
+
+    def watch() -> None:
+        while os.getppid() == int(served_by):
+            time.sleep(poll)
+        # asked from a thread of its own: an app that never answers (an orphaned tab whose
+        # render failed on the dead pipe ran on for minutes) must not keep the process alive
+        threading.Thread(target=ask_quit, name="gradtui-quit", daemon=True).start()
         time.sleep(grace)
-        finish_quit(app, limit=0.0)
+        if app.quit_session is None and app.session is not None:  # the quit never ran
+            app.quit_session = app.session
+        finish_quit(app, limit=0.0)  # the training's summary: "interrupted" if not done
         os._exit(0)
 
     threading.Thread(target=watch, name="gradtui-parent", daemon=True).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from rich.text import Text
@@ -13,7 +14,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from gradtui.preset import bundled_descriptions
+from gradtui.errors import GradtuiError
+from gradtui.preset import bundled_descriptions, bundled_presets
+from gradtui.text import plain
+from gradtui.tui.confine import confine, served_root
 
 
 def _bundled() -> list[Option]:
@@ -60,10 +64,21 @@ class LoadDialog(ModalScreen[str | None]):
                 yield Button("Load", variant="primary", id="load-ok")
                 yield Button("Cancel", id="load-cancel")
 
+    def _show_error(self, error: str) -> None:
+        # a typed path is data: shown literally, never read as markup (``[/]`` would crash)
+        self.query_one("#load-error", Static).update(Text(plain(error)))
+
     def _open(self, name: str) -> None:
+        root = served_root()
+        if root is not None and not (os.sep not in name and name in bundled_presets()):
+            try:  # a served tab reads files only inside the server's folder
+                name = str(confine(name, root))
+            except GradtuiError as exc:
+                self._show_error(exc.one_line())
+                return
         error = self.open_preset(name)
         if error:
-            self.query_one("#load-error", Static).update(error)
+            self._show_error(error)
             return
         self.dismiss(name)
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from gradtui.errors import GradtuiError
+from gradtui.text import plain
+from gradtui.tui.confine import confine, served_root
 
 
 class SaveDialog(ModalScreen[str | None]):
@@ -54,11 +60,25 @@ class SaveDialog(ModalScreen[str | None]):
         if not path:
             self.query_one("#save-error", Static).update("give a file name, e.g. my-stack.toml")
             return
+        root = served_root()
+        if root is not None:  # a served tab writes only inside the server's folder
+            target = Path(path).expanduser()
+            if target.suffix != ".toml" and target.name:  # the file save() writes
+                target = target.with_suffix(".toml")
+            try:
+                path = str(confine(str(target), root))
+            except GradtuiError as exc:
+                self._show_error(exc.one_line())
+                return
         error = self.save(path)
         if error:
-            self.query_one("#save-error", Static).update(error)
+            self._show_error(error)
             return
         self.dismiss(path)
+
+    def _show_error(self, error: str) -> None:
+        # a typed path is data: shown literally, never read as markup (``[/]`` would crash)
+        self.query_one("#save-error", Static).update(Text(plain(error)))
 
     @on(Button.Pressed, "#save-cancel")
     def action_cancel(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -283,7 +284,7 @@ class LayerForm(VerticalScroll):
 
     @error.setter
     def error(self, text: str) -> None:
-        self.query_one("#form-error", Static).update(text)
+        self.query_one("#form-error", Static).update(Text(text))  # it quotes what was typed: never markup
 
     # ------------------------------------------------------------------ edit
 

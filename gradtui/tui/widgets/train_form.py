@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -142,7 +143,7 @@ class TrainForm(VerticalScroll):
 
     @error.setter
     def error(self, text: str) -> None:
-        self.query_one("#train-error", Static).update(text)
+        self.query_one("#train-error", Static).update(Text(text))  # it quotes what was typed: never markup
 
     def tables(self) -> tuple[dict[str, Any], dict[str, Any], Any]:
         """``(data, train, every)`` in their TOML form, from the fields."""
