@@ -82,7 +82,16 @@ def set_training(
     """
     data = preset.to_dict()
     data["data"].update(data_table)
-    dropped = ("clipnorm", "clipvalue", "global_clipnorm", "max_steps", "momentum", "loss", "epsilon", "weight_decay")
+    dropped = (
+        "clipnorm",
+        "clipvalue",
+        "global_clipnorm",
+        "max_steps",
+        "momentum",
+        "loss",
+        "epsilon",
+        "weight_decay",
+    )
     train = {k: v for k, v in data["train"].items() if k not in dropped}
     train.update(train_table)
     data["train"] = train

@@ -132,7 +132,12 @@ class BuilderView(Widget):
         # field ('#form-title') held while '#f-type' was not there yet (NoMatches, issue 21)
         # and still there: a Ready handled while the app closes finds them removed (NoMatches)
         columns = self.query(FormsColumn)
-        return bool(columns) and columns.first().ready and bool(self.query(LayerForm)) and bool(self.query(TrainForm))
+        return (
+            bool(columns)
+            and columns.first().ready
+            and bool(self.query(LayerForm))
+            and bool(self.query(TrainForm))
+        )
 
     def _fill_forms(self) -> None:
         if self.forms_ready:

@@ -190,7 +190,9 @@ class TrainForm(VerticalScroll):
             return
         clipping = str(self.query_one("#t-clipping", Select).value)
         self.query_one("#row-clip").display = clipping != "none"
-        self.query_one("#row-epsilon").display = self.query_one("#t-optimizer", Select).value in EPSILON_OPTIMIZERS
+        self.query_one("#row-epsilon").display = (
+            self.query_one("#t-optimizer", Select).value in EPSILON_OPTIMIZERS
+        )
         self._arrange_regression(str(self.query_one("#t-dataset", Input).value).strip())
         self.post_message(self.Edited(*self.tables()))
 
