@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gradtui.errors import DataError, one_of
-from gradtui.preset import NAMED_DATASETS, NAMED_FORMS, DataSpec, named_input
+from gradtui.preset import NAMED_DATASETS, NAMED_FORMS, TEXT_VOCAB, DataSpec, named_input
 
 FASHION_FILES = (
     "train-labels-idx1-ubyte.gz",
@@ -144,6 +144,86 @@ def adding(samples: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray
     x = np.stack([values, markers], axis=-1).astype(np.float32)
     y = (values * markers).sum(axis=1).astype(np.float32)
     return x, y
+
+
+#: how much of the standard library the ``text`` set reads (characters): enough for thousands of
+#: distinct windows, read in well under a second
+TEXT_CHARS = 2_000_000
+#: a text file larger than this is read only this far (bytes)
+TEXT_FILE_LIMIT = 64 * 1024 * 1024
+
+
+def char_ids(text: str) -> np.ndarray:
+    """``text`` as the ``text`` set's character ids: tab 1, newline 2, printable ASCII (space to
+    ``~``) 3..97, anything else 0 (SPEC section 2)."""
+    lut = np.zeros(128, np.int32)
+    lut[9], lut[10] = 1, 2
+    lut[32:127] = np.arange(3, 98)
+    codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+    return np.where(codes < 128, lut[np.minimum(codes, 127)], 0).astype(np.int32)
+
+
+def stdlib_text(limit: int = TEXT_CHARS) -> tuple[str, str]:
+    """The standard library's own ``.py`` files (present on every machine), in name order, up to
+    ``limit`` characters; returns the text and where it came from."""
+    import sysconfig
+
+    folder = Path(sysconfig.get_paths()["stdlib"])
+    parts: list[str] = []
+    size = 0
+    for path in sorted(folder.glob("*.py")):
+        try:
+            part = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue  # an unreadable file is skipped, not fatal
+        parts.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    if size < 1000:
+        raise DataError(
+            f"the standard library's .py files ({folder}) were not found; set [data] source to a .txt file",
+            key="data.source",
+        )
+    return "".join(parts)[:limit], str(folder)
+
+
+def _read_text_file(source: str) -> str:
+    path = Path(source).expanduser()
+    if not path.is_file():  # a folder, a FIFO or a device is not a text file: never opened
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise DataError(f"{what}; give a UTF-8 .txt file", file=source, key="data.source")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(TEXT_FILE_LIMIT)
+    except OSError as exc:
+        raise DataError(f"cannot read it: {exc.strerror or exc}", file=source, key="data.source") from None
+    if b"\x00" in raw:
+        raise DataError(
+            "holds binary data (NUL bytes); give a UTF-8 text file", file=source, key="data.source"
+        )
+    return raw.decode("utf-8", errors="replace")
+
+
+def text_windows(spec: DataSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``spec.samples`` windows of ``spec.length`` character ids at seeded places of the text,
+    each with the next character at every position as its target."""
+    if spec.source:
+        text, where = _read_text_file(spec.source), spec.source
+    else:
+        text, where = stdlib_text()
+    ids = char_ids(text)
+    length = spec.length
+    if len(ids) < length + 2:
+        raise DataError(
+            f"has {len(ids)} characters; a context of length = {length} needs at least {length + 2}",
+            file=where,
+            key="data.length",
+        )
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(ids) - length - 1, size=spec.samples)
+    windows = ids[starts[:, None] + np.arange(length + 1)[None, :]]
+    return windows[:, :-1], windows[:, 1:]
 
 
 def _in_form(name: str, x: np.ndarray, form: str, raw: np.ndarray | None = None) -> np.ndarray:
@@ -312,6 +392,15 @@ def load(spec: DataSpec, *, seed: int) -> Dataset:
         ds = _split(name, x, y_sum.astype(np.float32), 1, spec.validation_split, seed)
         ds.regression = True
         return ds
+    elif name == "text":
+        if spec.form != "tokens":
+            raise DataError(
+                "text gives integer character ids: begin the stack with an embedding "
+                f"(input_dim = {TEXT_VOCAB})",
+                key="layers[0].type",
+            )
+        x, y = text_windows(spec, seed)
+        return _split(name, x, y, TEXT_VOCAB, spec.validation_split, seed)
     elif name in ("spiral", "circles", "xor", "gaussian"):
         x, y = generate(name, spec.samples, spec.noise, seed)
         x = x / 5.0  # the Playground's [-6, 6] square, scaled to about [-1, 1]

@@ -89,7 +89,21 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 #: optimizers with an ``epsilon`` (Keras's adam family and rmsprop)
 EPSILON_OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine")
-NAMED_DATASETS = ("digits", "fashion_mnist", "mnist", "spiral", "circles", "xor", "gaussian", "adding")
+NAMED_DATASETS = (
+    "digits",
+    "fashion_mnist",
+    "mnist",
+    "spiral",
+    "circles",
+    "xor",
+    "gaussian",
+    "adding",
+    "text",
+)
+#: the ``text`` data set's characters: 0 for any other, tab, newline, printable ASCII (SPEC section 2)
+TEXT_VOCAB = 98
+#: data sets whose target is a class at every position of the input (next-character prediction)
+SEQUENCE_DATASETS = ("text",)
 #: generated data sets whose target is a number (regression), not a class
 REGRESSION_DATASETS = ("adding",)
 LOSSES = ("sparse_categorical_crossentropy", "mse", "mae")
@@ -112,11 +126,11 @@ NAMED_FORMS: dict[str, dict[str, tuple[int, ...]]] = {
     "mnist": {"image": (28, 28, 1), "sequence": (784, 1), "tokens": (784,)},
     "fashion_mnist": {"image": (28, 28, 1), "sequence": (784, 1), "tokens": (784,)},
 }
-NAMED_VOCAB = {"digits": 17, "mnist": 256, "fashion_mnist": 256}
+NAMED_VOCAB = {"digits": 17, "mnist": 256, "fashion_mnist": 256, "text": TEXT_VOCAB}
 DATA_SUFFIXES = (".npz", ".csv")
 
 TOP_KEYS = ("name", "description", "data", "layers", "train", "monitor")
-DATA_KEYS = ("dataset", "validation_split", "samples", "noise", "length")
+DATA_KEYS = ("dataset", "validation_split", "samples", "noise", "length", "source")
 TRAIN_KEYS = (
     "optimizer",
     "learning_rate",
@@ -406,6 +420,8 @@ class DataSpec:
     samples: int = 1000
     noise: float = 0.1
     length: int = 50
+    #: ``text``: a ``.txt`` file to read instead of the standard library's ``.py`` files
+    source: str | None = None
     form: str = field(default="flat", compare=False, repr=False)
 
     @property
@@ -421,6 +437,8 @@ def named_input(data: DataSpec) -> tuple[tuple[int, ...], int] | None:
     """
     if data.dataset == "adding":
         return (data.length, 2), 1
+    if data.dataset == "text":
+        return (data.length,), TEXT_VOCAB
     if data.dataset not in NAMED_SHAPES:
         return None
     shape, classes = NAMED_SHAPES[data.dataset]
@@ -498,7 +516,7 @@ class Preset:
         return {
             "name": self.name,
             "description": self.description,
-            "data": {k: v for k, v in dataclasses.asdict(self.data).items() if k != "form"},
+            "data": {k: v for k, v in dataclasses.asdict(self.data).items() if k != "form" and v is not None},
             "layers": [layer.to_toml() for layer in self.layers],
             "train": train,
             "monitor": monitor,
@@ -633,6 +651,10 @@ def load(name_or_path: str) -> Preset:
         # from; made absolute so the run directory's copy of the preset finds it too.
         resolved = os.path.abspath(path.parent / dataset)
         preset = dataclasses.replace(preset, data=dataclasses.replace(preset.data, dataset=resolved))
+    text = preset.data.source
+    if text is not None and not os.path.isabs(os.path.expanduser(text)):
+        resolved = os.path.abspath(path.parent / text)  # likewise for the text file
+        preset = dataclasses.replace(preset, data=dataclasses.replace(preset.data, source=resolved))
     return preset
 
 
@@ -696,8 +718,22 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         validation_split=v.number(data_tbl, "validation_split", 0.1, "data.", lo=0.0, hi=0.9),
         samples=v.integer(data_tbl, "samples", 1000, "data.", lo=16, hi=10_000_000),
         noise=v.number(data_tbl, "noise", 0.1, "data.", lo=0.0, hi=100.0),
-        length=v.integer(data_tbl, "length", 50, "data.", lo=2, hi=100_000),
+        length=v.integer(data_tbl, "length", 64 if dataset == "text" else 50, "data.", lo=2, hi=100_000),
+        source=v.optional_string(data_tbl, "source", "data.") if dataset == "text" else None,
     )
+    if "source" in data_tbl and dataset != "text":
+        raise PresetError(
+            f"source names the text file of dataset = 'text', not of {dataset}; remove it",
+            file=source,
+            key="data.source",
+        )
+    if data_spec.source is not None and not data_spec.source.lower().endswith(".txt"):
+        raise PresetError(
+            f"'{data_spec.source}' is not a .txt file; give a UTF-8 text file, or leave source out "
+            "for the standard library's .py files",
+            file=source,
+            key="data.source",
+        )
 
     layers_raw = data.get("layers")
     if layers_raw is None:
@@ -837,6 +873,11 @@ class _Validator:
         if not isinstance(value, str):
             raise self.fail(prefix + key, f"must be a string, not {_type_name(value)}")
         return value
+
+    def optional_string(self, table: dict[str, Any], key: str, prefix: str) -> str | None:
+        if key not in table:
+            return None
+        return self.string(table, key, "", prefix)
 
     def boolean(self, table: dict[str, Any], key: str, default: bool, prefix: str) -> bool:
         value = table.get(key, default)

@@ -17,6 +17,7 @@ from gradtui.preset import (
     NAMED_VOCAB,
     POOL_TYPES,
     RECURRENT_TYPES,
+    SEQUENCE_DATASETS,
     LayerSpec,
     Preset,
     Spec,
@@ -374,7 +375,8 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             vocab = NAMED_VOCAB.get(preset.data.dataset)
             if vocab is not None and (spec.input_dim or 0) < vocab:
                 raise PresetError(
-                    f"{spec.input_dim} is fewer than the {vocab} pixel values of "
+                    f"{spec.input_dim} is fewer than the {vocab} "
+                    f"{'characters' if preset.data.dataset == 'text' else 'pixel values'} of "
                     f"{preset.data.dataset} (its tokens); set input_dim = {vocab} or more",
                     key=f"{key}.input_dim",
                 )
@@ -446,7 +448,9 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             fused = act.name in FUSABLE and not act.params and spec.batch_norm != "before"
             use_bias = spec.batch_norm != "before"
             if kind == "dense":
-                if len(shape) != 1:
+                # flat input, or for a target at every position (text) a sequence (steps,
+                # features): Keras's Dense then acts on every step
+                if len(shape) != 1 and not (len(shape) == 2 and preset.data.dataset in SEQUENCE_DATASETS):
                     raise entry_error(
                         entry,
                         kind,
@@ -454,9 +458,9 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
                         "add a flatten or global_avg_pool layer before it",
                     )
                 units = int(spec.units or 1)
-                fan_in, fan_out = shape[0], units
+                fan_in, fan_out = shape[-1], units
                 params = fan_in * units + (units if use_bias else 0)
-                out_shape: tuple[int, ...] = (units,)
+                out_shape: tuple[int, ...] = (*shape[:-1], units)
                 cls, args = "Dense", {}
             else:
                 rank = 1 if kind == "conv1d" else 2
@@ -577,6 +581,15 @@ def _projection(
 def _check_output(preset: Preset, layers: list[LayerInfo], num_classes: int | None) -> None:
     out = next(x for x in reversed(layers) if x.is_dense)
     key = f"layers[{out.entry}]"
+    per_position = preset.data.dataset in SEQUENCE_DATASETS
+    final = layers[-1].output_shape
+    if per_position and len(final) != 2:
+        raise PresetError(
+            f"{preset.data.dataset} has a target at every position, but the model's output has shape "
+            f"{_shape_text(final)}; keep the sequence to the end (return_sequences = true on recurrent "
+            "layers, no flatten or pooling)",
+            key=key,
+        )
     if preset.data.regression:
         if out.fan_out != 1:
             raise PresetError(
