@@ -38,6 +38,7 @@ from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
+from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -201,6 +202,25 @@ class GradtuiApp(App[int]):
         self.compare_at_start = compare or []
         #: what the app said when a followed run finished
         self.finished_note: str | None = None
+
+    def notify(  # type: ignore[override]
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Textual's ``notify``, but plain text by default: a notification carries paths, names
+        and error messages read from files (``[0, 10)``, ``[/]``), never markup."""
+        super().notify(
+            plain(message, one_line=False),
+            title=plain(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     # ------------------------------------------------------------------ layout
 

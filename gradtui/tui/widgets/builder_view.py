@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +15,7 @@ from textual.widgets import Button, DataTable, Static
 
 from gradtui.errors import GradtuiError
 from gradtui.preset import Preset
+from gradtui.text import plain
 from gradtui.tui import edit
 from gradtui.tui.messages import StackChanged
 from gradtui.tui.stackinfo import StackInfo, stack_info
@@ -263,4 +265,5 @@ class BuilderView(Widget):
             f"Stack: {self.preset.name} — {n} layers",
         ]
         width = title.size.width or 10_000  # before the first layout: the longest
-        title.update(next((c for c in choices if len(c) <= width), choices[-1]))
+        # the preset's name is the user's text: shown as it is, never read as markup ("[/]")
+        title.update(Text(plain(next((c for c in choices if len(c) <= width), choices[-1]))))
