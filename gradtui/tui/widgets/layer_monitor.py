@@ -162,7 +162,7 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         width = self.scrollable_content_region.width
         key = (width, len(self.rows), id(self.rows))
         if self._cols is None or self._cols[0] != key:
-            self._cols = (key, Columns(width, [r.name for r in self.rows]))
+            self._cols = (key, Columns(width, [plain(r.name) for r in self.rows]))
         return self._cols[1]
 
     @property
