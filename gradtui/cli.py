@@ -262,7 +262,7 @@ def run(
 
         check_out(out, overwrite=overwrite, wording="cli")  # before any data is loaded
     from gradtui.preset import load
-    from gradtui.session import Session, prepare
+    from gradtui.session import Session, prepare, stopped_at_nonfinite
 
     p = load(preset).with_overrides(
         epochs=epochs, seed=seed, dataset=dataset, max_steps=max_steps, every=every
@@ -324,7 +324,7 @@ def run(
             f"gradtui: --fail-on {matched.kind}: {matched.kind} on {where} at step {matched.step}{stopped}\n"
         )
         sys.exit(3)
-    if session.stopped_by_nonfinite:
+    if stopped_at_nonfinite(summary):
         # a script or CI must not read a run that ended in NaN as a success
         sys.stderr.write(
             f"gradtui: training stopped at step {summary['steps']}: the loss or a gradient became "

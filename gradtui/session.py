@@ -155,11 +155,6 @@ class Session:
         """Whether training is held."""
         return not self._resume.is_set()
 
-    @property
-    def stopped_by_nonfinite(self) -> bool:
-        """Whether training was stopped at the first NaN/Inf (``monitor.stop_on_nonfinite``)."""
-        return self.monitor is not None and bool(self.monitor.nonfinite_stop)
-
     def _check_fail_on(self, records: Records, new: list[Diagnosis]) -> None:
         """Stop at the first diagnosis of a ``fail_on`` kind: a CI gate need not train on."""
         if self.failed_on is None:
@@ -182,7 +177,11 @@ class Session:
         prepared = self.prepared or prepare(self.preset)
         preset = prepared.preset
         run = RunDir(self.out, overwrite=self.overwrite, wording="cli")
-        run.write_preset(preset.to_toml())
+        try:
+            run.write_preset(preset.to_toml())
+        except RunDirError:  # a full disk before the first step: one line, nothing trained
+            run.close()
+            raise
         status, error = "failed", None
         monitor = None
         params = param_counts(prepared.layers)
@@ -304,6 +303,14 @@ class Session:
         finally:
             run.close()
         return summary
+
+
+def stopped_at_nonfinite(summary: dict[str, Any]) -> bool:
+    """Whether a run's summary says training was stopped at a NaN/Inf (``stopped`` with a
+    ``non_finite`` diagnosis): ``gradtui run`` and ``tui --headless --train`` then exit 1."""
+    return summary.get("status") == "stopped" and any(
+        isinstance(d, dict) and d.get("kind") == "non_finite" for d in summary.get("diagnoses") or []
+    )
 
 
 @contextlib.contextmanager

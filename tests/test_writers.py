@@ -45,6 +45,27 @@ epochs = 20
 """
 
 
+#: ReLU layers initialised N(0, 1) at learning rate 0.5: NaN within a few steps
+BOOM = """name = "boom"
+[[layers]]
+type = "dense"
+units = 64
+activation = "relu"
+initializer = { name = "random_normal", stddev = 1.0 }
+repeat = 6
+
+[[layers]]
+type = "dense"
+units = 10
+activation = "softmax"
+
+[train]
+optimizer = "sgd"
+learning_rate = 0.5
+max_steps = 200
+"""
+
+
 def tiny(path: Path, head: str = "") -> Path:
     """A tiny preset at ``path`` with ``head`` (e.g. ``name = "..."``) on top."""
     path.write_text(TINY.format(head=head), encoding="utf-8")
@@ -140,6 +161,7 @@ def test_a_failed_append_is_one_run_dir_error(tmp_path: Path, monkeypatch: pytes
     run.close()
 
 
+@pytest.mark.slow
 def test_full_disk_during_run_is_recorded_as_failed(tmp_path: Path) -> None:
     """A real file-size limit (RLIMIT_FSIZE) hit by stats.jsonl mid-run: ``summary.json`` (small)
     says ``failed`` and why, exit 1, and no traceback reaches the terminal."""
@@ -349,16 +371,37 @@ def test_view_prints_layer_names_and_diagnoses_as_text() -> None:
 
 
 def test_a_run_stopped_by_nan_exits_1(tmp_path: Path) -> None:
-    """exploding-relu reaches NaN and training stops: exit 1 (documented), one stderr line says
-    why, the run directory says ``stopped``."""
+    """A stack that reaches NaN: training stops, exit 1 (documented), one stderr line says why,
+    the run directory says ``stopped``."""
     out = tmp_path / "run"
-    result = runner.invoke(app, ["run", "exploding-relu", "--out", str(out), "--max-steps", "200", "-q"])
+    (tmp_path / "boom.toml").write_text(BOOM)
+    result = runner.invoke(app, ["run", str(tmp_path / "boom.toml"), "--out", str(out), "-q"])
     assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "NaN" in lines[0], result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "stopped"
     assert any(d["kind"] == "non_finite" for d in summary["diagnoses"])
+
+
+@pytest.mark.slow
+def test_headless_tui_training_stopped_by_nan_exits_1(tmp_path: Path) -> None:
+    """``gradtui tui PRESET --headless --train`` stopped at a NaN: the exit code of ``gradtui run``."""
+    preset = tmp_path / "boom.toml"
+    preset.write_text(BOOM)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADTUI_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradtui", "tui", str(preset), "--headless", "--train"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 1, proc.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "stopped" and "non_finite" in {d["kind"] for d in summary["diagnoses"]}
 
 
 def test_a_failed_watch_leaves_no_folder_that_blocks_the_retry(tmp_path: Path) -> None:

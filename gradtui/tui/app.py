@@ -36,7 +36,7 @@ from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError
 from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
-from gradtui.session import Session
+from gradtui.session import Session, stopped_at_nonfinite
 from gradtui.source import RunSource, TrainingSource
 from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
@@ -437,7 +437,8 @@ class GradtuiApp(App[int]):
         if self._quitting:
             self.exit(self.return_code or 0)
         elif self.exit_after_train:
-            self.exit(1 if snap.status == "failed" else 0)
+            # a training stopped at a NaN/Inf is no success for a script either (as `gradtui run`)
+            self.exit(1 if snap.status == "failed" or stopped_at_nonfinite(message.summary) else 0)
 
     def _recorded_ended(self, message: TrainingEnded) -> None:
         """A recorded run is read (or a followed one finished): draw it and say how it ended."""
