@@ -36,9 +36,8 @@ from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError
 from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
-from gradtui.session import Session, stopped_at_nonfinite
+from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
-from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -214,6 +213,8 @@ class GradtuiApp(App[int]):
     ) -> None:
         """Textual's ``notify``, but plain text by default: a notification carries paths, names
         and error messages read from files (``[0, 10)``, ``[/]``), never markup."""
+        from gradtui.text import plain
+
         super().notify(
             plain(message, one_line=False),
             title=plain(title),
@@ -437,6 +438,8 @@ class GradtuiApp(App[int]):
         if self._quitting:
             self.exit(self.return_code or 0)
         elif self.exit_after_train:
+            from gradtui.session import stopped_at_nonfinite
+
             # a training stopped at a NaN/Inf is no success for a script either (as `gradtui run`)
             self.exit(1 if snap.status == "failed" or stopped_at_nonfinite(message.summary) else 0)
 

@@ -259,11 +259,11 @@ class BuilderView(Widget):
         n = sum(spec.repeat for spec in self.preset.layers)
         title = self.query_one("#stack-title", Static)
         params = f"{self.info.params.get('total', 0):,} parameters"
+        name = plain(self.preset.name)  # the user's text: shown as it is, escapes as \x1b
         choices = [
-            f"Stack: {self.preset.name} — {len(self.preset.layers)} entries, {n} layers, {params}",
-            f"Stack: {self.preset.name} — {n} layers, {params}",
-            f"Stack: {self.preset.name} — {n} layers",
+            f"Stack: {name} — {len(self.preset.layers)} entries, {n} layers, {params}",
+            f"Stack: {name} — {n} layers, {params}",
+            f"Stack: {name} — {n} layers",
         ]
         width = title.size.width or 10_000  # before the first layout: the longest
-        # the preset's name is the user's text: shown as it is, never read as markup ("[/]")
-        title.update(Text(plain(next((c for c in choices if len(c) <= width), choices[-1]))))
+        title.update(Text(next((c for c in choices if len(c) <= width), choices[-1])))
