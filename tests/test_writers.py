@@ -405,8 +405,8 @@ def test_headless_tui_training_stopped_by_nan_exits_1(tmp_path: Path) -> None:
 
 
 def test_a_failed_watch_leaves_no_folder_that_blocks_the_retry(tmp_path: Path) -> None:
-    """``watch()`` raising (an uncompiled model: no optimizer) removes the folder it made; the
-    corrected retry into the same ``out`` records; a folder the user made stays."""
+    """``watch()`` raising (an uncompiled model: no optimizer) records nothing; the corrected
+    retry into the same ``out``, without ``overwrite``, records."""
     import numpy as np
 
     import gradtui
@@ -418,18 +418,21 @@ def test_a_failed_watch_leaves_no_folder_that_blocks_the_retry(tmp_path: Path) -
     with pytest.raises(ValueError, match="optimizer"):
         gradtui.watch(model, out=out)
     assert not out.exists()
-
-    mine = tmp_path / "made-by-me"
-    mine.mkdir()
-    with pytest.raises(ValueError):
-        gradtui.watch(model, out=mine)
-    assert mine.is_dir() and not any(mine.iterdir())
-
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     monitor = gradtui.watch(model, out=out)
     model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), epochs=1, batch_size=4, verbose=0)
     monitor.close()
     assert read_run(out).status == "completed" and len(read_run(out).records) == 2
+
+
+def test_discard_removes_what_an_empty_run_made(tmp_path: Path) -> None:
+    """``RunDir.discard`` (for a caller that failed before the run began) removes the folder it
+    made, and leaves a folder the user made, empty, in place."""
+    RunDir(tmp_path / "made").discard()
+    assert not (tmp_path / "made").exists()
+    (tmp_path / "mine").mkdir()
+    RunDir(tmp_path / "mine").discard()
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
 def test_discard_keeps_what_was_recorded(tmp_path: Path) -> None:
