@@ -4,6 +4,7 @@ run's name holding terminal escapes and Rich markup reach the screen escaped, an
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from gradtui.tui.app import open_app
@@ -54,7 +55,8 @@ async def test_tui_monitor_and_warnings_show_names_from_a_run_as_text(tmp_path: 
     )
     app = open_app(run, state=tmp_path / "state")
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(200):
+        deadline = time.monotonic() + 60  # generous: a loaded CI machine reads slowly
+        while time.monotonic() < deadline:
             if not app.reading and app.query_one("TabbedContent").active == "monitor":
                 break
             await pilot.pause(0.05)
