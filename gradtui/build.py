@@ -155,8 +155,18 @@ def make_optimizer(preset: Preset, total_steps: int | None = None) -> Any:
 
 
 def model_name(preset: Preset) -> str:
-    """A Keras-safe model name from the preset's name."""
-    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in preset.name)
+    """The model's name for Keras and TensorFlow, made from the preset's name.
+
+    ``fit`` opens a TensorFlow root scope with it, which must match
+    ``^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$``: accents are folded (``résumé`` -> ``resume``), other
+    characters become ``_``, and a leading ``_`` or ``-`` (a file stem ``_draft``) goes. The
+    preset keeps its name as written for everything shown; ``check`` builds with this name too,
+    so what ``check`` accepts, ``run`` trains.
+    """
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", preset.name).encode("ascii", "ignore").decode("ascii")
+    safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in folded).lstrip("_-")
     return safe or "model"
 
 

@@ -19,10 +19,12 @@ from typer.core import TyperCommand, TyperGroup
 from gradtui import __version__
 from gradtui.diagnosis import KINDS
 from gradtui.errors import GradtuiError, in_file
+from gradtui.text import plain
 
 EXIT_CODES = (
-    "Exit codes: 0 done; 1 training failed (recorded in the run directory); 2 bad input (one line "
-    "on stderr); 3 a --fail-on kind was diagnosed; 130 interrupted (the run directory is written)."
+    "Exit codes: 0 done; 1 training failed or stopped at a NaN/Inf (recorded in the run directory); "
+    "2 bad input (one line on stderr); 3 a --fail-on kind was diagnosed; 130 interrupted (the run "
+    "directory is written)."
 )
 PRESET_HELP = "A bundled preset's name (`gradtui presets`) or a .toml file."
 
@@ -57,7 +59,8 @@ class _PlainUsage(TyperCommand):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    message = " ".join(str(message).split())  # one line, whatever the message held
+    # one line, whatever the message held; a name or key read from a file shows as text (\x1b)
+    message = plain(" ".join(str(message).split()))
     sys.stderr.write(f"gradtui: error: {message}\n")
     sys.stderr.flush()
     sys.exit(code)
@@ -259,7 +262,7 @@ def run(
 
         check_out(out, overwrite=overwrite, wording="cli")  # before any data is loaded
     from gradtui.preset import load
-    from gradtui.session import Session, prepare
+    from gradtui.session import Session, prepare, stopped_at_nonfinite
 
     p = load(preset).with_overrides(
         epochs=epochs, seed=seed, dataset=dataset, max_steps=max_steps, every=every
@@ -297,8 +300,15 @@ def run(
         view.close()
         if session.summary is not None:
             view.print_summary(session.summary)
-        sys.stderr.write(f"gradtui: interrupted; the run directory {session.out} holds every recorded step\n")
+        sys.stderr.write(
+            f"gradtui: interrupted; the run directory {plain(session.out)} holds every recorded step\n"
+        )
         sys.exit(130)
+    if session.write_error is not None:
+        # not even summary.json could be written (a full disk, the folder deleted): the reason,
+        # in one line, is all there is to say
+        view.close()
+        raise session.write_error
     view.print_summary(summary)
     if summary["status"] == "failed":
         sys.exit(1)
@@ -308,12 +318,19 @@ def run(
 
         matched = next((Diagnosis.from_dict(d) for d in summary["diagnoses"] if d["kind"] in kinds), None)
     if matched is not None:
-        where = f"layer {matched.layer}" if matched.layer else "the model"
+        where = f"layer {plain(matched.layer)}" if matched.layer else "the model"
         stopped = f"; training stopped at step {summary['steps']}" if summary["status"] == "stopped" else ""
         sys.stderr.write(
             f"gradtui: --fail-on {matched.kind}: {matched.kind} on {where} at step {matched.step}{stopped}\n"
         )
         sys.exit(3)
+    if stopped_at_nonfinite(summary):
+        # a script or CI must not read a run that ended in NaN as a success
+        sys.stderr.write(
+            f"gradtui: training stopped at step {summary['steps']}: the loss or a gradient became "
+            "NaN/Inf (monitor.stop_on_nonfinite)\n"
+        )
+        sys.exit(1)
 
 
 @app.command()

@@ -409,24 +409,33 @@ def watch(
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
     run = None if not _is_chief() else RunDir(out, overwrite=overwrite)
-    monitor = Watch(
-        model,
-        None,
-        every=every,
-        optimizer=optimizer,
-        stop_on_nonfinite=stop_on_nonfinite,
-        thresholds=thresholds,
-        run=run,
-        histograms=tensorboard is not None and histograms,
-    )
-    monitor.device = device_name()
-    if tensorboard is not None and _is_chief():
-        from gradtui.tensorboard import TensorBoardSink
+    monitor: Watch | None = None
+    try:
+        monitor = Watch(
+            model,
+            None,
+            every=every,
+            optimizer=optimizer,
+            stop_on_nonfinite=stop_on_nonfinite,
+            thresholds=thresholds,
+            run=run,
+            histograms=tensorboard is not None and histograms,
+        )
+        monitor.device = device_name()
+        if tensorboard is not None and _is_chief():
+            from gradtui.tensorboard import TensorBoardSink
 
-        monitor.add_tensorboard(TensorBoardSink(tensorboard, histograms=histograms))
-    monitor.callback.interval = WATCH_DRAIN_SECONDS
-    if optimizer is not None:
-        monitor.start_draining(WATCH_DRAIN_SECONDS)
+            monitor.add_tensorboard(TensorBoardSink(tensorboard, histograms=histograms))
+        monitor.callback.interval = WATCH_DRAIN_SECONDS
+        if optimizer is not None:
+            monitor.start_draining(WATCH_DRAIN_SECONDS)
+    except BaseException:
+        if monitor is not None:
+            monitor._closing.set()
+            monitor.instrument.detach()  # the user's model and optimizer as they were
+        if run is not None:
+            run.discard()  # a watch() that failed leaves no folder to refuse the corrected retry
+        raise
     original_fit = model.fit
 
     def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:

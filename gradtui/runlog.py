@@ -14,12 +14,14 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gradtui.errors import GradtuiError
+from gradtui.text import plain
 
 STATUSES = ("completed", "stopped", "interrupted", "failed")
 
@@ -107,15 +109,33 @@ WORDING = {
 }
 
 
+#: the files gradtui writes into a run directory: what ``--overwrite`` may remove
+RUN_FILES = ("stats.jsonl", "summary.json", "preset.toml", "traceback.txt", "report.html", "report.png")
+
+
+#: the temporary file of one of :data:`RUN_FILES` (see :func:`_create_temp`)
+_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
+def _ours(name: str) -> bool:
+    """Whether a file of a run directory is one gradtui writes, or the temporary file of one
+    (``.summary.json.1a2b3c4d.tmp``) that a killed process left."""
+    temp = _TEMP.fullmatch(name)
+    return name in RUN_FILES or (temp is not None and temp["name"] in RUN_FILES)
+
+
 def check_out(path: Path, *, overwrite: bool = False, wording: str = "python") -> bool:
     """Refuse a run directory that is a file, or that holds files unless ``overwrite``.
+
+    With ``overwrite`` the folder may hold only what gradtui writes there (:data:`RUN_FILES`):
+    anything else (a user's notes, another tool's output) is refused, never deleted.
 
     Returns whether the folder holds files (that ``overwrite`` allows replacing). Called early by
     the CLI too, so a refused ``--out`` costs no data loading.
 
     Args:
         path: the run directory.
-        overwrite (bool): allow a folder that holds files. Defaults to False.
+        overwrite (bool): allow a folder that holds a run's files. Defaults to False.
         wording (str): ``"python"`` (the default) names the arguments ``out`` and
             ``overwrite=True``; ``"cli"`` names the options ``--out`` and ``--overwrite``.
     """
@@ -128,20 +148,54 @@ def check_out(path: Path, *, overwrite: bool = False, wording: str = "python") -
             key=words["out"],
         )
     try:
-        holds_files = path.is_dir() and any(path.iterdir())
+        names = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
     except OSError as exc:
         raise GradtuiError(
             f"cannot read it: {exc.strerror or exc}", file=str(path), key=words["out"]
         ) from None
-    if holds_files:
+    if names:
         if not overwrite:
             raise GradtuiError(
                 f"already holds a run; choose another {words['out']} or {words['overwrite']}",
                 file=str(path),
                 key=words["out"],
             )
+        foreign = [n for n in names if not _ours(n) or not (path / n).is_file()]
+        if foreign:
+            shown = ", ".join(plain(n) for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise GradtuiError(
+                f"holds files gradtui did not write ({shown}); overwriting removes only a run's own "
+                f"files ({', '.join(RUN_FILES)}): move them or choose another {words['out']}",
+                file=str(path),
+                key=words["out"],
+            )
         return True
     return False
+
+
+class RunDirError(GradtuiError):
+    """The run directory could not be written (a full disk, a file-size limit, no permission);
+    exit code 1: the training failed, not the input."""
+
+    exit_code = 1
+
+
+class RunDirGone(RunDirError):
+    """The run directory was deleted (or moved) while the run was writing it; exit code 2."""
+
+    exit_code = 2
+
+
+def _write_error(path: Path, name: str, exc: OSError) -> RunDirError:
+    """The one-line error for a failed write of ``name`` in the run directory ``path``."""
+    if not path.is_dir():
+        return RunDirGone(
+            "the run directory was deleted or moved while the run wrote it; training stopped",
+            file=str(path),
+        )
+    if isinstance(exc, FileNotFoundError):
+        return RunDirGone(f"{name} was deleted while the run wrote it; training stopped", file=str(path))
+    return RunDirError(f"cannot write {name}: {exc.strerror or exc}", file=str(path))
 
 
 class RunDir:
@@ -160,9 +214,14 @@ class RunDir:
     ) -> None:
         self.path = Path(path)
         if check_out(self.path, overwrite=overwrite, wording=wording):
-            for name in ("stats.jsonl", "summary.json", "preset.toml"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.path / name).unlink()
+            # the old run's files go before the new run writes any: no report, traceback or
+            # summary of another run is left beside it (check_out refused anything else)
+            for child in self.path.iterdir():
+                if _ours(child.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        child.unlink()
+        #: whether this run made the folder (:meth:`discard` then removes it)
+        self.created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path / "stats.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
@@ -171,10 +230,12 @@ class RunDir:
                 f"cannot write the run directory: {exc.strerror or exc}", file=str(self.path)
             ) from None
         self.closed = False
+        #: the first failed append to ``stats.jsonl``, if any (records were lost)
+        self.error: RunDirError | None = None
 
     def write_preset(self, toml_text: str) -> None:
         """Write the fully resolved preset (atomically)."""
-        atomic_write(self.path / "preset.toml", toml_text)
+        self._atomic("preset.toml", toml_text)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append records to ``stats.jsonl``."""
@@ -185,23 +246,56 @@ class RunDir:
 
         A SIGKILL can cut a large write short at a page boundary: the lines before the cut are
         whole, and :func:`read_run` drops a torn last line.
+
+        Raises:
+            RunDirGone: the run directory was deleted while the run wrote it (appending to the
+                open, deleted file would go on silently, recording nothing anyone can read).
+            RunDirError: the write failed (a full disk, a file-size limit).
         """
         if self.closed or not text:
             return
         data = text.encode("utf-8")
-        while data:  # a short write (signal, full pipe) continues where it stopped
-            data = data[os.write(self._fd, data) :]
+        try:
+            if os.fstat(self._fd).st_nlink == 0:
+                raise FileNotFoundError(2, "deleted")
+            while data:  # a short write (signal, full pipe) continues where it stopped
+                data = data[os.write(self._fd, data) :]
+        except OSError as exc:
+            # kept: a failure in a drain whose caller swallows errors (the last one, after a
+            # broken training) still fails the run (gradtui.session)
+            error = _write_error(self.path, "stats.jsonl", exc)
+            self.error = self.error or error
+            raise error from None
 
     def write_text(self, name: str, text: str) -> None:
         """Write another file of the run (atomically), e.g. ``traceback.txt``."""
-        atomic_write(self.path / name, text)
+        self._atomic(name, text)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` (atomically)."""
-        atomic_write(
-            self.path / "summary.json",
-            json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n",
-        )
+        self._atomic("summary.json", json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n")
+
+    def _atomic(self, name: str, text: str) -> None:
+        """Write ``name`` atomically; a failure is one :class:`RunDirError`, and the old file (if
+        any) is left whole."""
+        try:
+            atomic_write(self.path / name, text)
+        except OSError as exc:
+            raise _write_error(self.path, name, exc) from None
+
+    def discard(self) -> None:
+        """Undo a run directory that recorded nothing: the caller failed before the run began
+        (``watch`` given bad arguments). Its files go, and the folder too if this run made it, so
+        the corrected retry with the same folder is not refused as an existing run."""
+        self.close()
+        if (self.path / "stats.jsonl").is_file() and (self.path / "stats.jsonl").stat().st_size:
+            return  # something was recorded: it is the user's now
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if empty
 
     def close(self) -> None:
         """Close ``stats.jsonl``."""

@@ -21,7 +21,7 @@ from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError, in_file
 from gradtui.history import History
 from gradtui.preset import Preset
-from gradtui.runlog import RunDir, default_run_dir
+from gradtui.runlog import RunDir, RunDirError, default_run_dir
 from gradtui.stack import LayerInfo, check_memory, param_counts, plan
 
 if TYPE_CHECKING:
@@ -132,6 +132,8 @@ class Session:
         self.fail_on = frozenset(fail_on)
         #: the first diagnosis of a ``fail_on`` kind, which stopped training
         self.failed_on: Diagnosis | None = None
+        #: why ``summary.json`` could not be written (a full disk, the folder deleted mid-run)
+        self.write_error: RunDirError | None = None
 
     # ------------------------------------------------------------------ control (any thread)
 
@@ -175,7 +177,11 @@ class Session:
         prepared = self.prepared or prepare(self.preset)
         preset = prepared.preset
         run = RunDir(self.out, overwrite=self.overwrite, wording="cli")
-        run.write_preset(preset.to_toml())
+        try:
+            run.write_preset(preset.to_toml())
+        except RunDirError:  # a full disk before the first step: one line, nothing trained
+            run.close()
+            raise
         status, error = "failed", None
         monitor = None
         params = param_counts(prepared.layers)
@@ -246,27 +252,67 @@ class Session:
             status = "interrupted"
             raise
         except GradtuiError as exc:
-            status, error = "failed", exc.one_line()
+            status, error = "failed", exc.one_line()  # a RunDirError too: the disk filled up
         except Exception as exc:  # a Keras or TensorFlow error: recorded, not lost
             status, error = "failed", f"{type(exc).__name__}: {_error_line(exc)}"
             self.traceback = traceback.format_exc()
         finally:
             with _interrupts_held():
                 self.status = status
-                if monitor is not None:
-                    self.summary = monitor.finish(status, error=error, params=params)
-                else:
-                    self.summary = _bare_summary(preset, status, error, params)
-                    run.write_summary(self.summary)
-                if self.traceback:
-                    # summary.json has the one line; the whole story is kept beside it
-                    run.write_text("traceback.txt", self.traceback)
-                run.close()
+                self.summary = self._record_end(run, monitor, preset, status, error, params)
+                self.status = self.summary["status"]
             if self.tensorboard is not None:
                 self.tensorboard.add_diagnoses(self.summary.get("diagnoses", []))
                 self.tensorboard.close()
             self._emit("on_end", self.summary)
         return self.summary
+
+    def _record_end(
+        self,
+        run: RunDir,
+        monitor: Any,
+        preset: Preset,
+        status: str,
+        error: str | None,
+        params: dict[str, int],
+    ) -> dict[str, Any]:
+        """Write ``summary.json`` (and ``traceback.txt``) and close the run directory; returns
+        the summary.
+
+        A run directory that cannot be written (a full disk, deleted mid-run) ends the run as
+        ``failed`` with the reason in the summary; if even ``summary.json`` cannot be written,
+        :attr:`write_error` keeps the reason for the caller to say in one line.
+        """
+        summary: dict[str, Any] | None = None
+        try:
+            if monitor is not None:
+                summary = monitor.finish(status, error=error, params=params)
+                if run.error is not None and summary["status"] != "failed":
+                    # the last drain could not be written (the disk filled up as training ended)
+                    summary["status"], summary["error"] = "failed", run.error.one_line()
+                    run.write_summary(summary)
+            else:
+                summary = _bare_summary(preset, status, error, params)
+                run.write_summary(summary)
+            if self.traceback:
+                # summary.json has the one line; the whole story is kept beside it
+                run.write_text("traceback.txt", self.traceback)
+        except RunDirError as exc:
+            self.write_error = exc
+            if summary is None:
+                summary = monitor.summary(status, error=error, params=params)
+            summary["status"], summary["error"] = "failed", error or exc.one_line()
+        finally:
+            run.close()
+        return summary
+
+
+def stopped_at_nonfinite(summary: dict[str, Any]) -> bool:
+    """Whether a run's summary says training was stopped at a NaN/Inf (``stopped`` with a
+    ``non_finite`` diagnosis): ``gradtui run`` and ``tui --headless --train`` then exit 1."""
+    return summary.get("status") == "stopped" and any(
+        isinstance(d, dict) and d.get("kind") == "non_finite" for d in summary.get("diagnoses") or []
+    )
 
 
 @contextlib.contextmanager

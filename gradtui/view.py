@@ -15,6 +15,7 @@ from gradtui.diagnosis import Diagnosis
 from gradtui.history import History, sparkline
 from gradtui.preset import Preset
 from gradtui.stack import Advice
+from gradtui.text import plain
 
 if TYPE_CHECKING:
     from gradtui.probe import Records
@@ -84,7 +85,7 @@ def layer_table(history: History, names: list[str], diagnoses: list[Diagnosis], 
                 "✖" if d.severity == "error" else "▲", style=SEVERITY_STYLE.get(d.severity, "yellow")
             )
         table.add_row(
-            n,
+            Text(plain(n)),  # a layer's name is data (a watched model's, a run folder's): no markup
             Text(sparkline(s.points() if s else [], width, lo=lo, hi=hi), style="cyan"),
             fmt(latest.get("grad_norm")),
             fmt(latest.get("grad_max")),
@@ -102,11 +103,11 @@ def diagnosis_text(d: Diagnosis) -> Text:
     """
     t = Text()
     t.append(f"{d.severity.upper():7} ", style=SEVERITY_STYLE.get(d.severity, ""))
-    t.append(f"{d.kind}", style="bold")
-    t.append(f" {d.layer or 'model'} @ step {d.step}: {d.message}")
+    t.append(plain(d.kind), style="bold")
+    t.append(f" {plain(d.layer or 'model')} @ step {d.step}: {plain(d.message)}")
     if d.cleared_step is not None:
         t.append(f" (cleared @ step {d.cleared_step})", style="green")
-    t.append(f"\n        fix: {d.advice}", style="dim")
+    t.append(f"\n        fix: {plain(d.advice)}", style="dim")
     return t
 
 
@@ -140,7 +141,7 @@ class RichView:
     def on_status(self, text: str) -> None:
         self.status = text
         if not self.quiet and self.live is None and self.console.is_terminal:
-            self.err.print(f"[dim]{text}…[/dim]")
+            self.err.print(Text(f"{plain(text)}…", style="dim"))
 
     def on_start(self, info: Any) -> None:
         self.info = info
@@ -215,7 +216,7 @@ class RichView:
         bar_w = 30
         filled = int(bar_w * done / total)
         head = Text()
-        head.append(f"{info.name} ", style="bold")
+        head.append(f"{plain(info.name)} ", style="bold")
         head.append(f"[{'█' * filled}{'░' * (bar_w - filled)}] ")
         head.append(f"step {done}/{total}  epoch {min(self.epoch + 1, info.epochs)}/{info.epochs}  ")
         head.append(f"ETA {eta(left)}  {rate:.0f} steps/s  {info.device}  ", style="dim")
@@ -245,9 +246,12 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, out: 
     final = summary.get("final", {})
     initial = summary.get("initial", {}).get("loss")
     line = Text()
-    line.append(f"{summary['name']}: ", style="bold")
-    line.append(status, style=style)
-    line.append(f" after {summary['steps']} steps, {summary['epochs']} epoch(s) on {summary['device']}; ")
+    # everything here may come from a run folder someone shared: plain text, escapes shown
+    line.append(f"{plain(summary['name'])}: ", style="bold")
+    line.append(plain(status), style=style)
+    line.append(
+        f" after {summary['steps']} steps, {summary['epochs']} epoch(s) on {plain(summary['device'])}; "
+    )
     line.append(f"loss {fmt(initial, '.4g')} -> {fmt(final.get('loss'), '.4g')}")
     if "accuracy" in final:
         line.append(f", accuracy {fmt(final['accuracy'], '.3f')}")
@@ -255,7 +259,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, out: 
         line.append(f", val_accuracy {fmt(final['val_accuracy'], '.3f')}")
     console.print(line, **wrap)
     if summary.get("error"):
-        console.print(Text(f"error: {summary['error']}", style="red"), **wrap)
+        console.print(Text(f"error: {plain(summary['error'])}", style="red"), **wrap)
     diags = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
     if diags:
         for d in diags:
@@ -263,7 +267,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, out: 
     else:
         console.print(Text("no problems found", style="green"))
     if out is not None:
-        console.print(Text(f"run directory: {out}", style="dim"), **wrap)
+        console.print(Text(f"run directory: {plain(out)}", style="dim"), **wrap)
 
 
 def print_check(
@@ -278,9 +282,12 @@ def print_check(
     """The Keras-style summary of ``gradtui check`` with fans, σ² and pre-flight advice."""
     console = console or Console()
     wrap = {"soft_wrap": not console.is_terminal}  # a pipe gets whole lines, as in print_summary
-    console.print(Text(f'Model: "{preset.name}"  input {shape}, {classes} classes', style="bold"), **wrap)
+    # the preset's name and description are the file's text: never markup, never escapes
+    console.print(
+        Text(f'Model: "{plain(preset.name)}"  input {shape}, {classes} classes', style="bold"), **wrap
+    )
     if preset.description:
-        console.print(Text(preset.description, style="dim"), **wrap)
+        console.print(Text(plain(preset.description), style="dim"), **wrap)
     table = Table(header_style="bold")
     for col in (
         "Layer (type)",
@@ -296,11 +303,11 @@ def print_check(
     for r in rows:
         shape_s = "(" + ", ".join("None" if d is None else str(d) for d in r["output_shape"]) + ")"
         table.add_row(
-            f"{r['name']} ({r['type']})",
+            Text(plain(f"{r['name']} ({r['type']})")),
             shape_s,
             f"{r['params']:,}",
-            r["activation"] or "",
-            r["initializer"] or "",
+            Text(plain(r["activation"] or "")),
+            Text(plain(r["initializer"] or "")),
             str(r["fan_in"] or ""),
             str(r["fan_out"] or ""),
             fmt(r["variance"]) if r["variance"] is not None else "",
@@ -312,6 +319,6 @@ def print_check(
     if advice:
         console.print(Text("Pre-flight advice:", style="bold yellow"))
         for a in advice:
-            console.print(Text(f"  • {a.message}"), **wrap)
+            console.print(Text(f"  • {plain(a.message)}"), **wrap)
     else:
         console.print(Text("Pre-flight: every initializer fits its activation.", style="green"))

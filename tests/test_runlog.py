@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from gradtui.cli import app
 from gradtui.errors import GradtuiError
 from gradtui.preset import load, loads
-from gradtui.runlog import RunDir, atomic_write, read_run
+from gradtui.runlog import RunDir, RunDirError, atomic_write, read_run
 
 runner = CliRunner()
 
@@ -132,9 +132,10 @@ def test_run_summary_and_preset_are_atomic(tmp_path: Path, monkeypatch: pytest.M
     run.write_summary({"status": "completed"})
     run.write_preset(load("he-relu").to_toml())
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
-    with pytest.raises(OSError):
+    # a failed write is one line naming the file (RunDirError), the old file left whole
+    with pytest.raises(RunDirError, match="summary.json: I/O error"):
         run.write_summary({"status": "failed"})
-    with pytest.raises(OSError):
+    with pytest.raises(RunDirError, match="preset.toml: I/O error"):
         run.write_preset(load("vanishing-sigmoid").to_toml())
     run.close()
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"

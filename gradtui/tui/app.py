@@ -207,6 +207,27 @@ class GradtuiApp(App[int]):
         #: what the app said when a followed run finished
         self.finished_note: str | None = None
 
+    def notify(  # type: ignore[override]
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Textual's ``notify``, but plain text by default: a notification carries paths, names
+        and error messages read from files (``[0, 10)``, ``[/]``), never markup."""
+        from gradtui.text import plain
+
+        super().notify(
+            plain(message, one_line=False),
+            title=plain(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
@@ -426,7 +447,10 @@ class GradtuiApp(App[int]):
         if self._quitting:
             self.exit(self.return_code or 0)
         elif self.exit_after_train:
-            self.exit(1 if snap.status == "failed" else 0)
+            from gradtui.session import stopped_at_nonfinite
+
+            # a training stopped at a NaN/Inf is no success for a script either (as `gradtui run`)
+            self.exit(1 if snap.status == "failed" or stopped_at_nonfinite(message.summary) else 0)
 
     def _recorded_ended(self, message: TrainingEnded) -> None:
         """A recorded run is read (or a followed one finished): draw it and say how it ended."""

@@ -15,6 +15,7 @@ from textual.widgets import Button, DataTable, Static
 
 from gradtui.errors import GradtuiError
 from gradtui.preset import Preset
+from gradtui.text import plain
 from gradtui.tui import edit
 from gradtui.tui.messages import StackChanged
 from gradtui.tui.stackinfo import StackInfo, stack_info
@@ -265,10 +266,11 @@ class BuilderView(Widget):
         n = sum(spec.repeat for spec in self.preset.layers)
         title = self.query_one("#stack-title", Static)
         params = f"{self.info.params.get('total', 0):,} parameters"
+        name = plain(self.preset.name)  # the user's text: shown as it is, escapes as \x1b
         choices = [
-            f"Stack: {self.preset.name} — {len(self.preset.layers)} entries, {n} layers, {params}",
-            f"Stack: {self.preset.name} — {n} layers, {params}",
-            f"Stack: {self.preset.name} — {n} layers",
+            f"Stack: {name} — {len(self.preset.layers)} entries, {n} layers, {params}",
+            f"Stack: {name} — {n} layers, {params}",
+            f"Stack: {name} — {n} layers",
         ]
         note = getattr(self.app, "stack_note", None)
         if note:

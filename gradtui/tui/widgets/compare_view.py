@@ -8,6 +8,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
+from gradtui.text import plain
 from gradtui.tui.feed import LayerRow, Snapshot
 from gradtui.tui.render import fmt_num, log_range, log_sparkline
 from gradtui.tui.widgets.shown import DrawnWhenShown
@@ -22,8 +23,8 @@ def _headline(tag: str, s: Snapshot | None) -> Text:
         text.append("no run yet", "dim")
         return text
     final = s.final()
-    text.append(f"{s.name or '?'} ", "bold cyan")
-    text.append(f"[{s.status}] {s.steps_done} steps  ")
+    text.append(f"{plain(s.name or '?')} ", "bold cyan")
+    text.append(f"[{plain(s.status)}] {s.steps_done} steps  ")
     for key, label in (
         ("loss", "loss"),
         ("accuracy", "acc"),
@@ -34,11 +35,11 @@ def _headline(tag: str, s: Snapshot | None) -> Text:
             text.append(f"{label} {final[key]:.4g}  ")
     kinds = sorted({d.kind for d in s.diagnoses})
     if kinds:
-        text.append("diagnoses: " + ", ".join(kinds), "yellow")
+        text.append("diagnoses: " + plain(", ".join(kinds)), "yellow")
     else:
         text.append("no diagnoses", "green")
     if s.out:
-        text.append(f"\n   {s.out}", "dim")
+        text.append(f"\n   {plain(s.out)}", "dim")
     return text
 
 
@@ -100,7 +101,7 @@ class CompareView(DrawnWhenShown, Widget):
         empty = LayerRow("")
         for name in self._names():
             ra, rb = rows_a.get(name, empty), rows_b.get(name, empty)
-            out.append(f"{name[:NAME_W]:<{NAME_W}} ")
+            out.append(f"{plain(name)[:NAME_W]:<{NAME_W}} ")
             out.append_text(log_sparkline(ra.grad, spark_w, scale))
             out.append(" " + fmt_num(ra.grad_norm) + "  ")
             out.append_text(log_sparkline(rb.grad, spark_w, scale))

@@ -11,6 +11,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from gradtui.diagnosis import Diagnosis
+from gradtui.text import plain
 from gradtui.tui.feed import LayerRow
 from gradtui.tui.render import (
     STATUS_MARK,
@@ -161,7 +162,7 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         width = self.scrollable_content_region.width
         key = (width, len(self.rows), id(self.rows))
         if self._cols is None or self._cols[0] != key:
-            self._cols = (key, Columns(width, [r.name for r in self.rows]))
+            self._cols = (key, Columns(width, [plain(r.name) for r in self.rows]))
         return self._cols[1]
 
     @property
@@ -210,7 +211,7 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         st = self._status.get(row.name, "ok")
         runs: Runs = [
             (STATUS_MARK[st] + " ", STATUS_STYLE[st]),
-            (f"{row.name[:name_w]:<{name_w}} ", STATUS_STYLE[st] if st != "ok" else ""),
+            (f"{plain(row.name)[:name_w]:<{name_w}} ", STATUS_STYLE[st] if st != "ok" else ""),
             *sparkline_runs(row.grad, spark_w, self._scale),
             (" " + fmt_num(row.grad_norm), "bold" if st == "ok" else STATUS_STYLE[st]),
         ]

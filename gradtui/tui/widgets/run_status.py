@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.render import fmt_duration, progress_bar
 
@@ -58,13 +59,13 @@ class RunStatus(Static):
         text = Text()
         text.append(f"● {self.state}", STATE_STYLE.get(self.state, ""))
         if self.detail:
-            text.append(f"  {self.detail}", "dim" if self.state != "failed" else "red")
-        text.append(f"   device: {self.device or '…'}", "cyan")
+            text.append(f"  {plain(self.detail)}", "dim" if self.state != "failed" else "red")
+        text.append(f"   device: {plain(self.device or '…')}", "cyan")
         text.append("\n")
         s = self.snapshot
         if s is not None and s.total_steps:
             done = min(s.steps_done, s.total_steps)
-            text.append(f"{s.name}  ", "bold")
+            text.append(f"{plain(s.name)}  ", "bold")
             # at 80 columns the bar shrinks and the elapsed time goes, so that the loss still shows
             wide = self.size.width >= 110
             text.append_text(progress_bar(done, s.total_steps, 30 if wide else 10))
@@ -77,7 +78,7 @@ class RunStatus(Static):
             if s.loss:
                 text.append(f"  loss {s.loss[-1]:.4g}")
             if s.out:
-                text.append(f"  → {s.out}", "dim")
+                text.append(f"  → {plain(s.out)}", "dim")
         else:
             text.append("press t to train the stack; q quits", "dim")
         self.update(text, layout=False)  # two lines, always: each cut (…), never wrapped

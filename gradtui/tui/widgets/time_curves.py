@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from gradtui.diagnosis import Diagnosis
 from gradtui.history import TIME_EVERY, TimeCurve
+from gradtui.text import plain
 from gradtui.tui.feed import LayerRow, Snapshot
 from gradtui.tui.render import STATUS_STYLE, Runs, fmt_num, log_range, runs_text, sparkline_runs
 from gradtui.tui.widgets.layer_monitor import layer_status
@@ -76,8 +77,8 @@ def curve_lines(
     span and their ratio (``first/last``, ``×`` where narrow). ``step`` adds the step it was
     measured at."""
     if name_w is None:
-        name_w = min(NAME_W, len(curve.layer), max(4, width // 3))
-    name = short_name(curve.layer, name_w)
+        name_w = min(NAME_W, len(plain(curve.layer)), max(4, width // 3))
+    name = short_name(plain(curve.layer), name_w)  # a run folder's layer name: text, no escapes
     values = fit_spans(list(curve.grad_norm), max(1, width - name_w - 1))
     head: Runs = [
         (f"{name:<{name_w}} ", "bold" if status == "ok" else STATUS_STYLE[status]),
@@ -190,7 +191,7 @@ class TimeCurves(VerticalScroll):
         scale = log_range([list(c.grad_norm) for c in self.curves])
         newest = max(c.step for c in self.curves)
         # one name column for every curve, so that their sparklines line up
-        name_w = max(4, min(NAME_W, max(len(c.layer) for c in self.curves), width // 3))
+        name_w = max(4, min(NAME_W, max(len(plain(c.layer)) for c in self.curves), width // 3))
         lines: list[Runs] = []
         for c in self.curves:
             status = self.status.get(c.layer, "ok")

@@ -8,6 +8,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from gradtui.diagnosis import Diagnosis
+from gradtui.text import plain
 from gradtui.tui.messages import ApplyFix
 from gradtui.tui.render import STATUS_MARK, STATUS_STYLE
 
@@ -16,14 +17,15 @@ def describe(d: Diagnosis) -> Text:
     """A diagnosis as the panel shows it: kind, layer, step; message; advice; the fix hint."""
     sev = d.severity if d.severity in STATUS_STYLE else "warning"
     text = Text()
-    text.append(f"{STATUS_MARK[sev]} {d.kind}", STATUS_STYLE[sev])
-    text.append(f"  {d.layer or 'model'}  step {d.step}", "bold")
+    # names and messages come from run folders: plain text, never markup or terminal escapes
+    text.append(f"{STATUS_MARK[sev]} {plain(d.kind)}", STATUS_STYLE[sev])
+    text.append(f"  {plain(d.layer or 'model')}  step {plain(d.step)}", "bold")
     if d.cleared_step is not None:
         # a transient problem that went away stays listed, marked so nobody chases it
         text.append(f"  cleared @ step {d.cleared_step}", "green")
     text.append("\n")
-    text.append(d.message + "\n")
-    text.append("→ " + d.advice, "italic")
+    text.append(plain(d.message, one_line=False) + "\n")
+    text.append("→ " + plain(d.advice, one_line=False), "italic")
     if d.fix:
         text.append("\n  [f] apply this fix to the stack", "dim")
     return text
