@@ -63,32 +63,66 @@ def has_hooks(optimizer: Any) -> bool:
     )
 
 
-def wrap_method(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Replace ``obj.name`` on this instance only with ``make(original)``.
+#: per instance and method name, the wraps in place, innermost first: ``(owner, make)``
+_CHAIN = "__gradtui_wraps_"
 
+
+def wrap_method(
+    obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]], owner: Any = None
+) -> None:
+    """Replace ``obj.name`` on this instance only with ``make(current)``.
+
+    Wraps stack: each is remembered with its ``owner`` (a watch, a recorder), so that
+    :func:`unwrap_method` takes off exactly one owner's wrap and leaves the others in place.
     ``object.__setattr__`` bypasses Keras's attribute tracking (a wrapped method is not state).
     """
+    chain = vars(obj).get(_CHAIN + name)
+    if chain is None:
+        # what the instance had before any wrap (its own attribute, if it had one)
+        chain = {"base": vars(obj).get(name), "wraps": []}
+        object.__setattr__(obj, _CHAIN + name, chain)
+    chain["wraps"].append((owner, make))
     object.__setattr__(obj, name, make(getattr(obj, name)))
 
 
-def unwrap_method(obj: Any, name: str) -> None:
-    """Give ``obj`` back its class's ``name``."""
-    if name in vars(obj):
-        object.__delattr__(obj, name)
+def unwrap_method(obj: Any, name: str, owner: Any = None) -> None:
+    """Take ``owner``'s wrap of ``obj.name`` off (the latest wrap when ``owner`` is None); the
+    wraps of other owners stay, rebuilt in their order over what the instance had before."""
+    chain = vars(obj).get(_CHAIN + name)
+    if chain is None:
+        return
+    wraps = chain["wraps"]
+    at = next((i for i in range(len(wraps) - 1, -1, -1) if owner is None or wraps[i][0] is owner), None)
+    if at is None:
+        return
+    del wraps[at]
+    if chain["base"] is None:
+        if name in vars(obj):
+            object.__delattr__(obj, name)
+    else:
+        object.__setattr__(obj, name, chain["base"])
+    if not wraps:
+        object.__delattr__(obj, _CHAIN + name)
+        return
+    for _, make in wraps:
+        object.__setattr__(obj, name, make(getattr(obj, name)))
+
+
+def is_wrapped(obj: Any, name: str, owner: Any) -> bool:
+    """Whether ``owner``'s wrap of ``obj.name`` is in place."""
+    chain = vars(obj).get(_CHAIN + name)
+    return chain is not None and any(o is owner for o, _ in chain["wraps"])
 
 
 @contextmanager
 def wrapped(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
     """``wrap_method`` for the duration of a ``with`` block (nested wraps restore in order)."""
-    previous = vars(obj).get(name)
-    wrap_method(obj, name, make)
+    token = object()
+    wrap_method(obj, name, make, token)
     try:
         yield
     finally:
-        if previous is None:
-            unwrap_method(obj, name)
-        else:
-            object.__setattr__(obj, name, previous)
+        unwrap_method(obj, name, token)
 
 
 def training_call(layer: Any) -> bool:

@@ -7,12 +7,15 @@ the same statistics and diagnoses into the same run directory layout, through th
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradtui import keras_compat as kc
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
 from gradtui.preset import Thresholds, TrainSpec
@@ -110,7 +113,7 @@ class Monitor:
     @property
     def records_written(self) -> int:
         """Records drained so far."""
-        return self.instrument.read_count
+        return self.instrument.read_count - self.instrument.lost
 
     def _iterations(self) -> int:
         opt = self.instrument.optimizer
@@ -146,6 +149,7 @@ class Monitor:
             if block.time_grads:
                 block.extra["time_ratio"] = self._time_ratio(block)
             new = self.diagnoser.feed_block(_with_known_losses(block))
+            _say_unknown_losses(new, block)
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
                 self.model.stop_training = True
@@ -330,6 +334,19 @@ def _with_known_losses(block: Records) -> Records:
     return replace(block, losses=np.where(block.loss_known, block.losses, 0.0), _fields=block._fields)
 
 
+def _say_unknown_losses(new: list[Diagnosis], block: Records) -> None:
+    """A ``non_finite`` raised on a row whose loss gradtui did not see reads "(loss unknown)",
+    not the 0 the diagnoser was given for it (see :func:`_with_known_losses`)."""
+    if block.loss_known is None or block.loss_known.all():
+        return
+    for d in new:
+        if d.kind != "non_finite":
+            continue
+        at = [i for i, s in enumerate(block.steps.tolist()) if s == d.step]
+        if at and not block.loss_known[at[0]]:
+            d.message = d.message.replace("(loss 0)", "(loss unknown)", 1)
+
+
 def _float(v: Any) -> Any:
     try:
         f = float(v)
@@ -353,6 +370,21 @@ WATCH_DRAIN_SECONDS = 0.5
 class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
 
+    def stop_line(self) -> str:
+        """The one line that says why ``fit`` stopped early (``stop_on_nonfinite``)."""
+        first = next((d for d in self.diagnoses if d.kind == "non_finite"), None)
+        why = first.message if first is not None else "NaN/Inf in the training"
+        return f"gradtui: fit stopped: {why} (watch(..., stop_on_nonfinite=False) trains on)"
+
+    def close(self, status: str = "completed", *, error: str | None = None) -> dict[str, Any]:
+        """Stop recording, write ``summary.json`` (once), and give back exactly what this watch
+        took: the model's ``fit`` and the wraps of its own recorder (another watch of the same
+        model keeps its own)."""
+        try:
+            return super().close(status, error=error)
+        finally:
+            kc.unwrap_method(self.model, "fit", self)
+
 
 def watch(
     model: Any,
@@ -366,37 +398,8 @@ def watch(
     stop_on_nonfinite: bool = True,
     thresholds: Any = None,
 ) -> Watch:
-    """Record a user's Keras training into a gradtui run directory, without changing it.
-
-    Args:
-        model: a built Keras model (its weights exist): Sequential, functional or subclassed,
-            nested blocks included.
-        out: the run directory to write. Defaults to ``runs/<timestamp>-<model name>``.
-        every (int): record statistics every N optimizer steps. Defaults to 1.
-        optimizer: the optimizer whose ``apply_gradients`` a custom training loop calls.
-            Defaults to ``model.optimizer`` (what ``fit`` uses). Naming it starts a background
-            drain, for loops that never call ``fit``; leave the ``with`` block (or call
-            ``monitor.close()``) to write ``summary.json``.
-        overwrite (bool): write into an existing run directory. Defaults to False.
-        tensorboard: also write TensorBoard event files into this folder. Defaults to None.
-        histograms (bool): with ``tensorboard``, also write gradient and weight histograms
-            (once an epoch; every 100 steps in a custom loop). False: scalars and diagnoses
-            only, and the step keeps no copy of the raw gradients. Defaults to True.
-        stop_on_nonfinite (bool): stop ``fit`` at the first NaN/Inf. Defaults to True.
-        thresholds: diagnosis thresholds (:class:`gradtui.preset.Thresholds`). Defaults to None.
-
-    Returns:
-        The monitor; ``monitor.diagnoses`` lists what was found so far.
-
-    Example:
-        >>> monitor = gradtui.watch(model, out="runs/mine", every=1)
-        >>> model.fit(x, y, epochs=3)
-        >>> [d.kind for d in monitor.diagnoses]
-
-        >>> with gradtui.watch(model, out="runs/loop", optimizer=opt) as monitor:
-        ...     for x, y in dataset:
-        ...         train_step(x, y)
-    """
+    """Record a user's Keras training into a gradtui run directory (see :func:`gradtui.watch`,
+    which documents the parameters)."""
     from gradtui.build import device_name, import_keras
     from gradtui.runlog import default_run_dir
 
@@ -427,17 +430,26 @@ def watch(
     monitor.callback.interval = WATCH_DRAIN_SECONDS
     if optimizer is not None:
         monitor.start_draining(WATCH_DRAIN_SECONDS)
-    original_fit = model.fit
+    kc.wrap_method(model, "fit", lambda original_fit: _watched_fit(monitor, original_fit), monitor)
+    return monitor
 
+
+def _watched_fit(monitor: Watch, original_fit: Any) -> Any:
+    """``fit`` as a watch wraps it: the watch's callback added, ``summary.json`` written after."""
+
+    @functools.wraps(original_fit)
     def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:
         cbs = list(callbacks or [])
         if monitor.callback not in cbs:
             cbs.append(monitor.callback)
         status, error = "completed", None
         try:
+            stopped_before = monitor.nonfinite_stop
             result = original_fit(*args, callbacks=cbs, **fit_kwargs)
             if monitor.nonfinite_stop:
                 status = "stopped"
+                if not stopped_before:
+                    print(monitor.stop_line(), file=sys.stderr)
             return result
         except KeyboardInterrupt:
             status = "interrupted"
@@ -448,8 +460,7 @@ def watch(
         finally:
             monitor.finish(status, error=error)
 
-    object.__setattr__(model, "fit", fit)
-    return monitor
+    return fit
 
 
 def _is_chief() -> bool:

@@ -45,8 +45,11 @@ TIME_BUCKETS = 32
 TIME_EVERY = 10
 #: graphs of control flow inside a step (their tensors belong to the step)
 _BRANCH_GRAPHS = ("CondBranchFuncGraph", "WhileCondFuncGraph", "WhileBodyFuncGraph")
-#: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known
-HEAD = 3
+#: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known,
+#: the row's sequence number (int32 bits: the count of rows written before it)
+HEAD = 4
+#: the column of a row's sequence number
+SEQ = 3
 
 
 def _f32(t: Any) -> Any:
@@ -196,11 +199,14 @@ class Recorder:
         self._time_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
         self.width = self._time_at + sum(self.time_buckets)
         self.strategy = kc.distribution_strategy(model)
+        # The ring: ``capacity`` rows, then one row whose first value is the count of rows
+        # written (int32 bits). A step writes its row and the new count with ONE scatter, so a
+        # read of the variable (a snapshot) sees a row exactly when it sees it counted.
         with tf.init_scope(), self.strategy.scope():
-            init = np.zeros((self.capacity, self.width), np.float32)
-            init[:, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
+            init = np.zeros((self.capacity + 1, self.width), np.float32)
+            init[: self.capacity, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
+            init[: self.capacity, SEQ] = np.array([-1], np.int32).view(np.float32)[0]  # no row yet
             self.buffer = tf.Variable(init, trainable=False, name="gradtui_ring")
-            self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
         # Histograms: on request (a flag the host sets), the next step copies its raw gradients
         # into variables of their own; one device only (a replica's copy would be its share)
         self.histograms = histograms and self.strategy.num_replicas_in_sync == 1
@@ -215,9 +221,10 @@ class Recorder:
                     tf.Variable(tf.zeros(weights[i].shape, tf.float32), trainable=False, name="gradtui_hist")
                     for i in self._vars
                 ]
+        #: rows drained (read or found overwritten) so far
         self.read_count = 0
+        #: rows overwritten before a drain read them (the ring overflowed)
         self.lost = 0
-        self._last_step = -1
         self._templates: dict[bytes, str] = {}
         #: steps whose update norm came from the optimizer's own update tensors (set when traced)
         self.captured_updates = 0
@@ -238,13 +245,15 @@ class Recorder:
         """Wrap the optimizer's application of gradients and the tapped layers' ``call``."""
         if self._attached:
             return
-        kc.wrap_method(self.applier, kc.APPLY, self._wrap_apply)
-        kc.wrap_method(self.optimizer, "scale_loss", self._wrap_loss)
-        kc.wrap_method(self.model, "compute_loss", self._wrap_loss)
+        kc.wrap_method(self.applier, kc.APPLY, self._wrap_apply, self)
+        kc.wrap_method(self.optimizer, "scale_loss", self._wrap_loss, self)
+        kc.wrap_method(self.model, "compute_loss", self._wrap_loss, self)
         for _, t in self.taps:
-            kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t))
+            kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t), self)
         for k, (_, t, length) in enumerate(self.time_rows):
-            kc.wrap_method(t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n))
+            kc.wrap_method(
+                t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n), self
+            )
         self._attached = True
         # A step compiled before now does not pass through the wrappers: compile it again.
         if getattr(self.model, "train_function", None) is not None:
@@ -254,13 +263,13 @@ class Recorder:
         """Give the optimizer and the layers back their own methods."""
         if not self._attached:
             return
-        kc.unwrap_method(self.applier, kc.APPLY)
-        kc.unwrap_method(self.optimizer, "scale_loss")
-        kc.unwrap_method(self.model, "compute_loss")
+        kc.unwrap_method(self.applier, kc.APPLY, self)
+        kc.unwrap_method(self.optimizer, "scale_loss", self)
+        kc.unwrap_method(self.model, "compute_loss", self)
         for _, t in self.taps:
-            kc.unwrap_method(t.act_source, "call")
+            kc.unwrap_method(t.act_source, "call", self)
         for _, t, _ in self.time_rows:
-            kc.unwrap_method(t.layer, "call")
+            kc.unwrap_method(t.layer, "call", self)
         self._attached = False
         if getattr(self.model, "train_function", None) is not None:
             self.model.train_function = None
@@ -458,14 +467,15 @@ class Recorder:
         hooks = [(kc.ALL_REDUCE, keep_reduced)] if replicas > 1 and hasattr(opt, kc.ALL_REDUCE) else []
         if exact:
             hooks += [(name, lambda o, name=name: capture(o, name)) for name in kc.ASSIGNS]
+        token = object()  # this trace's own wraps (another watch's may be around them)
         for name, make in hooks:
-            kc.wrap_method(opt, name, make)
+            kc.wrap_method(opt, name, make, token)
         try:
             with tf.control_dependencies([grad_stats] if grad_stats is not None else []):
                 result = orig(grads, variables)
         finally:
             for name, _ in hooks:
-                kc.unwrap_method(opt, name)
+                kc.unwrap_method(opt, name, token)
         if replicas > 1:
             clipped = any(getattr(opt, a, None) for a in ("clipnorm", "clipvalue", "global_clipnorm"))
             if clipped or len(reduced) != len([g for g in grads if g is not None]):
@@ -664,6 +674,7 @@ class Recorder:
                 tf.bitcast(step, tf.float32),
                 tf.cast(tf.reshape(loss, []), tf.float32) if known else tf.constant(math.nan),
                 tf.constant(1.0 if known else 0.0),
+                tf.constant(0.0),  # the row's number, given when it is written
             ]
         )
         nan2 = tf.fill([2], tf.constant(math.nan, tf.float32))
@@ -710,50 +721,69 @@ class Recorder:
 
     def _write(self, distribution: Any, values: Any, step: Any, record: Any) -> None:
         """Write one row into the ring (on every replica's copy, from its own values), if
-        ``record`` (a boolean tensor; ``None``: unconditionally)."""
+        ``record`` (a boolean tensor; ``None``: unconditionally).
+
+        The protocol: the writer reads the count ``n`` (the ring's last row), and with one
+        ``scatter_nd_update`` writes the row, numbered ``n``, into slot ``n % capacity`` and the
+        count ``n + 1``. A scatter holds the variable's lock and a reader's snapshot is never
+        written into (TensorFlow copies a buffer a reader still holds), so no read sees a count
+        before the values of the rows it counts (see :meth:`drain`)."""
         import tensorflow as tf
 
-        capacity, every = self.capacity, self.every
+        capacity = self.capacity
         always = record is None  # (under tf.distribute, ``record`` is a per-replica value)
+        del step  # the row carries its step
 
-        def put(buffer: Any, row: Any, step: Any, record: Any) -> Any:
-            slot = tf.reshape(tf.cast((step // every) % capacity, tf.int32), [1, 1])
-
+        def put(buffer: Any, row: Any, record: Any) -> Any:
             def write() -> Any:
-                buffer.scatter_nd_update(slot, tf.reshape(row, [1, -1]))
+                n = tf.bitcast(buffer.sparse_read([capacity])[0, 0], tf.int32)
+                seq = tf.reshape(tf.bitcast(n, tf.float32), [1])
+                numbered = tf.concat([row[:SEQ], seq, row[SEQ + 1 :]], 0)
+                counter = tf.concat(
+                    [tf.reshape(tf.bitcast(n + 1, tf.float32), [1]), tf.zeros_like(row[1:])], 0
+                )
+                slots = tf.reshape(tf.stack([n % capacity, tf.constant(capacity, tf.int32)]), [2, 1])
+                buffer.scatter_nd_update(slots, tf.stack([numbered, counter]))
                 return tf.constant(True)
 
             return write() if always else kc.functional_cond(record, write, lambda: tf.constant(False))
 
-        def bump(count: Any, record: Any) -> Any:
-            return count.assign_add(tf.constant(1, tf.int64) if always else tf.cast(record, tf.int64))
-
         flag = tf.constant(True) if always else record
-        distribution.extended.update(self.buffer, put, args=(values, step, flag), group=False)
-        distribution.extended.update(self.count, bump, args=(flag,), group=False)
+        distribution.extended.update(self.buffer, put, args=(values, flag), group=False)
 
     # ------------------------------------------------------------------ host side
 
+    @property
+    def written(self) -> int:
+        """Rows written into the ring so far (drained or not)."""
+        return _count_of(self.buffer.numpy(), self.capacity)
+
     def pending(self) -> int:
         """Rows written in the graph and not yet drained."""
-        return int(self.count.numpy()) - self.read_count
+        return self.written - self.read_count
 
     def drain(self, epoch: int = 0) -> Records:
-        """The rows written since the last drain, oldest first (empty when there are none)."""
-        count = int(self.count.numpy())
-        new = count - self.read_count
-        if new <= 0:
-            return self._records(np.zeros((0, self.width), np.float32), epoch)
+        """The rows written since the last drain, oldest first (empty when there are none).
+
+        One read of the ring is one snapshot: its count ``c`` and the rows. Every row numbered
+        below ``c`` was written with its count (:meth:`_write`), so rows ``read_count .. c-1``
+        are each either in their slot, or were overwritten by a row ``capacity`` or more later
+        (the ring overflowed between two drains: counted in :attr:`lost`). A slot holding an
+        older row than expected cannot happen; it would stop the drain there, to be read again."""
         rows = self.buffer.numpy()
-        steps = rows[:, 0].view(np.int32).astype(np.int64)
-        fresh = np.flatnonzero(steps > self._last_step)
-        fresh = fresh[np.argsort(steps[fresh], kind="stable")]
-        self.lost += max(0, new - len(fresh))
-        self.read_count = count
-        rows = rows[fresh]
-        if len(rows):
-            self._last_step = int(steps[fresh[-1]])
-        return self._records(rows, epoch)
+        count = _count_of(rows, self.capacity)
+        if count <= self.read_count:
+            return self._records(np.zeros((0, self.width), np.float32), epoch)
+        wanted = np.arange(self.read_count, count, dtype=np.int64)
+        slots = wanted % self.capacity
+        seqs = rows[slots, SEQ].view(np.int32).astype(np.int64)
+        behind = np.flatnonzero(seqs < wanted)
+        if len(behind):  # not written yet: read from there next time
+            wanted, slots, seqs = wanted[: behind[0]], slots[: behind[0]], seqs[: behind[0]]
+        present = seqs == wanted
+        self.lost += int(len(wanted) - present.sum())
+        self.read_count += len(wanted)
+        return self._records(rows[slots[present]], epoch)
 
     def _records(self, rows: np.ndarray, epoch: int) -> Records:
         steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
@@ -812,3 +842,8 @@ class Recorder:
             out[:, self._act_layers, col["act"]] = taps[:, :, 0]
             out[:, self._act_layers, col["act_mean"]] = taps[:, :, 1]
         return out
+
+
+def _count_of(rows: np.ndarray, capacity: int) -> int:
+    """The count of rows written, from a snapshot of the ring (its last row)."""
+    return int(rows[capacity, 0:1].view(np.int32)[0])
