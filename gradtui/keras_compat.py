@@ -18,6 +18,9 @@ What is wrapped, and why there:
   replicas' gradients (inside ``_backend_update_step``); its result is the aggregated gradient.
 - ``TFOptimizer.assign/assign_add/assign_sub(variable, value)``: every change an optimizer
   makes to a weight goes through them; their ``value`` is the update itself.
+- ``BaseOptimizer._iterations``, ``_accumulated_gradients`` and ``_get_variable_index``: under
+  ``gradient_accumulation_steps``, which application updates the weights and with what mean
+  gradient (see :func:`accumulation`).
 - ``Layer._get_call_context().training``: whether a layer's ``call`` is part of a training
   forward pass.
 - ``Layer._flatten_layers(include_self=False, recursive=False)``: a layer's direct sublayers.
@@ -54,6 +57,41 @@ def inner_optimizer(optimizer: Any) -> Any:
     while hasattr(optimizer, "inner_optimizer"):
         optimizer = optimizer.inner_optimizer
     return optimizer
+
+
+def held_optimizers(model: Any) -> list[Any]:
+    """The optimizers a model holds: ``model.optimizer`` (what ``compile`` made), then any other
+    attribute that is a Keras optimizer (a GAN's ``d_optimizer`` and ``g_optimizer``)."""
+    import keras
+
+    found = [getattr(model, "optimizer", None)] + list(vars(model).values())
+    out: list[Any] = []
+    for value in found:
+        if isinstance(value, keras.optimizers.Optimizer) and all(value is not o for o in out):
+            out.append(value)
+    return out
+
+
+def accumulation(optimizer: Any, grads: list[Any], variables: list[Any]) -> tuple[Any, list[Any]] | None:
+    """Under ``gradient_accumulation_steps`` (k): whether this application updates the weights
+    (``(_iterations + 1) % k == 0``) and the gradients that update applies, ``(g + acc) / k``
+    with ``acc`` the accumulator of each variable (``_accumulated_gradients``, read before the
+    application changes it), as ``BaseOptimizer._backend_apply_gradients`` computes them.
+    ``None`` without accumulation."""
+    import tensorflow as tf
+
+    k = getattr(optimizer, "gradient_accumulation_steps", None)
+    if not k:
+        return None
+    is_update = tf.equal((tf.convert_to_tensor(optimizer._iterations) + 1) % k, 0)
+    applied = []
+    for g, v in zip(grads, variables, strict=True):
+        if g is None:
+            applied.append(None)
+            continue
+        acc = optimizer._accumulated_gradients[optimizer._get_variable_index(v)]
+        applied.append((tf.convert_to_tensor(g) + tf.convert_to_tensor(acc)) / k)
+    return is_update, applied
 
 
 def has_hooks(optimizer: Any) -> bool:

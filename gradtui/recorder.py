@@ -221,11 +221,18 @@ class Recorder:
                     tf.Variable(tf.zeros(weights[i].shape, tf.float32), trainable=False, name="gradtui_hist")
                     for i in self._vars
                 ]
+        #: added to the step numbers of the rows (an optimizer that follows another one's
+        #: steps after a new ``compile()``)
+        self.step_offset = 0
         #: rows drained (read or found overwritten) so far
         self.read_count = 0
         #: rows overwritten before a drain read them (the ring overflowed)
         self.lost = 0
-        self._templates: dict[bytes, str] = {}
+        #: ``stats.jsonl`` templates per set of recorded rows
+        self._templates: dict[tuple[int, ...], dict[bytes, str]] = {}
+        #: columns of the variables the optimizer was seen to receive (set when a step is traced):
+        #: a row is recorded only once one of its variables is one of them
+        self.received: set[int] = set()
         #: steps whose update norm came from the optimizer's own update tensors (set when traced)
         self.captured_updates = 0
         #: variables whose update norm came from their gradient's, the update being a scalar
@@ -302,12 +309,15 @@ class Recorder:
         slot = self._slot()
         acts, loss, times = slot.get("acts", {}), slot.pop("loss", None), slot.pop("time", {})
         slot["acts"] = {}
+        slot["trained"] = set()
         return acts, loss, times
 
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
-        """A tapped layer's ``call`` that, in a training forward pass, leaves its output with the
-        recorder: reduced at once to the tap's two numbers when every step is recorded (while
-        the output is fresh, and so that nothing holds it until the update)."""
+        """A tapped layer's ``call`` that leaves its output with the recorder: reduced at once
+        to the tap's two numbers when every step is recorded (while the output is fresh, and so
+        that nothing holds it until the update). A training forward pass is preferred; a step
+        that calls its sub-models without ``training=True`` (the keras-io GAN and VAE) is
+        measured in those passes, the last of the step."""
         import tensorflow as tf
 
         k = self._tap_of[id(t.act_source)]
@@ -316,10 +326,16 @@ class Recorder:
         def call(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             y = out[0] if isinstance(out, (list, tuple)) else out
-            if isinstance(y, tf.Tensor) and kc.training_call(t.act_source):
-                # every step recorded: the two numbers now; else the output, for the step's one
-                # condition to reduce (a condition per tap costs more than the tap)
-                self._slot()["acts"][k] = self._tap_stats(t, tf.stop_gradient(y)) if self.every == 1 else y
+            if isinstance(y, tf.Tensor):
+                slot = self._slot()
+                training = kc.training_call(t.act_source)
+                trained = slot.setdefault("trained", set())
+                if training or k not in trained:
+                    if training:
+                        trained.add(k)
+                    # every step recorded: the two numbers now; else the output, for the step's
+                    # one condition to reduce (a condition per tap costs more than the tap)
+                    slot["acts"][k] = self._tap_stats(t, tf.stop_gradient(y)) if self.every == 1 else y
             return out
 
         return call
@@ -425,6 +441,16 @@ class Recorder:
         step = tf.cast(tf.convert_to_tensor(opt.iterations), tf.int32)
         due = self._due()
         columns = [self._column.get(id(var)) for var in variables]
+        self.received.update(
+            c for c, g in zip(columns, grads, strict=True) if c is not None and g is not None
+        )
+        applied_grads = grads  # what the optimizer is handed
+        accumulated = kc.accumulation(opt, grads, variables)
+        if accumulated is not None:
+            # gradient accumulation: the micro-steps share one step number and only the last
+            # applies an update, with the mean of theirs: one row per update, that mean
+            is_update, grads = accumulated
+            due = is_update if due is None else tf.logical_and(due, is_update)
         replicas = self.strategy.num_replicas_in_sync
         in_replica = tf.distribute.in_cross_replica_context() is False and tf.distribute.has_strategy()
         exact = replicas == 1 and not self._inexact(opt)
@@ -433,7 +459,7 @@ class Recorder:
         # ops are made to wait for them (control edges, no new ops), so that the optimizer is
         # their last reader and may reuse their buffers in place. Under tf.distribute they are
         # taken from the replicas' sum, known only later.
-        ahead = replicas == 1 and self.every == 1 and self._ahead
+        ahead = replicas == 1 and due is None and self._ahead
         grad_stats = self._grad_stats(grads, columns) if ahead else None
 
         def keep_reduced(original: Any) -> Any:
@@ -472,7 +498,7 @@ class Recorder:
             kc.wrap_method(opt, name, make, token)
         try:
             with tf.control_dependencies([grad_stats] if grad_stats is not None else []):
-                result = orig(grads, variables)
+                result = orig(applied_grads, variables)
         finally:
             for name, _ in hooks:
                 kc.unwrap_method(opt, name, token)
@@ -785,19 +811,33 @@ class Recorder:
         self.read_count += len(wanted)
         return self._records(rows[slots[present]], epoch)
 
+    def rows_received(self) -> list[int]:
+        """Indices (into :attr:`tracked`) of the rows whose variables the optimizer receives: a
+        layer nobody updates here (a frozen or a distillation's teacher) is no row."""
+        got = self.received
+        return [
+            li
+            for li, t in enumerate(self.tracked)
+            if any(self._column.get(id(self._weights[i])) in got for i in t.variables)
+        ]
+
     def _records(self, rows: np.ndarray, epoch: int) -> Records:
-        steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
+        steps = rows[:, 0].copy().view(np.int32).astype(np.int64) + self.step_offset
         losses = rows[:, 1].astype(np.float64)
         losses[rows[:, 2] == 0] = math.nan
+        keep = self.rows_received()
+        layers = [self.tracked[li] for li in keep]
+        names = {t.name for t in layers}
+        times = {k: v for k, v in self._time_grads(rows).items() if k in names}
         return Records(
             steps,
             losses,
-            self.layer_stats(rows),
+            self.layer_stats(rows)[:, keep],
             epoch,
-            self.tracked,
-            self._templates,
+            layers,
+            self._templates.setdefault(tuple(keep), {}),
             loss_known=rows[:, 2] != 0,
-            time_grads=self._time_grads(rows),
+            time_grads=times,
         )
 
     def _time_grads(self, rows: np.ndarray) -> dict[str, tuple[list[int], np.ndarray]]:
