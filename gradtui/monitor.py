@@ -424,6 +424,10 @@ def _params(model: Any) -> dict[str, int]:
 WATCH_DRAIN_SECONDS = 0.5
 
 
+#: a watch that has recorded nothing after this many steps of a ``fit`` says so
+NOTHING_AFTER_STEPS = 10
+
+
 class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
 
@@ -450,7 +454,7 @@ class Watch(Monitor):
         optimizers watched (a step that applies another optimizer)."""
         steps = max(self.steps, self.callback.batches_total)
         if not self.records_written and steps > 0:
-            self.flush("check")
+            Monitor.flush(self, "check")
         if self.records_written or steps <= 0 or self._said_nothing:
             self._said_nothing = self._said_nothing or bool(self.records_written)
             return
@@ -461,6 +465,14 @@ class Watch(Monitor):
             "applied no gradients; pass optimizer= the one(s) the training step applies",
             file=sys.stderr,
         )
+
+    def flush(self, why: str = "") -> Records:
+        """:meth:`Monitor.flush`, and after the first :data:`NOTHING_AFTER_STEPS` steps of a
+        ``fit`` with nothing recorded, the line of :meth:`say_if_nothing`."""
+        block = super().flush(why)
+        if not self._said_nothing and self.callback.batches_total >= NOTHING_AFTER_STEPS:
+            self.say_if_nothing()
+        return block
 
     def stop_line(self) -> str:
         """The one line that says why ``fit`` stopped early (``stop_on_nonfinite``)."""

@@ -175,3 +175,68 @@ def test_close_gives_back_exactly_what_its_watch_took(tmp_path: Path, real) -> N
     assert (tmp_path / "one" / "summary.json").read_text() == summary
     assert "fit" not in vars(model) and "_backend_apply_gradients" not in vars(model.optimizer)
     assert not any(k.startswith("__gradtui") for k in vars(model))
+
+
+def make_vae():
+    """The keras-io VAE's shape: encoder/decoder sub-models called without ``training=True`` in
+    a custom ``train_step``, ``compile(optimizer=...)``. The encoder's first layer starts with 12
+    of its 16 ReLU units dead (a bias of -10): a 75%-dead layer."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    bias = keras.initializers.Constant([-10.0] * 12 + [0.1] * 4)
+    enc = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu", bias_initializer=bias, name="e1")]
+        + [keras.layers.Dense(2 * LATENT, name="e2")],
+        name="encoder",
+    )
+    dec = keras.Sequential(
+        [
+            keras.Input((LATENT,)),
+            keras.layers.Dense(16, activation="relu", name="x1"),
+            keras.layers.Dense(8, name="x2"),
+        ],
+        name="decoder",
+    )
+
+    class VAE(keras.Model):
+        def __init__(self, encoder, decoder):
+            super().__init__()
+            self.encoder, self.decoder = encoder, decoder
+            self.seed_generator = keras.random.SeedGenerator(1337)
+
+        def train_step(self, data):
+            with tf.GradientTape() as tape:
+                mean, log_var = tf.split(self.encoder(data), 2, axis=1)
+                eps = keras.random.normal(tf.shape(mean), seed=self.seed_generator)
+                z = mean + tf.exp(0.5 * log_var) * eps
+                recon = tf.reduce_mean(tf.reduce_sum(tf.square(data - self.decoder(z)), axis=1))
+                kl = -0.5 * tf.reduce_mean(tf.reduce_sum(1 + log_var - mean**2 - tf.exp(log_var), axis=1))
+                loss = recon + kl
+            grads = tape.gradient(loss, self.trainable_weights)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
+            return {"loss": loss, "e2": tf.sqrt(tf.reduce_sum(grads[2] ** 2) + tf.reduce_sum(grads[3] ** 2))}
+
+    vae = VAE(enc, dec)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return vae
+
+
+def test_a_vae_wrapper_measures_its_dead_units_in_passes_without_training_flag(tmp_path: Path, real) -> None:
+    plain = make_vae()
+    plain_log = fit_logging(plain, real)
+    vae = make_vae()
+    assert not vae.built
+    with gradtui.watch(vae, out=tmp_path / "vae"):
+        log = fit_logging(vae, real)
+    for a, b in zip(plain.weights, vae.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [x["e2"] for x in log] == [x["e2"] for x in plain_log]
+    run = read_run(tmp_path / "vae")
+    assert [r["step"] for r in run.records] == list(range(8))
+    assert [r["layers"]["encoder/e1"]["dead"] for r in run.records] == [0.75] * 8
+    np.testing.assert_allclose(
+        [r["layers"]["encoder/e2"]["grad_norm"] for r in run.records], [x["e2"] for x in log], rtol=1e-5
+    )
+    assert set(run.records[0]["layers"]) == {"encoder/e1", "encoder/e2", "decoder/x1", "decoder/x2"}
