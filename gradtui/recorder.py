@@ -782,7 +782,14 @@ class Recorder:
     @property
     def written(self) -> int:
         """Rows written into the ring so far (drained or not)."""
-        return _count_of(self.buffer.numpy(), self.capacity)
+        return self._count_now()
+
+    def _count_now(self) -> int:
+        """The ring's count of rows written, read alone (its last row)."""
+        try:
+            return _count_of(np.asarray(self.buffer.sparse_read([self.capacity])), 0)
+        except Exception:  # a distributed variable that reads no slice from here
+            return _count_of(self.buffer.numpy(), self.capacity)
 
     def pending(self) -> int:
         """Rows written in the graph and not yet drained."""
@@ -796,10 +803,10 @@ class Recorder:
         are each either in their slot, or were overwritten by a row ``capacity`` or more later
         (the ring overflowed between two drains: counted in :attr:`lost`). A slot holding an
         older row than expected cannot happen; it would stop the drain there, to be read again."""
-        rows = self.buffer.numpy()
-        count = _count_of(rows, self.capacity)
-        if count <= self.read_count:
+        if self._count_now() <= self.read_count:  # nothing new: the ring is not copied
             return self._records(np.zeros((0, self.width), np.float32), epoch)
+        rows = self.buffer.numpy()  # a later snapshot: its count is at least the one just read
+        count = _count_of(rows, self.capacity)
         wanted = np.arange(self.read_count, count, dtype=np.int64)
         slots = wanted % self.capacity
         seqs = rows[slots, SEQ].view(np.int32).astype(np.int64)
