@@ -315,8 +315,8 @@ class Recorder:
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
         """A tapped layer's ``call`` that leaves its output with the recorder: reduced at once
         to the tap's two numbers when every step is recorded (while the output is fresh, and so
-        that nothing holds it until the update). A training forward pass is preferred; a step
-        that calls its sub-models without ``training=True`` (the keras-io GAN and VAE) is
+        that nothing holds it until the update). A training forward pass is preferred; a traced
+        step that calls its sub-models without ``training=True`` (the keras-io GAN and VAE) is
         measured in those passes, the last of the step."""
         import tensorflow as tf
 
@@ -330,7 +330,9 @@ class Recorder:
                 slot = self._slot()
                 training = kc.training_call(t.act_source)
                 trained = slot.setdefault("trained", set())
-                if training or k not in trained:
+                # an inference pass counts inside a traced step only (an eager model(x) of the
+                # user's, outside any step, costs nothing more than it did)
+                if training or (k not in trained and not tf.executing_eagerly()):
                     if training:
                         trained.add(k)
                     # every step recorded: the two numbers now; else the output, for the step's

@@ -240,3 +240,66 @@ def test_a_vae_wrapper_measures_its_dead_units_in_passes_without_training_flag(t
         [r["layers"]["encoder/e2"]["grad_norm"] for r in run.records], [x["e2"] for x in log], rtol=1e-5
     )
     assert set(run.records[0]["layers"]) == {"encoder/e1", "encoder/e2", "decoder/x1", "decoder/x2"}
+
+
+def make_wgan_gp():
+    """The keras-io WGAN-GP's shape: three discriminator updates per generator update, each with
+    a gradient penalty (a nested GradientTape through the discriminator)."""
+    import keras
+    import tensorflow as tf
+
+    GAN = gan_class()
+
+    class WGAN(GAN):
+        d_steps, gp_weight = 3, 10.0
+
+        def train_step(self, real):
+            batch = tf.shape(real)[0]
+            for _ in range(self.d_steps):
+                z = keras.random.normal((batch, LATENT), seed=self.seed_generator)
+                with tf.GradientTape() as tape:
+                    fake = self.generator(z, training=True)
+                    d_loss = tf.reduce_mean(self.discriminator(fake, training=True)) - tf.reduce_mean(
+                        self.discriminator(real, training=True)
+                    )
+                    alpha = keras.random.uniform((batch, 1), seed=self.seed_generator)
+                    mixed = real + alpha * (fake - real)
+                    with tf.GradientTape() as gp_tape:
+                        gp_tape.watch(mixed)
+                        pred = self.discriminator(mixed, training=True)
+                    norm = tf.sqrt(tf.reduce_sum(tf.square(gp_tape.gradient(pred, [mixed])[0]), axis=1))
+                    d_loss += self.gp_weight * tf.reduce_mean((norm - 1.0) ** 2)
+                grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+                self.d_optimizer.apply_gradients(
+                    zip(grads, self.discriminator.trainable_variables, strict=True)
+                )
+            z = keras.random.normal((batch, LATENT), seed=self.seed_generator)
+            with tf.GradientTape() as tape:
+                g_loss = -tf.reduce_mean(self.discriminator(self.generator(z, training=True), training=True))
+            grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
+            g_norm = tf.sqrt(tf.reduce_sum(grads[0] ** 2) + tf.reduce_sum(grads[1] ** 2))
+            return {"d_loss": d_loss, "g_loss": g_loss, "g_norm": g_norm}
+
+    gan = make_gan()
+    gan.__class__ = WGAN
+    return gan
+
+
+def test_a_wgan_gp_records_three_critic_updates_per_generator_update(tmp_path: Path, real) -> None:
+    plain = make_wgan_gp()
+    plain_log = fit_logging(plain, real)
+    gan = make_wgan_gp()
+    with gradtui.watch(gan, out=tmp_path / "wgan"):
+        log = fit_logging(gan, real)
+    for a, b in zip(plain.weights, gan.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [x["g_norm"] for x in log] == [x["g_norm"] for x in plain_log]
+    run = read_run(tmp_path / "wgan")
+    d = [r for r in run.records if "discriminator/d1" in r["layers"]]
+    g = [r for r in run.records if "generator/g1" in r["layers"]]
+    assert [r["step"] for r in d] == list(range(24)) and [r["step"] for r in g] == list(range(8))
+    np.testing.assert_allclose(
+        [r["layers"]["generator/g1"]["grad_norm"] for r in g], [x["g_norm"] for x in log], rtol=1e-5
+    )
+    assert run.summary["steps"] == 24 and run.summary["lost_records"] == 0
