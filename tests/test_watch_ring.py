@@ -88,7 +88,7 @@ def test_drains_hammered_against_a_fast_writer_lose_and_miscount_nothing(capacit
     got.append(rec.drain())  # what the writer wrote after the last hammering drain
     steps = np.concatenate([b.steps for b in got])
     norms = np.concatenate([b.stats[:, :, 0] for b in got])
-    assert len(got) > 2  # the drains did interleave with the writer
+    assert len(got) >= 2  # the drains did interleave with the writer
     assert rec.read_count == rec.written == len(data) and rec.pending() == 0
     assert len(steps) + rec.lost == len(data) and steps[-1] == len(data) - 1  # the last row kept
     assert (np.diff(steps) > 0).all()  # each row once, in order
