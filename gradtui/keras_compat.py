@@ -146,12 +146,6 @@ def unwrap_method(obj: Any, name: str, owner: Any = None) -> None:
         object.__setattr__(obj, name, make(getattr(obj, name)))
 
 
-def is_wrapped(obj: Any, name: str, owner: Any) -> bool:
-    """Whether ``owner``'s wrap of ``obj.name`` is in place."""
-    chain = vars(obj).get(_CHAIN + name)
-    return chain is not None and any(o is owner for o, _ in chain["wraps"])
-
-
 @contextmanager
 def wrapped(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
     """``wrap_method`` for the duration of a ``with`` block (nested wraps restore in order)."""
