@@ -18,6 +18,9 @@ What is wrapped, and why there:
   replicas' gradients (inside ``_backend_update_step``); its result is the aggregated gradient.
 - ``TFOptimizer.assign/assign_add/assign_sub(variable, value)``: every change an optimizer
   makes to a weight goes through them; their ``value`` is the update itself.
+- ``BaseOptimizer._iterations``, ``_accumulated_gradients`` and ``_get_variable_index``: under
+  ``gradient_accumulation_steps``, which application updates the weights and with what mean
+  gradient (see :func:`accumulation`).
 - ``Layer._get_call_context().training``: whether a layer's ``call`` is part of a training
   forward pass.
 - ``Layer._flatten_layers(include_self=False, recursive=False)``: a layer's direct sublayers.
@@ -56,6 +59,41 @@ def inner_optimizer(optimizer: Any) -> Any:
     return optimizer
 
 
+def held_optimizers(model: Any) -> list[Any]:
+    """The optimizers a model holds: ``model.optimizer`` (what ``compile`` made), then any other
+    attribute that is a Keras optimizer (a GAN's ``d_optimizer`` and ``g_optimizer``)."""
+    import keras
+
+    found = [getattr(model, "optimizer", None)] + list(vars(model).values())
+    out: list[Any] = []
+    for value in found:
+        if isinstance(value, keras.optimizers.Optimizer) and all(value is not o for o in out):
+            out.append(value)
+    return out
+
+
+def accumulation(optimizer: Any, grads: list[Any], variables: list[Any]) -> tuple[Any, list[Any]] | None:
+    """Under ``gradient_accumulation_steps`` (k): whether this application updates the weights
+    (``(_iterations + 1) % k == 0``) and the gradients that update applies, ``(g + acc) / k``
+    with ``acc`` the accumulator of each variable (``_accumulated_gradients``, read before the
+    application changes it), as ``BaseOptimizer._backend_apply_gradients`` computes them.
+    ``None`` without accumulation."""
+    import tensorflow as tf
+
+    k = getattr(optimizer, "gradient_accumulation_steps", None)
+    if not k:
+        return None
+    is_update = tf.equal((tf.convert_to_tensor(optimizer._iterations) + 1) % k, 0)
+    applied = []
+    for g, v in zip(grads, variables, strict=True):
+        if g is None:
+            applied.append(None)
+            continue
+        acc = optimizer._accumulated_gradients[optimizer._get_variable_index(v)]
+        applied.append((tf.convert_to_tensor(g) + tf.convert_to_tensor(acc)) / k)
+    return is_update, applied
+
+
 def has_hooks(optimizer: Any) -> bool:
     """Whether this Keras version's optimizer has the private methods gradtui wraps."""
     return callable(getattr(optimizer, APPLY, None)) and all(
@@ -63,32 +101,60 @@ def has_hooks(optimizer: Any) -> bool:
     )
 
 
-def wrap_method(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Replace ``obj.name`` on this instance only with ``make(original)``.
+#: per instance and method name, the wraps in place, innermost first: ``(owner, make)``
+_CHAIN = "__gradtui_wraps_"
 
+
+def wrap_method(
+    obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]], owner: Any = None
+) -> None:
+    """Replace ``obj.name`` on this instance only with ``make(current)``.
+
+    Wraps stack: each is remembered with its ``owner`` (a watch, a recorder), so that
+    :func:`unwrap_method` takes off exactly one owner's wrap and leaves the others in place.
     ``object.__setattr__`` bypasses Keras's attribute tracking (a wrapped method is not state).
     """
+    chain = vars(obj).get(_CHAIN + name)
+    if chain is None:
+        # what the instance had before any wrap (its own attribute, if it had one)
+        chain = {"base": vars(obj).get(name), "wraps": []}
+        object.__setattr__(obj, _CHAIN + name, chain)
+    chain["wraps"].append((owner, make))
     object.__setattr__(obj, name, make(getattr(obj, name)))
 
 
-def unwrap_method(obj: Any, name: str) -> None:
-    """Give ``obj`` back its class's ``name``."""
-    if name in vars(obj):
-        object.__delattr__(obj, name)
+def unwrap_method(obj: Any, name: str, owner: Any = None) -> None:
+    """Take ``owner``'s wrap of ``obj.name`` off (the latest wrap when ``owner`` is None); the
+    wraps of other owners stay, rebuilt in their order over what the instance had before."""
+    chain = vars(obj).get(_CHAIN + name)
+    if chain is None:
+        return
+    wraps = chain["wraps"]
+    at = next((i for i in range(len(wraps) - 1, -1, -1) if owner is None or wraps[i][0] is owner), None)
+    if at is None:
+        return
+    del wraps[at]
+    if chain["base"] is None:
+        if name in vars(obj):
+            object.__delattr__(obj, name)
+    else:
+        object.__setattr__(obj, name, chain["base"])
+    if not wraps:
+        object.__delattr__(obj, _CHAIN + name)
+        return
+    for _, make in wraps:
+        object.__setattr__(obj, name, make(getattr(obj, name)))
 
 
 @contextmanager
 def wrapped(obj: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
     """``wrap_method`` for the duration of a ``with`` block (nested wraps restore in order)."""
-    previous = vars(obj).get(name)
-    wrap_method(obj, name, make)
+    token = object()
+    wrap_method(obj, name, make, token)
     try:
         yield
     finally:
-        if previous is None:
-            unwrap_method(obj, name)
-        else:
-            object.__setattr__(obj, name, previous)
+        unwrap_method(obj, name, token)
 
 
 def training_call(layer: Any) -> bool:

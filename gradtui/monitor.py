@@ -7,12 +7,15 @@ the same statistics and diagnoses into the same run directory layout, through th
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradtui import keras_compat as kc
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
 from gradtui.preset import Thresholds, TrainSpec
@@ -75,6 +78,11 @@ class Monitor:
             self.instrument.detach()
             raise
         self.diagnoser = Diagnoser(self.layers, thresholds, train)
+        self._thresholds, self._train = thresholds, train
+        #: one recorder and its diagnoser per watched optimizer (``gradtui run``: just one); a
+        #: GAN's discriminator and generator are two networks, each judged along its own depth
+        self.parts: list[tuple[Recorder, Diagnoser]] = [(self.instrument, self.diagnoser)]
+        self._starts: dict[int, int] = {}
         self.history = History(history_size)
         self.stop_on_nonfinite = stop_on_nonfinite
         self.listeners: list[RecordListener] = []
@@ -100,29 +108,55 @@ class Monitor:
         #: per recurrent layer, the latest measured time ratios (see :meth:`_time_ratio`)
         self._time_ratios: dict[str, deque[float]] = {}
         self._closing = threading.Event()
+        self._said_nothing = False
+        #: the model's optimizer when last seen (a fit after a new compile() follows the new one)
+        self._compiled: Any = None
         self.closed = False
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
         """What was found so far."""
-        return self.diagnoser.diagnoses
+        return [d for _, diagnoser in self.parts for d in diagnoser.diagnoses]
 
     @property
     def records_written(self) -> int:
         """Records drained so far."""
-        return self.instrument.read_count
+        return sum(rec.read_count - rec.lost for rec, _ in self.parts)
+
+    @property
+    def optimizers(self) -> list[Any]:
+        """The optimizers whose updates are recorded."""
+        return [rec.optimizer for rec, _ in self.parts]
+
+    def add_optimizer(self, optimizer: Any, again: bool = False, continues: bool = False) -> bool:
+        """Also record ``optimizer`` (its rows: the variables it is seen to update); False when
+        it is recorded already (unless ``again``: its earlier recorder was detached).
+        ``continues``: it takes over from the optimizer of an earlier ``compile()``, so its steps
+        are numbered on from the steps taken so far."""
+        if not again and any(rec.optimizer is optimizer for rec, _ in self.parts):
+            return False
+        offset = self.steps if continues else 0
+        rec = Recorder(self.model, optimizer, every=self.instrument.every)
+        rec.step_offset = offset - _iterations_of(optimizer) if continues else 0
+        self.parts.append((rec, Diagnoser(describe(self.model, rec.tracked), self._thresholds, self._train)))
+        self._starts[id(rec)] = _iterations_of(optimizer) - offset
+        if continues:  # the earlier optimizer's steps are counted in this one's from now on
+            for earlier, _ in self.parts[:-1]:
+                if earlier is self.instrument:
+                    self._start_iterations = self._iterations()
+                else:
+                    self._starts[id(earlier)] = _iterations_of(earlier.optimizer)
+        return True
 
     def _iterations(self) -> int:
-        opt = self.instrument.optimizer
-        try:
-            return int(opt.iterations.numpy()) if opt is not None else 0
-        except Exception:
-            return 0
+        return _iterations_of(self.instrument.optimizer)
 
     @property
     def steps(self) -> int:
-        """Optimizer steps taken since the monitor was attached."""
-        return self._iterations() - self._start_iterations
+        """Optimizer steps taken since the monitor was attached (the most of its optimizers')."""
+        first = self._iterations() - self._start_iterations
+        others = [_iterations_of(rec.optimizer) - self._starts.get(id(rec), 0) for rec, _ in self.parts[1:]]
+        return max([first, *others])
 
     def flush(self, why: str = "") -> Records:
         """Drain new statistics: write them, diagnose them, tell the listeners.
@@ -131,8 +165,16 @@ class Monitor:
         template, the history's series fed in bulk, the diagnoser's rules vectorized): the host
         side costs a few microseconds a record.
         """
+        last = None
+        for rec, diagnoser in list(self.parts):
+            block = self._flush_part(rec, diagnoser)
+            if len(block) or last is None:
+                last = block
+        return last
+
+    def _flush_part(self, rec: Recorder, diagnoser: Diagnoser) -> Records:
         with self._lock:
-            block = self.instrument.drain(getattr(self.callback, "epoch", 0))
+            block = rec.drain(getattr(self.callback, "epoch", 0))
             if not len(block):
                 return block
             known = block.losses[block.loss_known] if block.loss_known is not None else block.losses
@@ -145,13 +187,14 @@ class Monitor:
             self.history.add_block(block)
             if block.time_grads:
                 block.extra["time_ratio"] = self._time_ratio(block)
-            new = self.diagnoser.feed_block(_with_known_losses(block))
+            new = diagnoser.feed_block(_with_known_losses(block))
+            _say_unknown_losses(new, block)
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
                 self.model.stop_training = True
         for listener in list(self.listeners):
             listener(block, new)
-        if self.histogram_sinks:
+        if self.histogram_sinks and rec is self.instrument:
             got = self.instrument.take_histograms()
             if got is not None:
                 for sink in self.histogram_sinks:
@@ -225,7 +268,7 @@ class Monitor:
             "error": error,
             "every": self.instrument.every,
             "records": self.records_written,
-            "lost_records": self.instrument.lost,
+            "lost_records": sum(rec.lost for rec, _ in self.parts),
             # wall time inside fit (tracing included) and its rate: the same clock for
             # `gradtui run`, the TUI and watch(), so their throughput compares
             "train_seconds": round(self.callback.train_seconds, 3),
@@ -280,7 +323,8 @@ class Monitor:
             self._drainer.join(timeout=5)
             self._drainer = None
         summary = self.finish(status, error=error)
-        self.instrument.detach()
+        for rec, _ in self.parts:
+            rec.detach()
         sink = self._tensorboard
         if sink is not None:
             sink.close()
@@ -330,6 +374,36 @@ def _with_known_losses(block: Records) -> Records:
     return replace(block, losses=np.where(block.loss_known, block.losses, 0.0), _fields=block._fields)
 
 
+def _say_unknown_losses(new: list[Diagnosis], block: Records) -> None:
+    """A ``non_finite`` raised on a row whose loss gradtui did not see reads "(loss unknown)",
+    not the 0 the diagnoser was given for it (see :func:`_with_known_losses`)."""
+    if block.loss_known is None or block.loss_known.all():
+        return
+    for d in new:
+        if d.kind != "non_finite":
+            continue
+        at = [i for i, s in enumerate(block.steps.tolist()) if s == d.step]
+        if at and not block.loss_known[at[0]]:
+            d.message = d.message.replace("(loss 0)", "(loss unknown)", 1)
+
+
+def _optimizer_name(model: Any, opt: Any) -> str:
+    """How a watched optimizer is named to the user: the model's attribute holding it
+    (``model.d_optimizer``), with its class."""
+    held = [
+        k for k, v in [("optimizer", getattr(model, "optimizer", None)), *vars(model).items()] if v is opt
+    ]
+    where = f"model.{held[0]}" if held else "optimizer="
+    return f"{where} ({type(opt).__name__})"
+
+
+def _iterations_of(opt: Any) -> int:
+    try:
+        return int(opt.iterations.numpy()) if opt is not None else 0
+    except Exception:
+        return 0
+
+
 def _float(v: Any) -> Any:
     try:
         f = float(v)
@@ -350,8 +424,71 @@ def _params(model: Any) -> dict[str, int]:
 WATCH_DRAIN_SECONDS = 0.5
 
 
+#: a watch that has recorded nothing after this many steps of a ``fit`` says so
+NOTHING_AFTER_STEPS = 10
+
+
 class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
+
+    def follow_compile(self) -> None:
+        """Follow a ``compile()`` made since the watch began (fine-tuning: unfreeze, compile
+        again): its new optimizer is recorded, its rows the variables it updates now. The
+        same optimizer with a new set of trainable variables is recorded afresh."""
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None or (opt is self._compiled and not any(rec.optimizer is opt for rec, _ in self.parts)):
+            return  # the optimizer compile() made before the watch, left out by optimizer=
+        self._compiled = opt
+        weights = [id(w) for w in self.model.trainable_weights]
+        for rec, _ in self.parts:
+            if rec.optimizer is opt:
+                if rec._attached and [id(w) for w in rec._weights] != weights:
+                    self.flush("recompile")
+                    rec.detach()
+                    self.add_optimizer(opt, again=True, continues=True)
+                return
+        self.add_optimizer(opt, continues=True)
+
+    def say_if_nothing(self) -> None:
+        """One line on stderr when steps were taken and none was recorded, naming the
+        optimizers watched (a step that applies another optimizer)."""
+        steps = max(self.steps, self.callback.batches_total)
+        if not self.records_written and steps > 0:
+            Monitor.flush(self, "check")
+        if self.records_written or steps <= 0 or self._said_nothing:
+            self._said_nothing = self._said_nothing or bool(self.records_written)
+            return
+        self._said_nothing = True
+        names = ", ".join(_optimizer_name(self.model, o) for o in self.optimizers)
+        print(
+            f"gradtui: nothing recorded after {steps} steps: the optimizers watched ({names}) "
+            "applied no gradients; pass optimizer= the one(s) the training step applies",
+            file=sys.stderr,
+        )
+
+    def flush(self, why: str = "") -> Records:
+        """:meth:`Monitor.flush`, and after the first :data:`NOTHING_AFTER_STEPS` steps of a
+        ``fit`` with nothing recorded, the line of :meth:`say_if_nothing`."""
+        block = super().flush(why)
+        if not self._said_nothing and self.callback.batches_total >= NOTHING_AFTER_STEPS:
+            self.say_if_nothing()
+        return block
+
+    def stop_line(self) -> str:
+        """The one line that says why ``fit`` stopped early (``stop_on_nonfinite``)."""
+        first = next((d for d in self.diagnoses if d.kind == "non_finite"), None)
+        why = first.message if first is not None else "NaN/Inf in the training"
+        return f"gradtui: fit stopped: {why} (watch(..., stop_on_nonfinite=False) trains on)"
+
+    def close(self, status: str = "completed", *, error: str | None = None) -> dict[str, Any]:
+        """Stop recording, write ``summary.json`` (once), and give back exactly what this watch
+        took: the model's ``fit`` and the wraps of its own recorder (another watch of the same
+        model keeps its own)."""
+        try:
+            self.say_if_nothing()
+            return super().close(status, error=error)
+        finally:
+            kc.unwrap_method(self.model, "fit", self)
 
 
 def watch(
@@ -366,45 +503,25 @@ def watch(
     stop_on_nonfinite: bool = True,
     thresholds: Any = None,
 ) -> Watch:
-    """Record a user's Keras training into a gradtui run directory, without changing it.
-
-    Args:
-        model: a built Keras model (its weights exist): Sequential, functional or subclassed,
-            nested blocks included.
-        out: the run directory to write. Defaults to ``runs/<timestamp>-<model name>``.
-        every (int): record statistics every N optimizer steps. Defaults to 1.
-        optimizer: the optimizer whose ``apply_gradients`` a custom training loop calls.
-            Defaults to ``model.optimizer`` (what ``fit`` uses). Naming it starts a background
-            drain, for loops that never call ``fit``; leave the ``with`` block (or call
-            ``monitor.close()``) to write ``summary.json``.
-        overwrite (bool): write into an existing run directory. Defaults to False.
-        tensorboard: also write TensorBoard event files into this folder. Defaults to None.
-        histograms (bool): with ``tensorboard``, also write gradient and weight histograms
-            (once an epoch; every 100 steps in a custom loop). False: scalars and diagnoses
-            only, and the step keeps no copy of the raw gradients. Defaults to True.
-        stop_on_nonfinite (bool): stop ``fit`` at the first NaN/Inf. Defaults to True.
-        thresholds: diagnosis thresholds (:class:`gradtui.preset.Thresholds`). Defaults to None.
-
-    Returns:
-        The monitor; ``monitor.diagnoses`` lists what was found so far.
-
-    Example:
-        >>> monitor = gradtui.watch(model, out="runs/mine", every=1)
-        >>> model.fit(x, y, epochs=3)
-        >>> [d.kind for d in monitor.diagnoses]
-
-        >>> with gradtui.watch(model, out="runs/loop", optimizer=opt) as monitor:
-        ...     for x, y in dataset:
-        ...         train_step(x, y)
-    """
+    """Record a user's Keras training into a gradtui run directory (see :func:`gradtui.watch`,
+    which documents the parameters)."""
     from gradtui.build import device_name, import_keras
     from gradtui.runlog import default_run_dir
 
     import_keras()
-    if not model.built or not model.trainable_weights:
+    if not model.trainable_weights:  # built or not: a GAN/VAE wrapper holds built sub-models
         raise ValueError(
             "gradtui.watch needs a model whose weights exist: give it a keras.Input, or call it once "
             "on a batch (model(x[:1])) before watch()"
+        )
+    if optimizer is None:
+        optimizers = kc.held_optimizers(model)
+    else:
+        optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+    if not optimizers:
+        raise ValueError(
+            "gradtui.watch needs an optimizer: compile the model, or pass optimizer= (the one, or a "
+            "list of those, whose apply_gradients your training calls)"
         )
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
@@ -415,12 +532,15 @@ def watch(
             model,
             None,
             every=every,
-            optimizer=optimizer,
+            optimizer=optimizers[0],
             stop_on_nonfinite=stop_on_nonfinite,
             thresholds=thresholds,
             run=run,
             histograms=tensorboard is not None and histograms,
         )
+        for opt in optimizers[1:]:
+            monitor.add_optimizer(opt)
+        monitor._compiled = getattr(model, "optimizer", None)
         monitor.device = device_name()
         if tensorboard is not None and _is_chief():
             from gradtui.tensorboard import TensorBoardSink
@@ -432,21 +552,33 @@ def watch(
     except BaseException:
         if monitor is not None:
             monitor._closing.set()
-            monitor.instrument.detach()  # the user's model and optimizer as they were
+            for rec, _ in monitor.parts:
+                rec.detach()  # the user's model and optimizers as they were
         if run is not None:
             run.discard()  # a watch() that failed leaves no folder to refuse the corrected retry
         raise
-    original_fit = model.fit
+    kc.wrap_method(model, "fit", lambda original_fit: _watched_fit(monitor, original_fit), monitor)
+    return monitor
 
+
+def _watched_fit(monitor: Watch, original_fit: Any) -> Any:
+    """``fit`` as a watch wraps it: the watch's callback added, ``summary.json`` written after."""
+
+    @functools.wraps(original_fit)
     def fit(*args: Any, callbacks: Any = None, **fit_kwargs: Any) -> Any:
         cbs = list(callbacks or [])
         if monitor.callback not in cbs:
             cbs.append(monitor.callback)
+        monitor.follow_compile()
         status, error = "completed", None
         try:
+            stopped_before = monitor.nonfinite_stop
             result = original_fit(*args, callbacks=cbs, **fit_kwargs)
             if monitor.nonfinite_stop:
                 status = "stopped"
+                if not stopped_before:
+                    print(monitor.stop_line(), file=sys.stderr)
+            monitor.say_if_nothing()
             return result
         except KeyboardInterrupt:
             status = "interrupted"
@@ -457,8 +589,7 @@ def watch(
         finally:
             monitor.finish(status, error=error)
 
-    object.__setattr__(model, "fit", fit)
-    return monitor
+    return fit
 
 
 def _is_chief() -> bool:

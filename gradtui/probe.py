@@ -265,6 +265,8 @@ def make_callback(
             self.flush_every = 256
             self._last = 0.0
             self._batches = 0
+            #: training batches of all fits so far
+            self.batches_total = 0
             #: seconds spent inside ``fit`` (all fits so far): steps per second for a summary
             self.train_seconds = 0.0
             self._began = 0.0
@@ -285,6 +287,7 @@ def make_callback(
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self._batches += 1
+            self.batches_total += 1
             now = time.monotonic()
             # Keras hands batch callbacks Python floats already: a NaN loss costs nothing to
             # see, and draining at once stops a diverging run within a step.

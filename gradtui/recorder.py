@@ -45,8 +45,11 @@ TIME_BUCKETS = 32
 TIME_EVERY = 10
 #: graphs of control flow inside a step (their tensors belong to the step)
 _BRANCH_GRAPHS = ("CondBranchFuncGraph", "WhileCondFuncGraph", "WhileBodyFuncGraph")
-#: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known
-HEAD = 3
+#: values of a row before the per-variable blocks: step (int32 bits), loss, whether it is known,
+#: the row's sequence number (int32 bits: the count of rows written before it)
+HEAD = 4
+#: the column of a row's sequence number
+SEQ = 3
 
 
 def _f32(t: Any) -> Any:
@@ -196,11 +199,14 @@ class Recorder:
         self._time_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
         self.width = self._time_at + sum(self.time_buckets)
         self.strategy = kc.distribution_strategy(model)
+        # The ring: ``capacity`` rows, then one row whose first value is the count of rows
+        # written (int32 bits). A step writes its row and the new count with ONE scatter, so a
+        # read of the variable (a snapshot) sees a row exactly when it sees it counted.
         with tf.init_scope(), self.strategy.scope():
-            init = np.zeros((self.capacity, self.width), np.float32)
-            init[:, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
+            init = np.zeros((self.capacity + 1, self.width), np.float32)
+            init[: self.capacity, 0] = np.array([-1], np.int32).view(np.float32)[0]  # no step yet
+            init[: self.capacity, SEQ] = np.array([-1], np.int32).view(np.float32)[0]  # no row yet
             self.buffer = tf.Variable(init, trainable=False, name="gradtui_ring")
-            self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="gradtui_count")
         # Histograms: on request (a flag the host sets), the next step copies its raw gradients
         # into variables of their own; one device only (a replica's copy would be its share)
         self.histograms = histograms and self.strategy.num_replicas_in_sync == 1
@@ -215,10 +221,18 @@ class Recorder:
                     tf.Variable(tf.zeros(weights[i].shape, tf.float32), trainable=False, name="gradtui_hist")
                     for i in self._vars
                 ]
+        #: added to the step numbers of the rows (an optimizer that follows another one's
+        #: steps after a new ``compile()``)
+        self.step_offset = 0
+        #: rows drained (read or found overwritten) so far
         self.read_count = 0
+        #: rows overwritten before a drain read them (the ring overflowed)
         self.lost = 0
-        self._last_step = -1
-        self._templates: dict[bytes, str] = {}
+        #: ``stats.jsonl`` templates per set of recorded rows
+        self._templates: dict[tuple[int, ...], dict[bytes, str]] = {}
+        #: columns of the variables the optimizer was seen to receive (set when a step is traced):
+        #: a row is recorded only once one of its variables is one of them
+        self.received: set[int] = set()
         #: steps whose update norm came from the optimizer's own update tensors (set when traced)
         self.captured_updates = 0
         #: variables whose update norm came from their gradient's, the update being a scalar
@@ -238,13 +252,15 @@ class Recorder:
         """Wrap the optimizer's application of gradients and the tapped layers' ``call``."""
         if self._attached:
             return
-        kc.wrap_method(self.applier, kc.APPLY, self._wrap_apply)
-        kc.wrap_method(self.optimizer, "scale_loss", self._wrap_loss)
-        kc.wrap_method(self.model, "compute_loss", self._wrap_loss)
+        kc.wrap_method(self.applier, kc.APPLY, self._wrap_apply, self)
+        kc.wrap_method(self.optimizer, "scale_loss", self._wrap_loss, self)
+        kc.wrap_method(self.model, "compute_loss", self._wrap_loss, self)
         for _, t in self.taps:
-            kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t))
+            kc.wrap_method(t.act_source, "call", lambda orig, t=t: self._wrap_call(orig, t), self)
         for k, (_, t, length) in enumerate(self.time_rows):
-            kc.wrap_method(t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n))
+            kc.wrap_method(
+                t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n), self
+            )
         self._attached = True
         # A step compiled before now does not pass through the wrappers: compile it again.
         if getattr(self.model, "train_function", None) is not None:
@@ -254,13 +270,13 @@ class Recorder:
         """Give the optimizer and the layers back their own methods."""
         if not self._attached:
             return
-        kc.unwrap_method(self.applier, kc.APPLY)
-        kc.unwrap_method(self.optimizer, "scale_loss")
-        kc.unwrap_method(self.model, "compute_loss")
+        kc.unwrap_method(self.applier, kc.APPLY, self)
+        kc.unwrap_method(self.optimizer, "scale_loss", self)
+        kc.unwrap_method(self.model, "compute_loss", self)
         for _, t in self.taps:
-            kc.unwrap_method(t.act_source, "call")
+            kc.unwrap_method(t.act_source, "call", self)
         for _, t, _ in self.time_rows:
-            kc.unwrap_method(t.layer, "call")
+            kc.unwrap_method(t.layer, "call", self)
         self._attached = False
         if getattr(self.model, "train_function", None) is not None:
             self.model.train_function = None
@@ -293,12 +309,15 @@ class Recorder:
         slot = self._slot()
         acts, loss, times = slot.get("acts", {}), slot.pop("loss", None), slot.pop("time", {})
         slot["acts"] = {}
+        slot["trained"] = set()
         return acts, loss, times
 
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
-        """A tapped layer's ``call`` that, in a training forward pass, leaves its output with the
-        recorder: reduced at once to the tap's two numbers when every step is recorded (while
-        the output is fresh, and so that nothing holds it until the update)."""
+        """A tapped layer's ``call`` that leaves its output with the recorder: reduced at once
+        to the tap's two numbers when every step is recorded (while the output is fresh, and so
+        that nothing holds it until the update). A training forward pass is preferred; a traced
+        step that calls its sub-models without ``training=True`` (the keras-io GAN and VAE) is
+        measured in those passes, the last of the step."""
         import tensorflow as tf
 
         k = self._tap_of[id(t.act_source)]
@@ -307,10 +326,18 @@ class Recorder:
         def call(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             y = out[0] if isinstance(out, (list, tuple)) else out
-            if isinstance(y, tf.Tensor) and kc.training_call(t.act_source):
-                # every step recorded: the two numbers now; else the output, for the step's one
-                # condition to reduce (a condition per tap costs more than the tap)
-                self._slot()["acts"][k] = self._tap_stats(t, tf.stop_gradient(y)) if self.every == 1 else y
+            if isinstance(y, tf.Tensor):
+                slot = self._slot()
+                training = kc.training_call(t.act_source)
+                trained = slot.setdefault("trained", set())
+                # an inference pass counts inside a traced step only (an eager model(x) of the
+                # user's, outside any step, costs nothing more than it did)
+                if training or (k not in trained and not tf.executing_eagerly()):
+                    if training:
+                        trained.add(k)
+                    # every step recorded: the two numbers now; else the output, for the step's
+                    # one condition to reduce (a condition per tap costs more than the tap)
+                    slot["acts"][k] = self._tap_stats(t, tf.stop_gradient(y)) if self.every == 1 else y
             return out
 
         return call
@@ -416,6 +443,16 @@ class Recorder:
         step = tf.cast(tf.convert_to_tensor(opt.iterations), tf.int32)
         due = self._due()
         columns = [self._column.get(id(var)) for var in variables]
+        self.received.update(
+            c for c, g in zip(columns, grads, strict=True) if c is not None and g is not None
+        )
+        applied_grads = grads  # what the optimizer is handed
+        accumulated = kc.accumulation(opt, grads, variables)
+        if accumulated is not None:
+            # gradient accumulation: the micro-steps share one step number and only the last
+            # applies an update, with the mean of theirs: one row per update, that mean
+            is_update, grads = accumulated
+            due = is_update if due is None else tf.logical_and(due, is_update)
         replicas = self.strategy.num_replicas_in_sync
         in_replica = tf.distribute.in_cross_replica_context() is False and tf.distribute.has_strategy()
         exact = replicas == 1 and not self._inexact(opt)
@@ -424,7 +461,7 @@ class Recorder:
         # ops are made to wait for them (control edges, no new ops), so that the optimizer is
         # their last reader and may reuse their buffers in place. Under tf.distribute they are
         # taken from the replicas' sum, known only later.
-        ahead = replicas == 1 and self.every == 1 and self._ahead
+        ahead = replicas == 1 and due is None and self._ahead
         grad_stats = self._grad_stats(grads, columns) if ahead else None
 
         def keep_reduced(original: Any) -> Any:
@@ -458,14 +495,15 @@ class Recorder:
         hooks = [(kc.ALL_REDUCE, keep_reduced)] if replicas > 1 and hasattr(opt, kc.ALL_REDUCE) else []
         if exact:
             hooks += [(name, lambda o, name=name: capture(o, name)) for name in kc.ASSIGNS]
+        token = object()  # this trace's own wraps (another watch's may be around them)
         for name, make in hooks:
-            kc.wrap_method(opt, name, make)
+            kc.wrap_method(opt, name, make, token)
         try:
             with tf.control_dependencies([grad_stats] if grad_stats is not None else []):
-                result = orig(grads, variables)
+                result = orig(applied_grads, variables)
         finally:
             for name, _ in hooks:
-                kc.unwrap_method(opt, name)
+                kc.unwrap_method(opt, name, token)
         if replicas > 1:
             clipped = any(getattr(opt, a, None) for a in ("clipnorm", "clipvalue", "global_clipnorm"))
             if clipped or len(reduced) != len([g for g in grads if g is not None]):
@@ -664,6 +702,7 @@ class Recorder:
                 tf.bitcast(step, tf.float32),
                 tf.cast(tf.reshape(loss, []), tf.float32) if known else tf.constant(math.nan),
                 tf.constant(1.0 if known else 0.0),
+                tf.constant(0.0),  # the row's number, given when it is written
             ]
         )
         nan2 = tf.fill([2], tf.constant(math.nan, tf.float32))
@@ -710,64 +749,104 @@ class Recorder:
 
     def _write(self, distribution: Any, values: Any, step: Any, record: Any) -> None:
         """Write one row into the ring (on every replica's copy, from its own values), if
-        ``record`` (a boolean tensor; ``None``: unconditionally)."""
+        ``record`` (a boolean tensor; ``None``: unconditionally).
+
+        The protocol: the writer reads the count ``n`` (the ring's last row), and with one
+        ``scatter_nd_update`` writes the row, numbered ``n``, into slot ``n % capacity`` and the
+        count ``n + 1``. A scatter holds the variable's lock and a reader's snapshot is never
+        written into (TensorFlow copies a buffer a reader still holds), so no read sees a count
+        before the values of the rows it counts (see :meth:`drain`)."""
         import tensorflow as tf
 
-        capacity, every = self.capacity, self.every
+        capacity = self.capacity
         always = record is None  # (under tf.distribute, ``record`` is a per-replica value)
+        del step  # the row carries its step
 
-        def put(buffer: Any, row: Any, step: Any, record: Any) -> Any:
-            slot = tf.reshape(tf.cast((step // every) % capacity, tf.int32), [1, 1])
-
+        def put(buffer: Any, row: Any, record: Any) -> Any:
             def write() -> Any:
-                buffer.scatter_nd_update(slot, tf.reshape(row, [1, -1]))
+                n = tf.bitcast(buffer.sparse_read([capacity])[0, 0], tf.int32)
+                seq = tf.reshape(tf.bitcast(n, tf.float32), [1])
+                numbered = tf.concat([row[:SEQ], seq, row[SEQ + 1 :]], 0)
+                counter = tf.concat(
+                    [tf.reshape(tf.bitcast(n + 1, tf.float32), [1]), tf.zeros_like(row[1:])], 0
+                )
+                slots = tf.reshape(tf.stack([n % capacity, tf.constant(capacity, tf.int32)]), [2, 1])
+                buffer.scatter_nd_update(slots, tf.stack([numbered, counter]))
                 return tf.constant(True)
 
             return write() if always else kc.functional_cond(record, write, lambda: tf.constant(False))
 
-        def bump(count: Any, record: Any) -> Any:
-            return count.assign_add(tf.constant(1, tf.int64) if always else tf.cast(record, tf.int64))
-
         flag = tf.constant(True) if always else record
-        distribution.extended.update(self.buffer, put, args=(values, step, flag), group=False)
-        distribution.extended.update(self.count, bump, args=(flag,), group=False)
+        distribution.extended.update(self.buffer, put, args=(values, flag), group=False)
 
     # ------------------------------------------------------------------ host side
 
+    @property
+    def written(self) -> int:
+        """Rows written into the ring so far (drained or not)."""
+        return self._count_now()
+
+    def _count_now(self) -> int:
+        """The ring's count of rows written, read alone (its last row)."""
+        try:
+            return _count_of(np.asarray(self.buffer.sparse_read([self.capacity])), 0)
+        except Exception:  # a distributed variable that reads no slice from here
+            return _count_of(self.buffer.numpy(), self.capacity)
+
     def pending(self) -> int:
         """Rows written in the graph and not yet drained."""
-        return int(self.count.numpy()) - self.read_count
+        return self.written - self.read_count
 
     def drain(self, epoch: int = 0) -> Records:
-        """The rows written since the last drain, oldest first (empty when there are none)."""
-        count = int(self.count.numpy())
-        new = count - self.read_count
-        if new <= 0:
+        """The rows written since the last drain, oldest first (empty when there are none).
+
+        One read of the ring is one snapshot: its count ``c`` and the rows. Every row numbered
+        below ``c`` was written with its count (:meth:`_write`), so rows ``read_count .. c-1``
+        are each either in their slot, or were overwritten by a row ``capacity`` or more later
+        (the ring overflowed between two drains: counted in :attr:`lost`). A slot holding an
+        older row than expected cannot happen; it would stop the drain there, to be read again."""
+        if self._count_now() <= self.read_count:  # nothing new: the ring is not copied
             return self._records(np.zeros((0, self.width), np.float32), epoch)
-        rows = self.buffer.numpy()
-        steps = rows[:, 0].view(np.int32).astype(np.int64)
-        fresh = np.flatnonzero(steps > self._last_step)
-        fresh = fresh[np.argsort(steps[fresh], kind="stable")]
-        self.lost += max(0, new - len(fresh))
-        self.read_count = count
-        rows = rows[fresh]
-        if len(rows):
-            self._last_step = int(steps[fresh[-1]])
-        return self._records(rows, epoch)
+        rows = self.buffer.numpy()  # a later snapshot: its count is at least the one just read
+        count = _count_of(rows, self.capacity)
+        wanted = np.arange(self.read_count, count, dtype=np.int64)
+        slots = wanted % self.capacity
+        seqs = rows[slots, SEQ].view(np.int32).astype(np.int64)
+        behind = np.flatnonzero(seqs < wanted)
+        if len(behind):  # not written yet: read from there next time
+            wanted, slots, seqs = wanted[: behind[0]], slots[: behind[0]], seqs[: behind[0]]
+        present = seqs == wanted
+        self.lost += int(len(wanted) - present.sum())
+        self.read_count += len(wanted)
+        return self._records(rows[slots[present]], epoch)
+
+    def rows_received(self) -> list[int]:
+        """Indices (into :attr:`tracked`) of the rows whose variables the optimizer receives: a
+        layer nobody updates here (a frozen or a distillation's teacher) is no row."""
+        got = self.received
+        return [
+            li
+            for li, t in enumerate(self.tracked)
+            if any(self._column.get(id(self._weights[i])) in got for i in t.variables)
+        ]
 
     def _records(self, rows: np.ndarray, epoch: int) -> Records:
-        steps = rows[:, 0].copy().view(np.int32).astype(np.int64)
+        steps = rows[:, 0].copy().view(np.int32).astype(np.int64) + self.step_offset
         losses = rows[:, 1].astype(np.float64)
         losses[rows[:, 2] == 0] = math.nan
+        keep = self.rows_received()
+        layers = [self.tracked[li] for li in keep]
+        names = {t.name for t in layers}
+        times = {k: v for k, v in self._time_grads(rows).items() if k in names}
         return Records(
             steps,
             losses,
-            self.layer_stats(rows),
+            self.layer_stats(rows)[:, keep],
             epoch,
-            self.tracked,
-            self._templates,
+            layers,
+            self._templates.setdefault(tuple(keep), {}),
             loss_known=rows[:, 2] != 0,
-            time_grads=self._time_grads(rows),
+            time_grads=times,
         )
 
     def _time_grads(self, rows: np.ndarray) -> dict[str, tuple[list[int], np.ndarray]]:
@@ -812,3 +891,8 @@ class Recorder:
             out[:, self._act_layers, col["act"]] = taps[:, :, 0]
             out[:, self._act_layers, col["act_mean"]] = taps[:, :, 1]
         return out
+
+
+def _count_of(rows: np.ndarray, capacity: int) -> int:
+    """The count of rows written, from a snapshot of the ring (its last row)."""
+    return int(rows[capacity, 0:1].view(np.int32)[0])
