@@ -73,3 +73,21 @@ async def test_a_watch_run_says_the_builder_does_not_hold_its_stack(tmp_path: Pa
         app.set_preset(load("he-relu"))  # a stack the user chose: no note any more
         await pilot.pause()
         assert "not this run's stack" not in str(app.query_one("#stack-title").render())
+
+
+async def test_the_load_and_save_dialogs_fit_80x24(make_app) -> None:  # type: ignore[no-untyped-def]
+    from textual.containers import Vertical
+    from textual.widgets import Button
+
+    app = make_app("vanishing-sigmoid")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ("ctrl+s", "o"):
+            await pilot.press(key)
+            await pilot.pause()
+            dialog = app.screen
+            box = dialog.query_one(Vertical).region
+            assert box.right <= 80 and box.bottom <= 24, (key, box)  # was 90 and 120 wide
+            for button in dialog.query(Button):
+                assert button.region.right <= box.right and button.region.width > 0, (key, button.region)
+            await pilot.press("escape")
+            await pilot.pause()

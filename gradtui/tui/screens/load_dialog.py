@@ -39,7 +39,8 @@ class LoadDialog(ModalScreen[str | None]):
     DEFAULT_CSS = """
     LoadDialog { align: center middle; }
     LoadDialog > Vertical {
-        width: 120; height: 36; border: thick $primary; background: $surface; padding: 1 2;
+        width: 120; max-width: 100%; height: 36; max-height: 100%;
+        border: thick $primary; background: $surface; padding: 1 2;
     }
     LoadDialog OptionList { height: 1fr; }
     LoadDialog #load-error { color: $error; height: auto; }

@@ -29,7 +29,8 @@ class SaveDialog(ModalScreen[str | None]):
     DEFAULT_CSS = """
     SaveDialog { align: center middle; }
     SaveDialog > Vertical {
-        width: 90; height: auto; border: thick $primary; background: $surface; padding: 1 2;
+        width: 90; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $primary; background: $surface; padding: 1 2;
     }
     SaveDialog #save-error { color: $error; height: auto; }
     SaveDialog Horizontal { height: auto; align-horizontal: right; }

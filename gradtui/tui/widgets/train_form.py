@@ -79,7 +79,7 @@ class TrainForm(VerticalScroll):
         yield from self._field("learning rate", Input(id="t-learning_rate"))
         yield from self._field("momentum", Input(id="t-momentum"))
         yield from self._field("  epsilon", Input(id="t-epsilon", placeholder="1e-07 (Keras)"))
-        yield from self._field("weight decay", Input(id="t-weight_decay", placeholder="optimizer's default"))
+        yield from self._field("weight decay", Input(id="t-weight_decay", placeholder="default"))
         yield from self._field("warm-up steps", Input(id="t-warmup_steps", type="integer"))
         yield from self._field(
             "schedule", Select([(x, x) for x in SCHEDULES], allow_blank=False, id="t-schedule")
