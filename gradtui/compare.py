@@ -8,6 +8,7 @@ lifts the lower layers' gradients reads as ratios far above 1 at the bottom of t
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from typing import Any
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradtui.runlog import Run
+from gradtui.text import plain
 from gradtui.view import fmt
 
 #: recorded steps whose median stands for a layer's value
@@ -62,26 +64,91 @@ def _kinds(run: Run) -> dict[str | None, list[str]]:
     return by_layer
 
 
+#: a place in a stack: the layer's kind and its rank among the layers of that kind, or the output
+Place = tuple[str, int]
+#: Keras's ``_N`` suffix of a repeated layer name
+_SUFFIX = re.compile(r"_\d+$")
+OUTPUT: Place = ("output", 0)
+
+
+def _projections(run: Run) -> set[str]:
+    """The residual projections of a run trained from a preset (layers a plain stack lacks):
+    read from the plan of its ``preset.toml``; none for a run of ``watch`` or a preset that no
+    longer loads."""
+    if not run.preset_text:
+        return set()
+    try:
+        from gradtui.preset import loads, named_input
+        from gradtui.stack import plan
+
+        preset = loads(run.preset_text, source=str(run.path / "preset.toml"))
+        shape = named_input(preset.data)
+        if shape is None:
+            return set()
+        return {x.name for x in plan(preset, *shape) if x.role == "projection"}
+    except Exception:  # a damaged or foreign preset: compare by names' kinds alone
+        return set()
+
+
+def places(run: Run) -> dict[str, Place]:
+    """Each layer row's place in the stack (issue 21: compare by place, not by name): the
+    last row is the output; a residual projection is a place of its own; every other row is the
+    n-th of its kind (the name without Keras's ``_N`` suffix, within its block's path). So a
+    plain stack and its residual form line up layer for layer although the projection shifts
+    the residual form's names."""
+    names = run.layer_names()
+    projections = _projections(run)
+    out: dict[str, Place] = {}
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        top = name.split("/", 1)[0]
+        if i == len(names) - 1 and len(names) > 1:
+            out[name] = OUTPUT
+            continue
+        kind = "projection" if top in projections else _SUFFIX.sub("", top)
+        inner = _SUFFIX.sub("", name.split("/", 1)[1]) if "/" in name else ""
+        key = f"{kind}/{inner}" if inner else kind
+        out[name] = (key, seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    return out
+
+
+def _merge_order(orders: list[list[Place]]) -> list[Place]:
+    """Every place once, in stack order: each run's places in its order, a place that only a
+    later run has put after the place it follows there."""
+    merged: list[Place] = []
+    for order in orders:
+        at = 0
+        for place in order:
+            if place in merged:
+                at = merged.index(place) + 1
+            else:
+                merged.insert(at, place)
+                at += 1
+    return merged
+
+
 def compare_table(runs: list[Run]) -> Group:
     """The legend (one line a run), the per-layer table and the whole-model diagnoses."""
     legend = Text()
     for i, run in enumerate(runs):
         final = run.summary.get("final") or {}
-        line = f"{_tag(i)}  {run.name} [{run.status}] {len(run.records)} records"
+        # names and paths read from files: plain text (no markup, no terminal control sequence)
+        line = f"{_tag(i)}  {plain(run.name)} [{plain(run.status)}] {len(run.records)} records"
         if "loss" in final:
             line += f", loss {fmt(final['loss'])}"
         if "val_accuracy" in final:
             line += f", val acc {fmt(final['val_accuracy'])}"
         legend.append(line + "\n", "bold" if i == 0 else "")
-        legend.append(f"   {run.path}\n", "dim")
-    names: list[str] = []
-    for run in runs:
-        names += [n for n in run.layer_names() if n not in names]
-    grads = [recent(r, "grad_norm", names) for r in runs]
-    updates = [recent(r, "update_ratio", names) for r in runs]
+        legend.append(f"   {plain(run.path)}\n", "dim")
+    at = [places(r) for r in runs]
+    by_place = [{p: n for n, p in a.items()} for a in at]
+    order = _merge_order([list(a.values()) for a in at])
+    grads = [recent(r, "grad_norm", list(a)) for r, a in zip(runs, at, strict=True)]
+    updates = [recent(r, "update_ratio", list(a)) for r, a in zip(runs, at, strict=True)]
     kinds = [_kinds(r) for r in runs]
     table = Table(
-        title=f"gradient norm and update ratio (median of the last {RECENT} records)",
+        title=f"gradient norm, update ratio: median of the last {RECENT} records, by place",
         title_justify="left",
         box=None,
         padding=(0, 0, 0, 1),  # one space between columns: three runs still fit 80 columns
@@ -89,28 +156,39 @@ def compare_table(runs: list[Run]) -> Group:
     )
     table.add_column("layer", overflow="fold", min_width=8, max_width=22)
     for i in range(len(runs)):
-        table.add_column(f"grad {_tag(i)}", justify="right")
+        table.add_column(f"grad {_tag(i)}", justify="right", no_wrap=True)
     for i in range(1, len(runs)):
-        table.add_column(f"{_tag(i)}/A", justify="right", style="cyan")
+        table.add_column(f"{_tag(i)}/A", justify="right", style="cyan", no_wrap=True)
     for i in range(len(runs)):
-        table.add_column(f"upd {_tag(i)}", justify="right")
+        table.add_column(f"upd {_tag(i)}", justify="right", no_wrap=True)
     table.add_column("diagnoses", overflow="fold")
-    for name in names:
-        cells = [name]
-        cells += [fmt(g[name], ".2g") for g in grads]
-        cells += [_ratio(g[name], grads[0][name]) for g in grads[1:]]
-        cells += [fmt(u[name], ".1e") for u in updates]
+    missing = Text("missing", "dim")
+    for place in order:
+        names = [b.get(place) for b in by_place]
+        shown = list(dict.fromkeys(n for n in names if n is not None))
+        label = Text(plain(shown[0]))
+        for i, n in enumerate(names):
+            if n is not None and n != shown[0]:
+                label.append(f" {_tag(i)}:{plain(n)}", "dim")
+        if place[0] == "projection":
+            label.append(" (projection)", "dim")
+        g = [grads[i][n] if n is not None else None for i, n in enumerate(names)]
+        u = [updates[i][n] if n is not None else None for i, n in enumerate(names)]
+        cells: list[Any] = [label]
+        cells += [fmt(x, ".2g") if x is not None else missing for x in g]
+        cells += [_ratio(x, g[0]) if x is not None and g[0] is not None else "-" for x in g[1:]]
+        cells += [fmt(x, ".1e") if x is not None else missing for x in u]
         diag = [
-            f"{_tag(i)}:{','.join(SHORT.get(k, k) for k in k_[name])}"
-            for i, k_ in enumerate(kinds)
-            if k_.get(name)
+            f"{_tag(i)}:{','.join(plain(SHORT.get(k, k)) for k in kinds[i][n])}"
+            for i, n in enumerate(names)
+            if n is not None and kinds[i].get(n)
         ]
         cells.append(Text(" ".join(diag), "yellow") if diag else Text("-", "dim"))
         table.add_row(*cells)
     parts: list[Any] = [legend, table]
     whole = [(i, k) for i, k_ in enumerate(kinds) for k in k_.get(None, [])]
     if whole:
-        parts.append(Text("whole model: " + ", ".join(f"{_tag(i)}:{k}" for i, k in whole), "yellow"))
+        parts.append(Text("whole model: " + ", ".join(f"{_tag(i)}:{plain(k)}" for i, k in whole), "yellow"))
     return Group(*parts)
 
 
