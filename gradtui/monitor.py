@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradtui import versions
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
 from gradtui.preset import Thresholds, TrainSpec
@@ -406,6 +407,8 @@ def watch(
             "gradtui.watch needs a model whose weights exist: give it a keras.Input, or call it once "
             "on a batch (model(x[:1])) before watch()"
         )
+    # before the run directory is touched: a hook missing is an error, never a wrong record
+    versions.check(model, optimizer if optimizer is not None else getattr(model, "optimizer", None))
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
     run = None if not _is_chief() else RunDir(out, overwrite=overwrite)
