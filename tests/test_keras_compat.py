@@ -252,3 +252,24 @@ def test_a_missing_hook_is_a_clear_error_before_anything_is_written(
     assert said in message and "tested with Keras 3.10-3.15 and TensorFlow 2.16-2.21" in message
     assert (out / "stats.jsonl").read_text() == '{"step": 1}\n'
     assert sorted(p.name for p in out.iterdir()) == ["stats.jsonl"]
+
+
+def test_a_cli_run_names_a_missing_hook_and_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keras
+    from typer.testing import CliRunner
+
+    from gradtui.cli import app
+    from gradtui.runlog import read_run
+
+    _remove(monkeypatch, keras.optimizers.SGD(), "_backend_apply_gradients")  # the preset's optimizer
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "he-relu", "--max-steps", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "failed after 0 steps" in result.output and "Traceback" not in result.output
+    assert (
+        "lacks SGD._backend_apply_gradients (gradtui wraps it; tested with Keras 3.10-3.15" in result.output
+    )
+    run = read_run(out)
+    assert run.status == "failed" and run.records == []
