@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: the Keras/TensorFlow releases these were checked on: gradtui.versions (MATRIX, .ci/matrix)
+# the Keras/TensorFlow releases these are checked on: gradtui.versions (MATRIX, .ci/matrix)
 
 #: optimizer methods wrapped per instance while a watch is attached
 APPLY = "_backend_apply_gradients"

@@ -45,8 +45,8 @@ class UntestedVersionWarning(UserWarning):
 
 
 class MissingHookError(GradtuiError, RuntimeError):
-    """A private method or attribute gradtui wraps is not in the installed Keras/TensorFlow (the
-    CLI prints it as one line and exits 2)."""
+    """A private method or attribute gradtui wraps is not in the installed Keras/TensorFlow (a
+    ``GradtuiError``: one line; ``gradtui run`` ends the run as failed after 0 steps, naming it)."""
 
 
 def _name(v: tuple[int, int]) -> str:
