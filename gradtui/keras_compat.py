@@ -5,7 +5,7 @@ application of the gradients (after loss-scale unscaling, before clipping) and t
 ``call``. Keras has no public hook for either, so this module names the private methods it
 wraps, per instance, and nothing else in gradtui touches ``keras.src`` or an underscore
 attribute of a Keras object. ``tests/test_keras_compat.py`` checks each of them on the Keras
-versions that ``pyproject.toml`` allows (:data:`TESTED`).
+versions that ``pyproject.toml`` allows (``gradtui.versions``; ``.ci/matrix`` runs it on each).
 
 What is wrapped, and why there:
 
@@ -43,8 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: Keras minor versions whose private methods named above were checked by the tests
-TESTED = ("3.15",)
+# the Keras/TensorFlow releases these are checked on: gradtui.versions (MATRIX, .ci/matrix)
 
 #: optimizer methods wrapped per instance while a watch is attached
 APPLY = "_backend_apply_gradients"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradtui import keras_compat as kc
+from gradtui import versions
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
 from gradtui.preset import Thresholds, TrainSpec
@@ -523,6 +524,9 @@ def watch(
             "gradtui.watch needs an optimizer: compile the model, or pass optimizer= (the one, or a "
             "list of those, whose apply_gradients your training calls)"
         )
+    # before the run directory is touched: a hook missing is an error, never a wrong record
+    for opt in optimizers:
+        versions.check(model, opt)
     if out is None:
         out = default_run_dir(getattr(model, "name", "model"))
     run = None if not _is_chief() else RunDir(out, overwrite=overwrite)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gradtui import keras_compat as kc
+from gradtui import versions
 from gradtui.probe import COLUMNS, K, Records
 from gradtui.rows import Tracked, rows_of
 
@@ -153,11 +154,7 @@ class Recorder:
             )
         self.optimizer = optimizer
         self.applier = kc.inner_optimizer(optimizer)
-        if not kc.has_hooks(self.applier):
-            raise RuntimeError(
-                f"gradtui cannot record {type(self.applier).__name__}: its Keras version lacks the "
-                f"methods gradtui wraps (tested with Keras {', '.join(kc.TESTED)})"
-            )
+        versions.check(model, self.applier)  # a hook missing: an error, never a wrong record
         self.tracked: list[Tracked] = rows_of(model)
         self.layer_names = [t.name for t in self.tracked]
         self.n_layers = len(self.tracked)
