@@ -47,6 +47,13 @@ KEYS = (
 COL = {k: i for i, k in enumerate(KEYS)}
 #: this many weighted layers without skip connections or normalization make a deep plain stack
 DEEP_PLAIN = 16
+#: a single step whose update is this fraction of the layer's weights after it (‖Δw‖/‖w‖; 1 when
+#: the step threw the weights far from where they were) is a one-step catastrophe, when the
+#: gradient was huge or the weights grew ``weight_growth`` times from their initial norm
+ONE_STEP_RATIO = 0.5
+#: the diagnoses an explosion explains: units saturated or dead and gradients vanished because
+#: the weights were thrown out; raised only while nothing explodes
+AFTER_EXPLOSION = ("vanishing", "saturation", "dead_units", "one_sided_saturation")
 #: layers whose gradients scale differently from a weight layer's (per-feature affine
 #: parameters): left out of the depth comparisons (vanishing, exploding, learning rate)
 NORMALIZATION = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
@@ -118,6 +125,9 @@ class Diagnoser:
         thresholds: the rules' thresholds. Defaults to :class:`Thresholds`.
         train: the training settings, so advice can say whether clipping is already on and
             which learning rate to use.
+        initial_weights: each layer's weight norm before the first update (the recorded
+            ``weight_norm`` is taken after each step's update). Without it, weight growth is
+            judged from the first records.
 
     Example:
         >>> d = Diagnoser(layers)
@@ -131,8 +141,11 @@ class Diagnoser:
         layers: list[LayerInfo],
         thresholds: Thresholds | None = None,
         train: TrainSpec | None = None,
+        initial_weights: dict[str, float] | None = None,
     ) -> None:
         self.infos = {x.name: x for x in layers}
+        #: each layer's weight norm before any update (the reference of weight growth)
+        self.initial_weights = dict(initial_weights or {})
         self.order = [x.name for x in layers]
         self.t = thresholds or Thresholds()
         self.train = train
@@ -144,6 +157,7 @@ class Diagnoser:
         self._depth: np.ndarray = np.zeros(0, int)
         self._hidden: np.ndarray = np.zeros(0, bool)
         self._range: np.ndarray = np.zeros((0, 2))
+        self._w_init: np.ndarray = np.zeros(0)
         self.classes = self._classes(layers)
         # The last window - 1 rows (to complete the windows of the next rows), the first
         # window's rows (growth since the start), the loss history of the last plateau_steps.
@@ -178,6 +192,7 @@ class Diagnoser:
         ]
         self._depth = np.array(depth or list(range(len(self.names))), int)
         self._hidden = np.array([not (x is not None and x.is_output) for x in infos], bool)
+        self._w_init = np.array([float(self.initial_weights.get(n, math.nan)) for n in self.names], float)
         self._range = np.array(
             [RANGES.get(x.activation if x is not None else "", (math.nan, math.nan)) for x in infos], float
         ).reshape(len(self.names), 2)
@@ -293,6 +308,8 @@ class Diagnoser:
             on[k] for k in ("exploding", "non_finite", "vanishing", "dead_units")
         ):
             # the steps are out of range because the gradients are: the learning rate is not the cause
+            return np.zeros_like(holds)
+        if kind in AFTER_EXPLOSION and (on["exploding"] or on["non_finite"]):
             return np.zeros_like(holds)
         if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
             return np.zeros_like(holds)
@@ -455,19 +472,54 @@ class Diagnoser:
             by_ratio = fin[:, :-1] & top_ok & (ratio > t.exploding_ratio)
             by_loss = np.isfinite(v.loss_med) & (v.loss_med > t.exploding_loss)
             g_grew = w_grew = np.zeros_like(fin)
+            w_init = self._w_init[d]
+            w0 = self._w_ref(d)
             if self._first_med is not None:
                 g0 = self._first_med[d, COL["grad_norm"]]
-                w0 = self._first_med[d, COL["weight_norm"]]
                 w1 = v.med[:, d, COL["weight_norm"]]
                 g_grew = np.isfinite(g0) & (g0 > 0) & fin & (g / g0 > t.exploding_growth)
                 w_grew = np.isfinite(w0) & (w0 > 1e-6) & np.isfinite(w1) & (w1 / w0 > t.weight_growth)
                 g_grew &= v.grown[:, None]
-                w_grew &= v.grown[:, None]
-        holds = v.full & (huge.any(1) | by_ratio.any(1) | by_loss | g_grew.any(1) | w_grew.any(1))
+                w_grew &= v.grown[:, None] & ~np.isfinite(w_init)
+            # one step is enough (no window): a step that moved a layer by its own size, with a
+            # huge gradient or weights thrown far from their initial norm (a zero-initialized
+            # layer also moves by its own size on its first step, harmlessly)
+            ur1 = v.last[:, d, COL["update_ratio"]]
+            g1 = v.last[:, d, COL["grad_norm"]]
+            w_last = v.last[:, d, COL["weight_norm"]]
+            thrown = (
+                np.isfinite(w_init)
+                & (w_init > 1e-6)
+                & np.isfinite(w_last)
+                & (w_last / w_init > t.weight_growth)
+            )
+            one_step = (
+                np.isfinite(ur1)
+                & (ur1 > ONE_STEP_RATIO)
+                & ((np.isfinite(g1) & (g1 > t.exploding_norm)) | thrown)
+            )
+        # weights thrown far from their initial norm hold at every row, as the weights stay there
+        w_grew = w_grew | thrown
+        holds = (
+            (v.full & (huge.any(1) | by_ratio.any(1) | by_loss | g_grew.any(1)))
+            | w_grew.any(1)
+            | one_step.any(1)
+        )
 
         def build(j: int) -> Diagnosis:
             affected: np.ndarray = d[:0]
-            if huge[j].any():
+            if one_step[j].any() and not (v.full[j] and huge[j].any()):
+                affected = d[one_step[j]]
+                k = int(np.flatnonzero(one_step[j])[0])
+                i0 = int(affected[0])
+                message = (
+                    f"one step moved {self.names[i0]} by its own size (‖Δw‖/‖w‖ = {ur1[j, k]:.2g}; "
+                    f"gradient norm {g1[j, k]:.3g}"
+                )
+                if np.isfinite(w_init[k]) and w_init[k] > 0:
+                    message += f", weight norm {w_init[k]:.3g} -> {w_last[j, k]:.3g}"
+                message += f") at step {int(v.steps[j])}: the weights were thrown out"
+            elif huge[j].any():
                 affected = d[huge[j]]
                 i0 = int(affected[0])
                 message = (
@@ -489,14 +541,13 @@ class Diagnoser:
                 n = self.names[d[k]]
                 affected = d[k : k + 1]
                 g0 = self._first_med[d, COL["grad_norm"]]  # type: ignore[index]
-                w0 = self._first_med[d, COL["weight_norm"]]  # type: ignore[index]
                 if g_grew[j, k]:
                     message = (
                         f"gradient norm of {n} grew {g[j, k] / g0[k]:.3g}x since the start "
                         f"({g0[k]:.3g} -> {g[j, k]:.3g})"
                     )
                 else:
-                    w1 = v.med[j, d[k], COL["weight_norm"]]
+                    w1 = w_last[j, k] if thrown[j, k] else v.med[j, d[k], COL["weight_norm"]]
                     message = (
                         f"weight norm of {n} grew {w1 / w0[k]:.3g}x since the start ({w0[k]:.3g} -> {w1:.3g})"
                     )
@@ -514,6 +565,17 @@ class Diagnoser:
             )
 
         return holds, build
+
+    def _w_ref(self, d: np.ndarray) -> np.ndarray:
+        """The weight norms growth is measured from: before any update where known, else the
+        median of the first records (taken after their updates)."""
+        first = (
+            self._first_med[d, COL["weight_norm"]]
+            if self._first_med is not None
+            else np.full(len(d), math.nan)
+        )
+        init = self._w_init[d] if len(self._w_init) else np.full(len(d), math.nan)
+        return np.where(np.isfinite(init) & (init > 1e-6), init, first)
 
     def _vanishing(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
         d = self._depth

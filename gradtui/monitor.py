@@ -7,11 +7,14 @@ the same statistics and diagnoses into the same run directory layout, through th
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gradtui.diagnose import Diagnoser, Diagnosis
 from gradtui.history import History
@@ -28,6 +31,21 @@ HISTOGRAM_STEPS = 100
 TIME_RATIO_MEASUREMENTS = 3
 #: called with the new records (a drain's arrays) and the diagnoses they raised
 RecordListener = Callable[[Records, list[Diagnosis]], None]
+
+
+def _initial_weights(model: Any, tracked: list[Any]) -> dict[str, float]:
+    """Each row's weight norm now, before the first update: ``stats.jsonl`` records it after
+    each step's update, so a first step that throws the weights out would hide the start."""
+    out: dict[str, float] = {}
+    try:
+        weights = model.trainable_weights
+        for t in tracked:
+            out[t.name] = math.sqrt(
+                sum(float(np.sum(np.square(np.asarray(weights[i].numpy(), np.float64)))) for i in t.variables)
+            )
+    except Exception:  # a model whose weights cannot be read yet: growth is judged from the records
+        return {}
+    return out
 
 
 class Monitor:
@@ -74,7 +92,9 @@ class Monitor:
         except BaseException:
             self.instrument.detach()
             raise
-        self.diagnoser = Diagnoser(self.layers, thresholds, train)
+        self.diagnoser = Diagnoser(
+            self.layers, thresholds, train, _initial_weights(model, self.instrument.tracked)
+        )
         self.history = History(history_size)
         self.stop_on_nonfinite = stop_on_nonfinite
         self.listeners: list[RecordListener] = []

@@ -423,3 +423,50 @@ def test_a_block_is_read_by_column_name() -> None:
     from_block.feed_block(Block(recs))
     assert [x.to_dict() for x in from_block.diagnoses] == [x.to_dict() for x in diagnose(recs, layers)]
     assert [x.kind for x in from_block.diagnoses] == ["one_sided_saturation"]
+
+
+# --------------------------------------------------------------------------- one-step catastrophe
+
+
+def _rnn_record(step: int, rnn: dict, loss: float = 4.0) -> dict:
+    dense = {"grad_norm": 20.0, "weight_norm": 1.3, "update_ratio": 0.8, "nonfinite": 0}
+    return {"step": step, "epoch": 0, "loss": loss, "layers": {"simple_rnn": rnn, "dense": dense}}
+
+
+def _rnn_layers():
+    preset = loads(
+        '[data]\ndataset = "adding"\n[[layers]]\ntype = "simple_rnn"\nunits = 32\n'
+        'recurrent_initializer = { name = "random_normal", stddev = 0.5 }\n'
+        '[[layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n'
+    )
+    return plan(preset, (50, 2), None)
+
+
+def test_one_step_that_throws_the_weights_out_is_exploding_not_vanishing() -> None:
+    """Measured on benchmarks/scenarios/rnn-wild.toml: step 0's gradient 1.7e5 moved the
+    SimpleRNN by its own size (weights 16 -> 9263); from step 1 on it is saturated with a
+    gradient of ~0. The median window hides step 0; the first step alone is exploding, and what
+    follows from it (saturation, vanishing, the learning rate) is not raised beside it."""
+    thrown = {"grad_norm": 1.7e5, "weight_norm": 9263.0, "update_ratio": 0.99998, "nonfinite": 0}
+    stuck = {"grad_norm": 0.0, "weight_norm": 9263.0, "update_ratio": 0.0, "nonfinite": 0, "saturation": 1.0}
+    recs = [_rnn_record(0, {**thrown, "saturation": 0.45}, 1.7)] + [
+        _rnn_record(s, stuck) for s in range(1, 30)
+    ]
+    d = Diagnoser(_rnn_layers(), initial_weights={"simple_rnn": 16.3, "dense": 1.0})
+    found = d.feed(recs[0])
+    assert [x.kind for x in found] == ["exploding"] and found[0].step == 0
+    assert "by its own size" in found[0].message and "16.3 -> 9.26e+03" in found[0].message
+    d.feed_all(recs[1:])
+    assert [(x.kind, x.cleared_step) for x in d.diagnoses] == [("exploding", None)]
+    # without the initial norms (a user's records only) the huge gradient of that step suffices
+    assert [x.kind for x in diagnose(recs, _rnn_layers())][:1] == ["exploding"]
+
+
+def test_a_zero_initialized_layer_moving_by_its_size_once_is_not_exploding() -> None:
+    """A layer that starts at 0 moves by ‖Δw‖/‖w‖ = 1 on its first step, harmlessly."""
+    first = {"grad_norm": 0.5, "weight_norm": 0.01, "update_ratio": 1.0, "nonfinite": 0, "saturation": 0.1}
+    later = {"grad_norm": 0.5, "weight_norm": 0.011, "update_ratio": 1e-3, "nonfinite": 0, "saturation": 0.1}
+    recs = [_rnn_record(0, first, 0.3)] + [_rnn_record(s, later, 0.3) for s in range(1, 10)]
+    d = Diagnoser(_rnn_layers(), initial_weights={"simple_rnn": 0.0, "dense": 1.0})
+    d.feed_all(recs)
+    assert "exploding" not in [x.kind for x in d.diagnoses]

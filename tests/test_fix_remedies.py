@@ -1,0 +1,65 @@
+"""The remedies, trained for real (issue 21): a one-step catastrophe is ``exploding``, a
+recurrent layer gets a recurrent remedy, and one ``gradtui fix`` cures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gradtui.preset import load
+from gradtui.remedy import apply_remedy
+from gradtui.runlog import read_run
+from gradtui.session import Session
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios"
+
+
+def test_the_weight_growth_reference_is_the_weights_before_any_update(tmp_path: Path) -> None:
+    """stats.jsonl records each step's weights after its update; the monitor takes each
+    layer's norm before the first one, so a first step that throws the weights out is seen."""
+    import keras
+
+    import gradtui
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(1e4), loss="mse")
+    before = {
+        layer.name: float(np.sqrt(sum(np.sum(np.square(w.numpy())) for w in layer.trainable_weights)))
+        for layer in model.layers
+    }
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32") * 10
+    monitor = gradtui.watch(model, out=tmp_path / "run")
+    model.fit(x, x[:, :1] * 100, epochs=1, batch_size=32, verbose=0)
+    monitor.close()
+    got = monitor.diagnoser.initial_weights
+    assert got.keys() == before.keys()
+    assert all(abs(got[k] - before[k]) < 1e-6 * before[k] for k in before), (got, before)
+    first = read_run(tmp_path / "run").records[0]["layers"]
+    name = model.layers[0].name
+    assert first[name]["weight_norm"] > 10 * before[name]  # the record holds the weights after
+    exploding = [d for d in monitor.diagnoses if d.kind == "exploding"]
+    assert exploding and exploding[0].step == 0, [d.to_dict() for d in monitor.diagnoses]
+
+
+def test_rnn_thrown_out_in_one_step_is_exploding_at_step_0(tmp_path: Path) -> None:
+    """A SimpleRNN with its recurrent kernel N(0, 0.5²) on the adding task: the gradient at
+    step 0 throws the weights out, and gradtui says exploding at step 0 (not vanishing or
+    saturation, which follow from it)."""
+    summary = Session(
+        load(str(SCENARIOS / "rnn-wild.toml")).with_overrides(max_steps=12), tmp_path / "r"
+    ).run()
+    kinds = [(d["kind"], d["step"]) for d in summary["diagnoses"]]
+    assert kinds[0] == ("exploding", 0), kinds
+    assert not {k for k, _ in kinds} & {"vanishing", "saturation"}, kinds
+    fix = apply_remedy(load(str(SCENARIOS / "rnn-wild.toml")), _diagnoses(summary))
+    assert fix.changes, summary["diagnoses"]
+
+
+def _diagnoses(summary: dict) -> list:
+    from gradtui.diagnosis import Diagnosis
+
+    return [Diagnosis.from_dict(d) for d in summary["diagnoses"]]
