@@ -83,6 +83,33 @@ def _window_median(x: np.ndarray, w: int) -> np.ndarray:
     return _nanmedian(np.moveaxis(win, -1, 0).reshape(w, -1)).reshape(n, *x.shape[1:])
 
 
+def recurrent_gain(info: LayerInfo) -> float | None:
+    """The gain of a recurrent kernel's initializer: the factor by which it scales a state of
+    ``units`` values each time step (an orthogonal matrix: 1; N(0, σ²): σ·√units). Above 1 the
+    state and its gradient grow through time until tanh saturates (Pascanu et al. 2013)."""
+    spec = getattr(info, "recurrent_initializer", None)
+    units = info.fan_out
+    if spec is None or not units:
+        return None
+    name = spec.name
+    if name in ("orthogonal", "identity"):
+        return float(spec.param("gain", 1.0))
+    if name in ("random_normal", "truncated_normal"):
+        return float(spec.param("stddev", 0.05)) * math.sqrt(units)
+    if name == "random_uniform":
+        lo, hi = float(spec.param("minval", -0.05)), float(spec.param("maxval", 0.05))
+        return (hi - lo) / math.sqrt(12) * math.sqrt(units)
+    if name.startswith(("glorot", "lecun")):
+        return 1.0
+    if name.startswith("he_"):
+        return math.sqrt(2.0)
+    if name == "variance_scaling":
+        return math.sqrt(float(spec.param("scale", 1.0)))
+    if name == "zeros":
+        return 0.0
+    return None
+
+
 def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -879,7 +906,52 @@ class Diagnoser:
         t = self.train
         return bool(t and (t.clipnorm or t.clipvalue or t.global_clipnorm))
 
+    def _recurrent(self, names: list[str]) -> list[str]:
+        return [n for n in names if n in self.infos and self.infos[n].type in RECURRENT]
+
+    def _recurrent_advice(self, names: list[str], kind: str) -> tuple[str, dict[str, Any] | None]:
+        """A recurrent layer's remedies are its own (never relu/he_normal/batch_norm, which
+        change what the cell is): its recurrent kernel (orthogonal, gain 1), its cell (LSTM/GRU
+        gates keep a path for the gradient) and gradient clipping (Pascanu et al. 2013)."""
+        info = self.infos[names[0]]
+        where = f"{layer_range(names)} ({info.type})"
+        clip = not self._clipping()
+        train = {"clipnorm": 1.0} if clip else None
+        gain = recurrent_gain(info)
+        if gain is not None and gain > 1.2:
+            spec = info.recurrent_initializer.label()  # type: ignore[union-attr]
+            advice = (
+                f"{where}: its recurrent kernel ({spec}) scales the state by ~{gain:.2g} a time step, so "
+                "the state and its gradient grow through time until tanh saturates: use "
+                "recurrent_initializer = 'orthogonal' (gain 1)" + (", and clipnorm = 1.0" if clip else "")
+            )
+            return advice, self._fix(names, {"recurrent_initializer": "orthogonal"}, train)
+        if kind == "exploding":
+            if clip:
+                return (
+                    f"{where} explodes through time: clip gradients with clipnorm = 1.0, or lower learning_rate",
+                    self._fix([], None, {"clipnorm": 1.0}),
+                )
+            lr_now = self.train.learning_rate if self.train else 0.01
+            return (
+                f"{where}: gradients are already clipped; lower learning_rate (e.g. {lr_now / 10:g})",
+                self._fix([], None, {"learning_rate": lr_now / 10}),
+            )
+        if info.type == "SimpleRNN":
+            advice = f"{where}: use lstm or gru (their gates keep a path for the gradient through time)" + (
+                ", or clipnorm = 1.0" if clip else ""
+            )
+            return advice, self._fix(names, {"type": "lstm", "activation": "tanh"}, None)
+        advice = (
+            f"{where}: its recurrent kernel is already orthogonal-like; "
+            + ("clip gradients with clipnorm = 1.0, or " if clip else "")
+            + "lower learning_rate"
+        )
+        return advice, self._fix([], None, train) if train else None
+
     def _vanish_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "vanishing")
         groups = self._groups(names)
         if not groups:
             return "use relu with he_normal, or add batch_norm = 'before'", None
@@ -914,15 +986,11 @@ class Diagnoser:
         groups = self._groups(names) or self._groups(self.order)
         clip = "" if self._clipping() else "clipnorm = 1.0"
         lr = "lower learning_rate"
-        recurrent = [n for n in names if n in self.infos and self.infos[n].type in RECURRENT]
-        if recurrent and clip:
+        recurrent = self._recurrent(names)
+        if recurrent:
             # the recurrent kernel is applied once a time step: its gradient grows like a power
             # of it (Pascanu et al. 2013), which clipping bounds without changing its direction
-            return (
-                f"{layer_range(recurrent)} ({self.infos[recurrent[0]].type}) explodes through time: "
-                f"clip gradients with {clip}, or {lr}",
-                self._fix([], None, {"clipnorm": 1.0}),
-            )
+            return self._recurrent_advice(recurrent, "exploding")
         for g_names, info in groups:
             var = info.variance
             good_var = matched_variance(info.activation, info.fan_in, info.fan_out) if info.fan_in else None
@@ -950,6 +1018,8 @@ class Diagnoser:
         )
 
     def _saturation_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "saturation")
         groups = self._groups(names)
         if not groups:
             return "use relu with he_normal, or batch_norm = 'before'", None
@@ -967,6 +1037,8 @@ class Diagnoser:
         return advice, self._fix(names, {"batch_norm": "before"}, None)
 
     def _one_sided_advice(self, names: list[str], side: float) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "saturation")
         groups = self._groups(names)
         if not groups:
             return "use tanh (centred on 0) or relu with he_normal, or batch_norm = 'before'", None
@@ -998,6 +1070,8 @@ class Diagnoser:
         )
 
     def _dead_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "dead_units")
         groups = self._groups(names)
         if not groups:
             return "use leaky_relu or elu with he_normal, or lower the learning_rate", None

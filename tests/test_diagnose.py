@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -470,3 +471,31 @@ def test_a_zero_initialized_layer_moving_by_its_size_once_is_not_exploding() -> 
     d = Diagnoser(_rnn_layers(), initial_weights={"simple_rnn": 0.0, "dense": 1.0})
     d.feed_all(recs)
     assert "exploding" not in [x.kind for x in d.diagnoses]
+
+
+def test_a_recurrent_layer_gets_recurrent_remedies() -> None:
+    """Saturated, vanishing or exploding, a SimpleRNN whose recurrent kernel has a gain above 1
+    (N(0, 0.5²) on 32 units: ~2.8) is told about its recurrent kernel, never relu, he_normal or
+    batch_norm (which change the cell and, applied, sent the loss to inf)."""
+    layers = _rnn_layers()
+    sat = {"grad_norm": 1e-6, "weight_norm": 16.0, "update_ratio": 1e-3, "nonfinite": 0, "saturation": 0.99}
+    recs = [_rnn_record(s, sat, 0.2) for s in range(5)]
+    found = {x.kind: x for x in diagnose(recs, layers, train=TrainSpec())}
+    assert {"saturation", "vanishing"} <= found.keys(), found
+    for d in found.values():
+        if d.layer != "simple_rnn":
+            continue
+        assert "recurrent_initializer = 'orthogonal'" in d.advice and "2.8" in d.advice, d.advice
+        assert not any(w in d.advice for w in ("relu", "he_normal", "batch_norm")), d.advice
+        assert d.fix == {
+            "entries": [0],
+            "set": {"recurrent_initializer": "orthogonal"},
+            "train": {"clipnorm": 1.0},
+        }
+    # an orthogonal kernel already: a SimpleRNN's remedy is its cell, an LSTM's clipping
+    ortho = [replace(x, recurrent_initializer=Spec("orthogonal")) for x in layers]
+    (v,) = [x for x in diagnose(recs, ortho, train=TrainSpec()) if x.kind == "saturation"]
+    assert "use lstm or gru" in v.advice and v.fix["set"]["type"] == "lstm"
+    lstm = [replace(x, type="LSTM") if x.name == "simple_rnn" else x for x in ortho]
+    (v,) = [x for x in diagnose(recs, lstm, train=TrainSpec()) if x.kind == "saturation"]
+    assert v.fix == {"train": {"clipnorm": 1.0}} and "relu" not in v.advice

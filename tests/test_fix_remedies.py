@@ -55,8 +55,15 @@ def test_rnn_thrown_out_in_one_step_is_exploding_at_step_0(tmp_path: Path) -> No
     kinds = [(d["kind"], d["step"]) for d in summary["diagnoses"]]
     assert kinds[0] == ("exploding", 0), kinds
     assert not {k for k, _ in kinds} & {"vanishing", "saturation"}, kinds
+    # the remedy is recurrent (orthogonal recurrent kernel, clipping), and it does not make the
+    # training worse: the loss stays near the variance of the target (1/6) instead of 1e24
     fix = apply_remedy(load(str(SCENARIOS / "rnn-wild.toml")), _diagnoses(summary))
-    assert fix.changes, summary["diagnoses"]
+    layer = fix.preset.layers[0]
+    assert layer.recurrent_initializer.name == "orthogonal" and layer.activation_name == "tanh"
+    assert fix.preset.train.clipnorm == 1.0 and layer.type == "simple_rnn"
+    after = Session(fix.preset.with_overrides(max_steps=60), tmp_path / "fixed").run()
+    assert after["final"]["val_loss"] < 0.3 < summary["final"]["val_loss"], (summary["final"], after["final"])
+    assert not {d["kind"] for d in after["diagnoses"]} & {"exploding", "non_finite"}, after["diagnoses"]
 
 
 def _diagnoses(summary: dict) -> list:
