@@ -54,6 +54,12 @@ ONE_STEP_RATIO = 0.5
 #: the diagnoses an explosion explains: units saturated or dead and gradients vanished because
 #: the weights were thrown out; raised only while nothing explodes
 AFTER_EXPLOSION = ("vanishing", "saturation", "dead_units", "one_sided_saturation")
+#: ``bn_statistics``: training-mode accuracy above inference-mode accuracy by more than this
+BN_ACCURACY_GAP = 0.2
+#: ``bn_statistics`` of a regression: inference-mode loss above this multiple of training-mode's
+BN_LOSS_RATIO = 2.0
+#: the BatchNorm momentum the ``bn_statistics`` fix sets (averages over ~10 steps)
+BN_MOMENTUM_FIX = 0.9
 #: layers whose gradients scale differently from a weight layer's (per-feature affine
 #: parameters): left out of the depth comparisons (vanishing, exploding, learning rate)
 NORMALIZATION = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
@@ -838,6 +844,65 @@ class Diagnoser:
 
         return holds, build
 
+    # ------------------------------------------------------------------ BatchNorm statistics
+
+    def judge_modes(self, step: int, inference: float, training: float, *, metric: str) -> list[Diagnosis]:
+        """``bn_statistics``: the same validation batch scored in inference mode (BatchNorm's
+        moving statistics) and in training mode (the batch's own). Keras's momentum 0.99
+        averages over ~100 steps of weights that keep changing, so in a short run the moving
+        statistics describe an older network: inference is far worse than training mode.
+
+        Args:
+            step: the step the check was made after.
+            inference, training: the batch's ``metric`` in each mode.
+            metric: ``accuracy`` (higher is better) or ``loss`` (lower is better).
+
+        Returns the diagnosis when it is raised; a raised one clears when the gap closes.
+        """
+        names = [n for n in self.order if self.infos[n].type == "BatchNormalization"]
+        if self._frozen or not names or not (_finite(inference) and _finite(training)):
+            return []
+        if metric == "accuracy":
+            holds = training - inference > BN_ACCURACY_GAP
+            gap = (
+                f"accuracy {inference:.2f} in inference mode, {training:.2f} with the batch's own statistics"
+            )
+        else:
+            holds = inference > BN_LOSS_RATIO * training and inference - training > 1e-6
+            gap = f"loss {inference:.3g} in inference mode, {training:.3g} with the batch's own statistics"
+        d = self._by_kind.get("bn_statistics")
+        if d is not None:
+            if holds and d.cleared_step is not None:
+                d.cleared_step = None
+            elif not holds and d.cleared_step is None:
+                d.cleared_step = int(step)
+            return []
+        if not holds:
+            return []
+        momentum = self.train.batch_norm_momentum if self.train else None
+        now = 0.99 if momentum is None else momentum
+        message = (
+            f"BatchNorm's moving statistics lag the batches': on one validation batch, {gap}; "
+            f"{len(names)} BatchNormalization layer(s) ({layer_range(names)}), momentum {now:g}"
+        )
+        if now > BN_MOMENTUM_FIX:
+            advice = (
+                f"momentum {now:g} averages the statistics over ~{1 / (1 - now):.0f} steps of a network "
+                f"that keeps changing: set batch_norm_momentum = {BN_MOMENTUM_FIX:g} in [train] "
+                "(BatchNormalization(momentum=0.9) in Keras), or train longer"
+            )
+            fix = self._fix([], None, {"batch_norm_momentum": BN_MOMENTUM_FIX})
+        else:
+            epochs = self.train.epochs if self.train else None
+            advice = (
+                "train longer (more epochs) so the moving statistics catch up, or lower the learning_rate"
+            )
+            fix = self._fix([], None, {"epochs": 2 * epochs}) if epochs else None
+        found = Diagnosis("bn_statistics", names[0], int(step), "warning", message, advice, names, fix)
+        self._by_kind["bn_statistics"] = found
+        self.diagnoses.append(found)
+        return [found]
+
     # ------------------------------------------------------------------ advice
 
     @staticmethod
@@ -902,6 +967,14 @@ class Diagnoser:
             fix["train"] = train_set
         return fix or None
 
+    def _bn_train(self) -> dict[str, Any] | None:
+        """With a fix that adds BatchNorm: its momentum for a run of a few hundred steps
+        (Keras's 0.99 lags there: ``bn_statistics``; 0.9 is PyTorch's default 0.1)."""
+        now = self.train.batch_norm_momentum if self.train else None
+        if now is not None and now <= BN_MOMENTUM_FIX:
+            return None
+        return {"batch_norm_momentum": BN_MOMENTUM_FIX}
+
     def _clipping(self) -> bool:
         t = self.train
         return bool(t and (t.clipnorm or t.clipvalue or t.global_clipnorm))
@@ -959,6 +1032,20 @@ class Diagnoser:
         g_names, info = groups[0]
         act = info.activation
         if act in SATURATING or act in ("linear", "softmax"):
+            conv = [n for n in names_all if self.infos[n].type.startswith("Conv")]
+            if conv and info.batch_norm == "none":
+                # a convolution's channel dies as a whole (0 at every position): relu alone on a
+                # stack of narrow convolutions trades vanishing for dead channels, as measured on
+                # conv-sigmoid; BatchNorm keeps each channel's pre-activations centred on 0
+                advice = (
+                    f"{self._describe(g_names, info)}: {len(conv)} convolutions; use relu with he_normal "
+                    f"and batch_norm = 'before' (relu alone leaves whole channels dead)"
+                )
+                return advice, self._fix(
+                    names_all,
+                    {"activation": "relu", "initializer": "he_normal", "batch_norm": "before"},
+                    self._bn_train(),
+                )
             advice = f"{self._describe(g_names, info)}: use relu with he_normal, or batch_norm = 'before'"
             return advice, self._fix(names_all, {"activation": "relu", "initializer": "he_normal"}, None)
         good, rule, _ = matched_init(act)
@@ -980,7 +1067,7 @@ class Diagnoser:
             "batch_norm = 'before', or residual = true (a skip connection around each block keeps "
             "a path for the gradient), or use fewer layers"
         )
-        return advice, self._fix(names_all, {"batch_norm": "before"}, None)
+        return advice, self._fix(names_all, {"batch_norm": "before"}, self._bn_train())
 
     def _explode_advice(self, names: list[str], *, nonfinite: bool) -> tuple[str, dict[str, Any] | None]:
         groups = self._groups(names) or self._groups(self.order)

@@ -121,6 +121,12 @@ class Monitor:
         self._time_ratios: dict[str, deque[float]] = {}
         self._closing = threading.Event()
         self.closed = False
+        #: a validation batch ``(x, y, metric)`` scored in both BatchNorm modes at each epoch's
+        #: end (``bn_statistics``); set by :class:`gradtui.session.Session` for a model with
+        #: BatchNormalization
+        self.mode_probe: tuple[Any, Any, str] | None = None
+        #: diagnoses found outside a drain (at an epoch's end), handed on with the next one
+        self._pending: list[Diagnosis] = []
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
@@ -153,7 +159,11 @@ class Monitor:
         """
         with self._lock:
             block = self.instrument.drain(getattr(self.callback, "epoch", 0))
+            pending, self._pending = self._pending, []
             if not len(block):
+                if pending:
+                    for listener in list(self.listeners):
+                        listener(block, pending)
                 return block
             known = block.losses[block.loss_known] if block.loss_known is not None else block.losses
             if len(known):
@@ -165,7 +175,7 @@ class Monitor:
             self.history.add_block(block)
             if block.time_grads:
                 block.extra["time_ratio"] = self._time_ratio(block)
-            new = self.diagnoser.feed_block(_with_known_losses(block))
+            new = pending + self.diagnoser.feed_block(_with_known_losses(block))
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
                 self.model.stop_training = True
@@ -214,8 +224,44 @@ class Monitor:
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         self.epochs_done = epoch + 1
         self.last_logs = {k: _float(v) for k, v in logs.items()}
+        if self.mode_probe is not None and not self.closed:
+            found = self._judge_modes()
+            if found:
+                with self._lock:
+                    self._pending.extend(found)
+                self.flush("bn_statistics")
         for listener in list(self.epoch_listeners):
             listener(epoch, self.last_logs)
+
+    def _judge_modes(self) -> list[Diagnosis]:
+        """Score the probe batch with BatchNorm's moving statistics (inference) and with the
+        batch's own (training mode, through ``stateless_call``: no moving statistic, dropout
+        seed or weight of the user's model changes)."""
+        x, y, metric = self.mode_probe  # type: ignore[misc]
+        try:
+            model = self.model
+            inference = np.asarray(model(x, training=False))
+            out, _ = model.stateless_call(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                x,
+                training=True,
+            )
+            training = np.asarray(out)
+        except Exception:  # a model that cannot be called twice this way: no verdict
+            return []
+        y = np.asarray(y)
+        if metric == "accuracy":
+            inf_score = float(np.mean(np.argmax(inference, axis=-1) == y))
+            tr_score = float(np.mean(np.argmax(training, axis=-1) == y))
+        else:
+            target = y.reshape(inference.shape) if y.size == inference.size else y
+            inf_score = float(np.mean(np.square(inference - target)))
+            tr_score = float(np.mean(np.square(training - target)))
+        with self._lock:
+            return self.diagnoser.judge_modes(
+                max(self._iterations() - 1, 0), inf_score, tr_score, metric=metric
+            )
 
     def summary(
         self, status: str, *, error: str | None = None, params: dict[str, int] | None = None

@@ -499,3 +499,29 @@ def test_a_recurrent_layer_gets_recurrent_remedies() -> None:
     lstm = [replace(x, type="LSTM") if x.name == "simple_rnn" else x for x in ortho]
     (v,) = [x for x in diagnose(recs, lstm, train=TrainSpec()) if x.kind == "saturation"]
     assert v.fix == {"train": {"clipnorm": 1.0}} and "relu" not in v.advice
+
+
+def test_bn_statistics_raises_on_a_mode_gap_names_the_layers_and_clears() -> None:
+    """One validation batch scored with BatchNorm's moving statistics and with its own: a gap
+    of 0.57 in accuracy (batchnorm-sigmoid, measured) is bn_statistics; the fix is momentum 0.9."""
+    preset = loads(
+        STACK.format(act="sigmoid", init='"glorot_uniform"').replace(
+            "repeat = 4", 'batch_norm = "before"\nrepeat = 4'
+        )
+    )
+    layers = plan(preset, (64,), 10)
+    d = Diagnoser(layers, train=preset.train)
+    assert d.judge_modes(50, 0.80, 0.85, metric="accuracy") == []  # a small gap is noise
+    (found,) = d.judge_modes(100, 0.37, 0.94, metric="accuracy")
+    bn = [x.name for x in layers if x.type == "BatchNormalization"]
+    assert found.kind == "bn_statistics" and found.layers == bn and len(bn) == 4
+    assert "0.37 in inference mode, 0.94" in found.message and "momentum 0.99" in found.message
+    assert found.fix == {"train": {"batch_norm_momentum": 0.9}}
+    assert "batch_norm_momentum = 0.9" in found.advice
+    assert apply_fix(preset, found.fix).train.batch_norm_momentum == 0.9
+    assert d.judge_modes(150, 0.9, 0.92, metric="accuracy") == [] and found.cleared_step == 150
+    # a regression compares losses; a stack without BatchNorm is never judged
+    r = Diagnoser(layers, train=preset.train)
+    assert [x.kind for x in r.judge_modes(9, 0.5, 0.1, metric="loss")] == ["bn_statistics"]
+    _, plain_layers = layers_for()
+    assert Diagnoser(plain_layers).judge_modes(9, 0.1, 0.9, metric="accuracy") == []
