@@ -70,3 +70,31 @@ def _diagnoses(summary: dict) -> list:
     from gradtui.diagnosis import Diagnosis
 
     return [Diagnosis.from_dict(d) for d in summary["diagnoses"]]
+
+
+def test_lagging_batchnorm_statistics_are_diagnosed_and_fixed_by_momentum(tmp_path: Path) -> None:
+    """batchnorm-sigmoid with Keras's momentum 0.99 (measured at its default length: training
+    accuracy 0.87, validation 0.10): at the first epoch's end the validation batch scores far
+    worse with the moving statistics than with its own; the fix sets batch_norm_momentum 0.9,
+    which every BatchNormalization of the rebuilt stack takes."""
+    preset = load(str(SCENARIOS / "bn-lag-sigmoid.toml")).with_overrides(max_steps=55)
+    session = Session(preset, tmp_path / "r")
+    summary = session.run()
+    (bn,) = [d for d in summary["diagnoses"] if d["kind"] == "bn_statistics"]
+    assert bn["step"] == 50 and len(bn["layers"]) == 12 and "batch_normalization" in bn["layers"][0]
+    assert "inference mode" in bn["message"] and bn["fix"] == {"train": {"batch_norm_momentum": 0.9}}
+    fixed = apply_remedy(preset, _diagnoses(summary))
+    assert fixed.changes == ["train.batch_norm_momentum: (unset) -> 0.9 (bn_statistics)"]
+    from gradtui.build import build
+
+    model, _ = build(fixed.preset, (64,), 10)
+    moms = [x.momentum for x in model.layers if type(x).__name__ == "BatchNormalization"]
+    assert moms == [0.9] * 12
+    # the check changed nothing the training owns: scoring again leaves the moving statistics
+    monitor = session.monitor
+    stats = [v.numpy().copy() for v in monitor.model.non_trainable_variables]
+    monitor._judge_modes()
+    assert all(
+        np.array_equal(a, v.numpy())
+        for a, v in zip(stats, monitor.model.non_trainable_variables, strict=True)
+    )
