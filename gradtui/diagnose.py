@@ -280,9 +280,9 @@ class Diagnoser:
         rules: list[tuple[str, _Rule]] = [
             ("non_finite", self._non_finite),
             ("exploding", self._exploding),
+            ("dead_units", self._dead),
             ("vanishing", self._vanishing),
             ("saturation", self._saturation),
-            ("dead_units", self._dead),
             ("one_sided_saturation", self._one_sided),
             ("learning_rate", self._learning_rate),
             ("not_learning", self._not_learning),
@@ -343,6 +343,10 @@ class Diagnoser:
             # the steps are out of range because the gradients are: the learning rate is not the cause
             return np.zeros_like(holds)
         if kind in AFTER_EXPLOSION and (on["exploding"] or on["non_finite"]):
+            return np.zeros_like(holds)
+        if kind == "vanishing" and on["dead_units"]:
+            # a dead unit passes no gradient: the lower layers' small gradients are the dead
+            # units' doing, and their fix (not BatchNorm or residuals) is the one to apply
             return np.zeros_like(holds)
         if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
             return np.zeros_like(holds)
@@ -1032,7 +1036,7 @@ class Diagnoser:
         g_names, info = groups[0]
         act = info.activation
         if act in SATURATING or act in ("linear", "softmax"):
-            conv = [n for n in names_all if self.infos[n].type.startswith("Conv")]
+            conv = [n for n in self._entry_layers(names_all) if self.infos[n].type.startswith("Conv")]
             if conv and info.batch_norm == "none":
                 # a convolution's channel dies as a whole (0 at every position): relu alone on a
                 # stack of narrow convolutions trades vanishing for dead channels, as measured on
@@ -1163,10 +1167,19 @@ class Diagnoser:
         if not groups:
             return "use leaky_relu or elu with he_normal, or lower the learning_rate", None
         g_names, info = groups[0]
-        advice = (
-            f"{self._describe(g_names, info)}: use leaky_relu (negative_slope 0.2) or elu with "
-            "he_normal, keep bias_initializer = 'zeros', or lower learning_rate"
-        )
+        bias = info.bias_initializer
+        shift = float(bias.param("value", 0.0)) if bias is not None and bias.name == "constant" else 0.0
+        if shift < 0:
+            advice = (
+                f"{self._describe(g_names, info)}: bias_initializer {bias.label()} pushes every "  # type: ignore[union-attr]
+                "pre-activation below 0, where relu outputs 0 and passes no gradient: use "
+                "bias_initializer = 'zeros', and leaky_relu (negative_slope 0.2) so no unit can die"
+            )
+        else:
+            advice = (
+                f"{self._describe(g_names, info)}: use leaky_relu (negative_slope 0.2) or elu with "
+                "he_normal, keep bias_initializer = 'zeros', or lower learning_rate"
+            )
         return advice, self._fix(
             names,
             {

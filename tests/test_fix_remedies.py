@@ -98,3 +98,34 @@ def test_lagging_batchnorm_statistics_are_diagnosed_and_fixed_by_momentum(tmp_pa
         np.array_equal(a, v.numpy())
         for a, v in zip(stats, monitor.model.non_trainable_variables, strict=True)
     )
+
+
+def _fixed_run(name: str, tmp_path: Path, steps: int, fixed_steps: int) -> tuple[dict, dict, list[str]]:
+    """Train ``name`` briefly, apply one remedy of its diagnoses, train the fixed stack."""
+    preset = load(name)
+    before = Session(preset.with_overrides(max_steps=steps), tmp_path / "before").run()
+    remedy = apply_remedy(preset, _diagnoses(before))
+    after = Session(remedy.preset.with_overrides(max_steps=fixed_steps), tmp_path / "after").run()
+    return before, after, remedy.changes
+
+
+def test_one_fix_cures_conv_sigmoid_by_weighing_the_whole_stack(tmp_path: Path) -> None:
+    """Relu + he_normal alone on 8 narrow convolutions left dead channels at chance (issue 21);
+    the fix adds BatchNorm before each activation (momentum 0.9), as conv-relu-bn does."""
+    before, after, changes = _fixed_run("conv-sigmoid", tmp_path, 10, 150)
+    assert "vanishing" in {d["kind"] for d in before["diagnoses"]}
+    assert any(".batch_norm: 'none' -> 'before'" in c for c in changes), changes
+    assert any(".activation: 'sigmoid' -> 'relu'" in c for c in changes), changes
+    assert not {d["kind"] for d in after["diagnoses"]} & {"vanishing", "dead_units", "not_learning"}, after
+    assert after["final"]["val_accuracy"] > 0.5, after["final"]
+
+
+def test_one_fix_cures_conv_dead_relu_at_its_cause(tmp_path: Path) -> None:
+    """Biases of -3 kill every channel; the gradient below them is 0, which is the dead units'
+    doing: the fix is theirs (zero biases, leaky_relu), not BatchNorm (not_learning at 0.27)."""
+    before, after, changes = _fixed_run("conv-dead-relu", tmp_path, 10, 150)
+    assert [d["kind"] for d in before["diagnoses"]] == ["dead_units"], before["diagnoses"]
+    assert "bias_initializer constant(value=-3" in before["diagnoses"][0]["advice"]
+    assert any(".bias_initializer: " in c and "-> 'zeros'" in c for c in changes), changes
+    assert not {d["kind"] for d in after["diagnoses"]} & {"vanishing", "dead_units", "not_learning"}, after
+    assert after["final"]["val_accuracy"] > 0.5, after["final"]
