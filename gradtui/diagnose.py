@@ -517,7 +517,8 @@ class Diagnoser:
                 g_grew = np.isfinite(g0) & (g0 > 0) & fin & (g / g0 > t.exploding_growth)
                 w_grew = np.isfinite(w0) & (w0 > 1e-6) & np.isfinite(w1) & (w1 / w0 > t.weight_growth)
                 g_grew &= v.grown[:, None]
-                w_grew &= v.grown[:, None] & ~np.isfinite(w_init)
+                # where the weights before the first update are known, ``thrown`` judges them
+                w_grew &= v.grown[:, None] & ~(np.isfinite(w_init) & (w_init > 1e-6))
             # one step is enough (no window): a step that moved a layer by its own size, with a
             # huge gradient or weights thrown far from their initial norm (a zero-initialized
             # layer also moves by its own size on its first step, harmlessly)
