@@ -378,6 +378,12 @@ def fix(
         raise GradtuiError("is a folder; give a .toml file", file=str(target), key="--output")
     if not target.parent.is_dir():
         raise GradtuiError("its folder does not exist", file=str(target), key="--output")
+    if target.resolve() == (run_dir / "preset.toml").resolve():
+        raise GradtuiError(
+            "is the run's own record of what it trained; write the fix to another file",
+            file=str(target),
+            key="--output",
+        )
     run = read_run(run_dir)
     if run.preset_text is None:
         raise GradtuiError(

@@ -66,6 +66,7 @@ def test_fix_writes_where_told_and_refuses_what_it_cannot_fix(tmp_path: Path) ->
 
     refused(["fix", str(run_dir), "-o", str(tmp_path / "x.txt")], "give a .toml file")
     refused(["fix", str(run_dir), "-o", str(tmp_path / "nope" / "x.toml")], "does not exist")
+    refused(["fix", str(run_dir), "-o", str(run_dir / "preset.toml")], "the run's own record")
     # a cleared diagnosis is not open: nothing to fix
     summary["diagnoses"] = [{**diag, "cleared_step": 9}]
     (run_dir / "summary.json").write_text(json.dumps(summary))
