@@ -80,7 +80,7 @@ def main() -> int:
         remedy = apply_remedy(preset, [Diagnosis.from_dict(d) for d in before["diagnoses"]])
         if remedy.changes:
             after = Session(remedy.preset, root / name / "after", overwrite=True).run()
-            changes = "; ".join(c.split(" (")[0] if c.startswith("train.") else c for c in remedy.changes)
+            changes = "; ".join(remedy.changes)
         else:
             after, changes = None, "(no automatic fix)"
         rows.append(

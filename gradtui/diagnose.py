@@ -280,9 +280,9 @@ class Diagnoser:
         rules: list[tuple[str, _Rule]] = [
             ("non_finite", self._non_finite),
             ("exploding", self._exploding),
-            ("dead_units", self._dead),
             ("vanishing", self._vanishing),
             ("saturation", self._saturation),
+            ("dead_units", self._dead),
             ("one_sided_saturation", self._one_sided),
             ("learning_rate", self._learning_rate),
             ("not_learning", self._not_learning),
@@ -343,10 +343,6 @@ class Diagnoser:
             # the steps are out of range because the gradients are: the learning rate is not the cause
             return np.zeros_like(holds)
         if kind in AFTER_EXPLOSION and (on["exploding"] or on["non_finite"]):
-            return np.zeros_like(holds)
-        if kind == "vanishing" and on["dead_units"]:
-            # a dead unit passes no gradient: the lower layers' small gradients are the dead
-            # units' doing, and their fix (not BatchNorm or residuals) is the one to apply
             return np.zeros_like(holds)
         if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
             return np.zeros_like(holds)
@@ -618,7 +614,11 @@ class Diagnoser:
     def _vanishing(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
         d = self._depth
         r = v.vratio  # n x (D - 1)
-        aff = np.isfinite(r) & (r < self.t.vanishing_ratio)
+        # a dead layer passes no gradient to its own weights: its gradient of 0 is the dead
+        # units' (their fix, not BatchNorm or residuals, cures it), not a vanishing one
+        with np.errstate(invalid="ignore"):
+            dead = v.med[:, d[:-1], COL["dead"]] > self.t.dead
+        aff = np.isfinite(r) & (r < self.t.vanishing_ratio) & ~dead
         holds = v.full & aff.any(1) if len(d) >= 2 else np.zeros(len(v), bool)
         # through time: the gradient reaching a recurrent layer's first time step against its
         # largest (the latest measured curve, carried between measurements)

@@ -1,10 +1,11 @@
 """The remedy of a run: its open diagnoses' fixes, applied to its preset as one change.
 
 ``gradtui fix RUN_DIR`` and the TUI's ``f`` both call :func:`apply_remedy`: the fixes of the
-diagnoses that still hold (no ``cleared_step``) are merged, most serious kind first, so that two
-fixes never fight over one layer (a vanishing fix's ``relu`` + ``he_normal`` is not half
-overwritten by a dead-units fix's ``leaky_relu``), then applied through
-:func:`gradtui.preset.apply_fix`, which validates the result like a preset file.
+diagnoses that still hold (no ``cleared_step``) are merged, most serious kind first. Each
+``[[layers]]`` entry is changed by one diagnosis's fix, whole: two remedies never mix on one
+layer (deep-plain's residual connections with a dead-units fix's He init would double the
+signal at each of 24 blocks); ``[train]`` keys add up, one kind of clipping at most. The result
+goes through :func:`gradtui.preset.apply_fix`, which validates it like a preset file.
 
 Headless and light: no numpy, no TensorFlow, no Textual.
 """
@@ -29,9 +30,6 @@ PRIORITY = (
     "learning_rate",
     "not_learning",
 )
-#: keys of a layer entry that only make sense together (an initializer is matched to its
-#: activation, and both to the layer's type): one diagnosis sets all of them or none
-COUPLED = ("type", "activation", "initializer")
 
 
 @dataclass
@@ -63,8 +61,8 @@ def merge(
 
     Returns ``(entries, train, why)``: ``entries[i]`` the keys to set on ``[[layers]]`` entry
     ``i``, ``train`` the keys to set in ``[train]``, ``why[key]`` the kinds behind a change
-    (``"layers[0].activation"`` or ``"train.clipnorm"``). A key already set by an earlier
-    (more serious) diagnosis is kept; :data:`COUPLED` keys go in as a group or not at all.
+    (``"layers[0].activation"`` or ``"train.clipnorm"``). An entry an earlier (more serious)
+    diagnosis changes is left to it; a ``[train]`` key it set is kept.
     """
     entries: dict[int, dict[str, Any]] = {}
     train: dict[str, Any] = {}
@@ -73,13 +71,10 @@ def merge(
         fix = d.fix or {}
         layer_set = dict(fix.get("set") or {})
         for i in fix.get("entries") or []:
-            have = entries.setdefault(int(i), {})
-            coupled = {k: v for k, v in layer_set.items() if k in COUPLED}
-            take = {k: v for k, v in layer_set.items() if k not in COUPLED and k not in have}
-            if coupled and not any(k in have for k in COUPLED):
-                take.update(coupled)
-            have.update(take)
-            for k in take:
+            if int(i) in entries or not layer_set:
+                continue  # the entry is the more serious diagnosis's to change
+            entries[int(i)] = dict(layer_set)
+            for k in layer_set:
                 why.setdefault(f"layers[{i}].{k}", []).append(d.kind)
         for k, v in (fix.get("train") or {}).items():
             if k in train:

@@ -525,3 +525,17 @@ def test_bn_statistics_raises_on_a_mode_gap_names_the_layers_and_clears() -> Non
     assert [x.kind for x in r.judge_modes(9, 0.5, 0.1, metric="loss")] == ["bn_statistics"]
     _, plain_layers = layers_for()
     assert Diagnoser(plain_layers).judge_modes(9, 0.1, 0.9, metric="accuracy") == []
+
+
+def test_dead_layers_with_no_gradient_are_dead_units_not_vanishing() -> None:
+    """conv-dead-relu, measured: every hidden layer 100% dead with a gradient of exactly 0. That
+    is the dead units' doing (their fix cures it); a lower layer that is alive and still gets a
+    tiny gradient (deep-plain) is vanishing."""
+    _, layers = layers_for("relu", '"he_normal"')
+    dead = {n: {"dead": 1.0} for n in ("dense", "dense_1", "dense_2", "dense_3")}
+    found = diagnose([record(s, [0.0, 0.0, 0.0, 0.0, 0.2], act=dead) for s in range(5)], layers)
+    assert [d.kind for d in found] == ["dead_units"]
+    top_dead = {"dense_3": {"dead": 0.7}, "dense": {"dead": 0.1}}
+    found = diagnose([record(s, [1e-9, 1e-7, 1e-5, 1e-3, 0.2], act=top_dead) for s in range(5)], layers)
+    assert [d.kind for d in found] == ["vanishing", "dead_units"]
+    assert found[0].layers == ["dense", "dense_1", "dense_2"]

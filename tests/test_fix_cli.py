@@ -97,25 +97,23 @@ def test_merged_fixes_are_one_consistent_change() -> None:
         {"entries": [0], "set": {"activation": "elu", "initializer": "he_uniform", "bias_initializer": "zeros"}},
     )  # fmt: skip
     sat = Diagnosis(
-        "saturation",
-        "dense",
-        3,
-        "error",
-        "m",
-        "a",
-        ["dense"],
-        {"entries": [0], "set": {"batch_norm": "before"}},
-    )
+        "saturation", "dense", 3, "error", "m", "a", ["dense"],
+        {"entries": [0, 1], "set": {"bias_initializer": "ones"}},
+    )  # fmt: skip
     clip = Diagnosis("exploding", "dense", 3, "error", "m", "a", [], {"train": {"clipnorm": 1.0}})
+    glob = Diagnosis("non_finite", "dense", 3, "error", "m", "a", [], {"train": {"global_clipnorm": 5.0}})
     cleared = Diagnosis(
         "learning_rate", None, 1, "warning", "m", "a", [], {"train": {"learning_rate": 5.0}}, cleared_step=4
     )
-    # the order found does not matter: the more serious kind wins a key, coupled keys go together
-    r = apply_remedy(preset, [dead, sat, cleared, vanish, clip])
-    layer = r.preset.layers[0]
+    # whatever the order found: the more serious kind changes an entry whole, another entry
+    # takes the next one's fix, [train] keys add up with one kind of clipping
+    r = apply_remedy(preset, [dead, sat, cleared, vanish, clip, glob])
+    layer, out = r.preset.layers
     assert layer.activation == Spec("relu") and layer.initializer.name == "he_normal"
-    assert layer.batch_norm == "before"
-    assert r.preset.train.clipnorm == 1.0 and r.preset.train.learning_rate == preset.train.learning_rate
-    assert [d.kind for d in r.applied] == ["exploding", "vanishing", "saturation"]
-    assert "train.clipnorm: (unset) -> 1 (exploding)" in r.changes
-    assert len(r.changes) == 4
+    assert layer.bias_initializer.name == "zeros"  # neither dead's nor saturation's fix on entry 0
+    assert out.bias_initializer.name == "ones"
+    assert r.preset.train.global_clipnorm == 5.0 and r.preset.train.clipnorm is None
+    assert r.preset.train.learning_rate == preset.train.learning_rate
+    assert [d.kind for d in r.applied] == ["non_finite", "vanishing", "saturation"]
+    assert "train.global_clipnorm: (unset) -> 5 (non_finite)" in r.changes
+    assert len(r.changes) == 4, r.changes
