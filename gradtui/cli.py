@@ -408,8 +408,13 @@ def fix(
         raise GradtuiError(
             "diagnoses: not a list of diagnoses (kind, layer, step, fix)", file=str(run_dir / "summary.json")
         ) from None
-    with in_file(source):
-        remedy = apply_remedy(preset, diagnoses)
+    try:
+        with in_file(source):
+            remedy = apply_remedy(preset, diagnoses)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise GradtuiError(
+            "diagnoses: a fix is not a table of entries, set and train", file=str(run_dir / "summary.json")
+        ) from None
     if not remedy.changes:
         found = sorted({d.kind for d in diagnoses if d.cleared_step is None})
         why = (

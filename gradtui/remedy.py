@@ -18,7 +18,7 @@ from typing import Any
 from gradtui.diagnosis import Diagnosis
 from gradtui.preset import Preset, apply_fix
 
-#: which fix wins where two name the same layer key: the failure that makes the others moot first
+#: which fix changes an entry two fixes name: the failure that makes the others moot first
 PRIORITY = (
     "non_finite",
     "exploding",

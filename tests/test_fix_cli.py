@@ -79,6 +79,9 @@ def test_fix_writes_where_told_and_refuses_what_it_cannot_fix(tmp_path: Path) ->
     summary["diagnoses"] = [1, 2]
     (run_dir / "summary.json").write_text(json.dumps(summary))
     refused(["fix", str(run_dir)], "summary.json")
+    summary["diagnoses"] = [{**diag, "fix": {"entries": ["x"], "set": {"units": 3}}}]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    refused(["fix", str(run_dir)], "a fix is not a table")
     # a run of watch() has no preset
     (run_dir / "preset.toml").unlink()
     refused(["fix", str(run_dir)], "no preset.toml")
