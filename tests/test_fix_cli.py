@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gradtui.cli import app
@@ -23,6 +24,7 @@ def _run(preset: str, out: Path, steps: int = 30) -> dict:
     return read_run(out).summary
 
 
+@pytest.mark.slow
 def test_run_fix_run_cures_vanishing_sigmoid(tmp_path: Path) -> None:
     first = _run("vanishing-sigmoid", tmp_path / "a")
     assert "vanishing" in {d["kind"] for d in first["diagnoses"]}

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gradtui.preset import load
 from gradtui.remedy import apply_remedy
 from gradtui.runlog import read_run
 from gradtui.session import Session
+
+pytestmark = pytest.mark.slow
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios"
 
