@@ -374,6 +374,85 @@ def report(
     typer.echo(f"wrote {write_report(run, out)}")
 
 
+@app.command(cls=_PlainUsage)
+def fix(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (from run or the TUI)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="The fixed preset (.toml). Default: RUN_DIR/fixed.toml."
+    ),
+) -> None:
+    """Write the run's preset with the remedy of its open diagnoses applied (the TUI's f).
+
+    One line per change on stderr; the file written on stdout, so that
+    `gradtui run "$(gradtui fix RUN_DIR)"` trains the fixed stack."""
+    from gradtui.runlog import atomic_write, check_run_dir, read_run
+
+    check_run_dir(run_dir)
+    target = output if output is not None else run_dir / "fixed.toml"
+    if target.suffix != ".toml":
+        raise GradtuiError("give a .toml file (a preset)", file=str(target), key="--output")
+    if target.is_dir():
+        raise GradtuiError("is a folder; give a .toml file", file=str(target), key="--output")
+    if not target.parent.is_dir():
+        raise GradtuiError("its folder does not exist", file=str(target), key="--output")
+    if target.resolve() == (run_dir / "preset.toml").resolve():
+        raise GradtuiError(
+            "is the run's own record of what it trained; write the fix to another file",
+            file=str(target),
+            key="--output",
+        )
+    run = read_run(run_dir)
+    if run.preset_text is None:
+        raise GradtuiError(
+            "has no preset.toml (a run of watch()): there is no preset to fix; change the model "
+            "as the diagnoses' advice says",
+            file=str(run_dir),
+        )
+    if not run.summary:
+        raise GradtuiError(
+            "has no summary.json yet (the run is still being written); fix it once it has ended",
+            file=str(run_dir),
+        )
+    from gradtui.diagnosis import Diagnosis
+    from gradtui.preset import loads
+    from gradtui.remedy import apply_remedy
+
+    source = str(run_dir / "preset.toml")
+    preset = loads(run.preset_text, source=source, default_name=run.name)
+    try:
+        diagnoses = [Diagnosis.from_dict(d) for d in run.summary.get("diagnoses") or []]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise GradtuiError(
+            "diagnoses: not a list of diagnoses (kind, layer, step, fix)", file=str(run_dir / "summary.json")
+        ) from None
+    try:
+        with in_file(source):
+            remedy = apply_remedy(preset, diagnoses)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise GradtuiError(
+            "diagnoses: a fix is not a table of entries, set and train", file=str(run_dir / "summary.json")
+        ) from None
+    if not remedy.changes:
+        found = sorted({d.kind for d in diagnoses if d.cleared_step is None})
+        why = (
+            f"its open diagnoses ({', '.join(found)}) carry no automatic fix; see their advice"
+            if found
+            else "it has no open diagnosis: there is nothing to fix"
+        )
+        raise GradtuiError(why, file=str(run_dir))
+    fixed = remedy.preset
+    if not fixed.name.endswith("-fixed"):
+        fixed = fixed.replace(name=f"{fixed.name}-fixed")
+    kinds = ", ".join(dict.fromkeys(d.kind for d in remedy.applied))
+    fixed = fixed.replace(description=f"{preset.name} fixed by gradtui fix ({kinds})")
+    atomic_write(target, fixed.to_toml())
+    from gradtui.text import plain
+
+    for line in remedy.changes:
+        sys.stderr.write(f"gradtui: fix: {plain(line)}\n")
+    typer.echo(str(target))
+
+
 def _tensorboard_sink(logdir: Path | None, histograms: bool = True) -> Any:
     """A TensorBoard sink writing into ``logdir`` (``--tensorboard``), or ``None``."""
     if logdir is None:

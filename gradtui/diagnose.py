@@ -47,6 +47,19 @@ KEYS = (
 COL = {k: i for i, k in enumerate(KEYS)}
 #: this many weighted layers without skip connections or normalization make a deep plain stack
 DEEP_PLAIN = 16
+#: a single step whose update is this fraction of the layer's weights after it (‖Δw‖/‖w‖; 1 when
+#: the step threw the weights far from where they were) is a one-step catastrophe, when the
+#: gradient was huge or the weights grew ``weight_growth`` times from their initial norm
+ONE_STEP_RATIO = 0.5
+#: the diagnoses an explosion explains: units saturated or dead and gradients vanished because
+#: the weights were thrown out; raised only while nothing explodes
+AFTER_EXPLOSION = ("vanishing", "saturation", "dead_units", "one_sided_saturation")
+#: ``bn_statistics``: training-mode accuracy above inference-mode accuracy by more than this
+BN_ACCURACY_GAP = 0.2
+#: ``bn_statistics`` of a regression: inference-mode loss above this multiple of training-mode's
+BN_LOSS_RATIO = 2.0
+#: the BatchNorm momentum the ``bn_statistics`` fix sets (averages over ~10 steps)
+BN_MOMENTUM_FIX = 0.9
 #: layers whose gradients scale differently from a weight layer's (per-feature affine
 #: parameters): left out of the depth comparisons (vanishing, exploding, learning rate)
 NORMALIZATION = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
@@ -74,6 +87,33 @@ def _window_median(x: np.ndarray, w: int) -> np.ndarray:
     win = np.lib.stride_tricks.sliding_window_view(x, w, axis=0)  # n x ... x w
     n = win.shape[0]
     return _nanmedian(np.moveaxis(win, -1, 0).reshape(w, -1)).reshape(n, *x.shape[1:])
+
+
+def recurrent_gain(info: LayerInfo) -> float | None:
+    """The gain of a recurrent kernel's initializer: the factor by which it scales a state of
+    ``units`` values each time step (an orthogonal matrix: 1; N(0, σ²): σ·√units). Above 1 the
+    state and its gradient grow through time until tanh saturates (Pascanu et al. 2013)."""
+    spec = getattr(info, "recurrent_initializer", None)
+    units = info.fan_out
+    if spec is None or not units:
+        return None
+    name = spec.name
+    if name in ("orthogonal", "identity"):
+        return float(spec.param("gain", 1.0))
+    if name in ("random_normal", "truncated_normal"):
+        return float(spec.param("stddev", 0.05)) * math.sqrt(units)
+    if name == "random_uniform":
+        lo, hi = float(spec.param("minval", -0.05)), float(spec.param("maxval", 0.05))
+        return (hi - lo) / math.sqrt(12) * math.sqrt(units)
+    if name.startswith(("glorot", "lecun")):
+        return 1.0
+    if name.startswith("he_"):
+        return math.sqrt(2.0)
+    if name == "variance_scaling":
+        return math.sqrt(float(spec.param("scale", 1.0)))
+    if name == "zeros":
+        return 0.0
+    return None
 
 
 def _finite(x: float) -> bool:
@@ -118,6 +158,9 @@ class Diagnoser:
         thresholds: the rules' thresholds. Defaults to :class:`Thresholds`.
         train: the training settings, so advice can say whether clipping is already on and
             which learning rate to use.
+        initial_weights: each layer's weight norm before the first update (the recorded
+            ``weight_norm`` is taken after each step's update). Without it, weight growth is
+            judged from the first records.
 
     Example:
         >>> d = Diagnoser(layers)
@@ -131,8 +174,11 @@ class Diagnoser:
         layers: list[LayerInfo],
         thresholds: Thresholds | None = None,
         train: TrainSpec | None = None,
+        initial_weights: dict[str, float] | None = None,
     ) -> None:
         self.infos = {x.name: x for x in layers}
+        #: each layer's weight norm before any update (the reference of weight growth)
+        self.initial_weights = dict(initial_weights or {})
         self.order = [x.name for x in layers]
         self.t = thresholds or Thresholds()
         self.train = train
@@ -144,6 +190,7 @@ class Diagnoser:
         self._depth: np.ndarray = np.zeros(0, int)
         self._hidden: np.ndarray = np.zeros(0, bool)
         self._range: np.ndarray = np.zeros((0, 2))
+        self._w_init: np.ndarray = np.zeros(0)
         self.classes = self._classes(layers)
         # The last window - 1 rows (to complete the windows of the next rows), the first
         # window's rows (growth since the start), the loss history of the last plateau_steps.
@@ -178,6 +225,7 @@ class Diagnoser:
         ]
         self._depth = np.array(depth or list(range(len(self.names))), int)
         self._hidden = np.array([not (x is not None and x.is_output) for x in infos], bool)
+        self._w_init = np.array([float(self.initial_weights.get(n, math.nan)) for n in self.names], float)
         self._range = np.array(
             [RANGES.get(x.activation if x is not None else "", (math.nan, math.nan)) for x in infos], float
         ).reshape(len(self.names), 2)
@@ -293,6 +341,8 @@ class Diagnoser:
             on[k] for k in ("exploding", "non_finite", "vanishing", "dead_units")
         ):
             # the steps are out of range because the gradients are: the learning rate is not the cause
+            return np.zeros_like(holds)
+        if kind in AFTER_EXPLOSION and (on["exploding"] or on["non_finite"]):
             return np.zeros_like(holds)
         if kind == "not_learning" and any(v for k, v in on.items() if k != "not_learning"):
             return np.zeros_like(holds)
@@ -455,19 +505,55 @@ class Diagnoser:
             by_ratio = fin[:, :-1] & top_ok & (ratio > t.exploding_ratio)
             by_loss = np.isfinite(v.loss_med) & (v.loss_med > t.exploding_loss)
             g_grew = w_grew = np.zeros_like(fin)
+            w_init = self._w_init[d]
+            w0 = self._w_ref(d)
             if self._first_med is not None:
                 g0 = self._first_med[d, COL["grad_norm"]]
-                w0 = self._first_med[d, COL["weight_norm"]]
                 w1 = v.med[:, d, COL["weight_norm"]]
                 g_grew = np.isfinite(g0) & (g0 > 0) & fin & (g / g0 > t.exploding_growth)
                 w_grew = np.isfinite(w0) & (w0 > 1e-6) & np.isfinite(w1) & (w1 / w0 > t.weight_growth)
                 g_grew &= v.grown[:, None]
-                w_grew &= v.grown[:, None]
-        holds = v.full & (huge.any(1) | by_ratio.any(1) | by_loss | g_grew.any(1) | w_grew.any(1))
+                # where the weights before the first update are known, ``thrown`` judges them
+                w_grew &= v.grown[:, None] & ~(np.isfinite(w_init) & (w_init > 1e-6))
+            # one step is enough (no window): a step that moved a layer by its own size, with a
+            # huge gradient or weights thrown far from their initial norm (a zero-initialized
+            # layer also moves by its own size on its first step, harmlessly)
+            ur1 = v.last[:, d, COL["update_ratio"]]
+            g1 = v.last[:, d, COL["grad_norm"]]
+            w_last = v.last[:, d, COL["weight_norm"]]
+            thrown = (
+                np.isfinite(w_init)
+                & (w_init > 1e-6)
+                & np.isfinite(w_last)
+                & (w_last / w_init > t.weight_growth)
+            )
+            one_step = (
+                np.isfinite(ur1)
+                & (ur1 > ONE_STEP_RATIO)
+                & ((np.isfinite(g1) & (g1 > t.exploding_norm)) | thrown)
+            )
+        # weights thrown far from their initial norm hold at every row, as the weights stay there
+        w_grew = w_grew | thrown
+        holds = (
+            (v.full & (huge.any(1) | by_ratio.any(1) | by_loss | g_grew.any(1)))
+            | w_grew.any(1)
+            | one_step.any(1)
+        )
 
         def build(j: int) -> Diagnosis:
             affected: np.ndarray = d[:0]
-            if huge[j].any():
+            if one_step[j].any() and not (v.full[j] and huge[j].any()):
+                affected = d[one_step[j]]
+                k = int(np.flatnonzero(one_step[j])[0])
+                i0 = int(affected[0])
+                message = (
+                    f"one step moved {self.names[i0]} by its own size (‖Δw‖/‖w‖ = {ur1[j, k]:.2g}; "
+                    f"gradient norm {g1[j, k]:.3g}"
+                )
+                if np.isfinite(w_init[k]) and w_init[k] > 0:
+                    message += f", weight norm {w_init[k]:.3g} -> {w_last[j, k]:.3g}"
+                message += f") at step {int(v.steps[j])}: the weights were thrown out"
+            elif huge[j].any():
                 affected = d[huge[j]]
                 i0 = int(affected[0])
                 message = (
@@ -489,14 +575,13 @@ class Diagnoser:
                 n = self.names[d[k]]
                 affected = d[k : k + 1]
                 g0 = self._first_med[d, COL["grad_norm"]]  # type: ignore[index]
-                w0 = self._first_med[d, COL["weight_norm"]]  # type: ignore[index]
                 if g_grew[j, k]:
                     message = (
                         f"gradient norm of {n} grew {g[j, k] / g0[k]:.3g}x since the start "
                         f"({g0[k]:.3g} -> {g[j, k]:.3g})"
                     )
                 else:
-                    w1 = v.med[j, d[k], COL["weight_norm"]]
+                    w1 = w_last[j, k] if thrown[j, k] else v.med[j, d[k], COL["weight_norm"]]
                     message = (
                         f"weight norm of {n} grew {w1 / w0[k]:.3g}x since the start ({w0[k]:.3g} -> {w1:.3g})"
                     )
@@ -515,10 +600,25 @@ class Diagnoser:
 
         return holds, build
 
+    def _w_ref(self, d: np.ndarray) -> np.ndarray:
+        """The weight norms growth is measured from: before any update where known, else the
+        median of the first records (taken after their updates)."""
+        first = (
+            self._first_med[d, COL["weight_norm"]]
+            if self._first_med is not None
+            else np.full(len(d), math.nan)
+        )
+        init = self._w_init[d] if len(self._w_init) else np.full(len(d), math.nan)
+        return np.where(np.isfinite(init) & (init > 1e-6), init, first)
+
     def _vanishing(self, v: _Views) -> tuple[np.ndarray, Callable[[int], Diagnosis]]:
         d = self._depth
         r = v.vratio  # n x (D - 1)
-        aff = np.isfinite(r) & (r < self.t.vanishing_ratio)
+        # a dead layer passes no gradient to its own weights: its gradient of 0 is the dead
+        # units' (their fix, not BatchNorm or residuals, cures it), not a vanishing one
+        with np.errstate(invalid="ignore"):
+            dead = v.med[:, d[:-1], COL["dead"]] > self.t.dead
+        aff = np.isfinite(r) & (r < self.t.vanishing_ratio) & ~dead
         holds = v.full & aff.any(1) if len(d) >= 2 else np.zeros(len(v), bool)
         # through time: the gradient reaching a recurrent layer's first time step against its
         # largest (the latest measured curve, carried between measurements)
@@ -749,6 +849,65 @@ class Diagnoser:
 
         return holds, build
 
+    # ------------------------------------------------------------------ BatchNorm statistics
+
+    def judge_modes(self, step: int, inference: float, training: float, *, metric: str) -> list[Diagnosis]:
+        """``bn_statistics``: the same validation batch scored in inference mode (BatchNorm's
+        moving statistics) and in training mode (the batch's own). Keras's momentum 0.99
+        averages over ~100 steps of weights that keep changing, so in a short run the moving
+        statistics describe an older network: inference is far worse than training mode.
+
+        Args:
+            step: the step the check was made after.
+            inference, training: the batch's ``metric`` in each mode.
+            metric: ``accuracy`` (higher is better) or ``loss`` (lower is better).
+
+        Returns the diagnosis when it is raised; a raised one clears when the gap closes.
+        """
+        names = [n for n in self.order if self.infos[n].type == "BatchNormalization"]
+        if self._frozen or not names or not (_finite(inference) and _finite(training)):
+            return []
+        if metric == "accuracy":
+            holds = training - inference > BN_ACCURACY_GAP
+            gap = (
+                f"accuracy {inference:.2f} in inference mode, {training:.2f} with the batch's own statistics"
+            )
+        else:
+            holds = inference > BN_LOSS_RATIO * training and inference - training > 1e-6
+            gap = f"loss {inference:.3g} in inference mode, {training:.3g} with the batch's own statistics"
+        d = self._by_kind.get("bn_statistics")
+        if d is not None:
+            if holds and d.cleared_step is not None:
+                d.cleared_step = None
+            elif not holds and d.cleared_step is None:
+                d.cleared_step = int(step)
+            return []
+        if not holds:
+            return []
+        momentum = self.train.batch_norm_momentum if self.train else None
+        now = 0.99 if momentum is None else momentum
+        message = (
+            f"BatchNorm's moving statistics lag the batches': on one validation batch, {gap}; "
+            f"{len(names)} BatchNormalization layer(s) ({layer_range(names)}), momentum {now:g}"
+        )
+        if now > BN_MOMENTUM_FIX:
+            advice = (
+                f"momentum {now:g} averages the statistics over ~{1 / (1 - now):.0f} steps of a network "
+                f"that keeps changing: set batch_norm_momentum = {BN_MOMENTUM_FIX:g} in [train] "
+                "(BatchNormalization(momentum=0.9) in Keras), or train longer"
+            )
+            fix = self._fix([], None, {"batch_norm_momentum": BN_MOMENTUM_FIX})
+        else:
+            epochs = self.train.epochs if self.train else None
+            advice = (
+                "train longer (more epochs) so the moving statistics catch up, or lower the learning_rate"
+            )
+            fix = self._fix([], None, {"epochs": 2 * epochs}) if epochs else None
+        found = Diagnosis("bn_statistics", names[0], int(step), "warning", message, advice, names, fix)
+        self._by_kind["bn_statistics"] = found
+        self.diagnoses.append(found)
+        return [found]
+
     # ------------------------------------------------------------------ advice
 
     @staticmethod
@@ -813,11 +972,64 @@ class Diagnoser:
             fix["train"] = train_set
         return fix or None
 
+    def _bn_train(self) -> dict[str, Any] | None:
+        """With a fix that adds BatchNorm: its momentum for a run of a few hundred steps
+        (Keras's 0.99 lags there: ``bn_statistics``; 0.9 is PyTorch's default 0.1)."""
+        now = self.train.batch_norm_momentum if self.train else None
+        if now is not None and now <= BN_MOMENTUM_FIX:
+            return None
+        return {"batch_norm_momentum": BN_MOMENTUM_FIX}
+
     def _clipping(self) -> bool:
         t = self.train
         return bool(t and (t.clipnorm or t.clipvalue or t.global_clipnorm))
 
+    def _recurrent(self, names: list[str]) -> list[str]:
+        return [n for n in names if n in self.infos and self.infos[n].type in RECURRENT]
+
+    def _recurrent_advice(self, names: list[str], kind: str) -> tuple[str, dict[str, Any] | None]:
+        """A recurrent layer's remedies are its own (never relu/he_normal/batch_norm, which
+        change what the cell is): its recurrent kernel (orthogonal, gain 1), its cell (LSTM/GRU
+        gates keep a path for the gradient) and gradient clipping (Pascanu et al. 2013)."""
+        info = self.infos[names[0]]
+        where = f"{layer_range(names)} ({info.type})"
+        clip = not self._clipping()
+        train = {"clipnorm": 1.0} if clip else None
+        gain = recurrent_gain(info)
+        if gain is not None and gain > 1.2:
+            spec = info.recurrent_initializer.label()  # type: ignore[union-attr]
+            advice = (
+                f"{where}: its recurrent kernel ({spec}) scales the state by ~{gain:.2g} a time step, so "
+                "the state and its gradient grow through time until tanh saturates: use "
+                "recurrent_initializer = 'orthogonal' (gain 1)" + (", and clipnorm = 1.0" if clip else "")
+            )
+            return advice, self._fix(names, {"recurrent_initializer": "orthogonal"}, train)
+        if kind == "exploding":
+            if clip:
+                return (
+                    f"{where} explodes through time: clip gradients with clipnorm = 1.0, or lower learning_rate",
+                    self._fix([], None, {"clipnorm": 1.0}),
+                )
+            lr_now = self.train.learning_rate if self.train else 0.01
+            return (
+                f"{where}: gradients are already clipped; lower learning_rate (e.g. {lr_now / 10:g})",
+                self._fix([], None, {"learning_rate": lr_now / 10}),
+            )
+        if info.type == "SimpleRNN":
+            advice = f"{where}: use lstm or gru (their gates keep a path for the gradient through time)" + (
+                ", or clipnorm = 1.0" if clip else ""
+            )
+            return advice, self._fix(names, {"type": "lstm", "activation": "tanh"}, None)
+        advice = (
+            f"{where}: its recurrent kernel is already orthogonal-like; "
+            + ("clip gradients with clipnorm = 1.0, or " if clip else "")
+            + "lower learning_rate"
+        )
+        return advice, self._fix([], None, train) if train else None
+
     def _vanish_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "vanishing")
         groups = self._groups(names)
         if not groups:
             return "use relu with he_normal, or add batch_norm = 'before'", None
@@ -825,6 +1037,20 @@ class Diagnoser:
         g_names, info = groups[0]
         act = info.activation
         if act in SATURATING or act in ("linear", "softmax"):
+            conv = [n for n in self._entry_layers(names_all) if self.infos[n].type.startswith("Conv")]
+            if conv and info.batch_norm == "none":
+                # a convolution's channel dies as a whole (0 at every position): relu alone on a
+                # stack of narrow convolutions trades vanishing for dead channels, as measured on
+                # conv-sigmoid; BatchNorm keeps each channel's pre-activations centred on 0
+                advice = (
+                    f"{self._describe(g_names, info)}: {len(conv)} convolutions; use relu with he_normal "
+                    f"and batch_norm = 'before' (relu alone leaves whole channels dead)"
+                )
+                return advice, self._fix(
+                    names_all,
+                    {"activation": "relu", "initializer": "he_normal", "batch_norm": "before"},
+                    self._bn_train(),
+                )
             advice = f"{self._describe(g_names, info)}: use relu with he_normal, or batch_norm = 'before'"
             return advice, self._fix(names_all, {"activation": "relu", "initializer": "he_normal"}, None)
         good, rule, _ = matched_init(act)
@@ -846,21 +1072,17 @@ class Diagnoser:
             "batch_norm = 'before', or residual = true (a skip connection around each block keeps "
             "a path for the gradient), or use fewer layers"
         )
-        return advice, self._fix(names_all, {"batch_norm": "before"}, None)
+        return advice, self._fix(names_all, {"batch_norm": "before"}, self._bn_train())
 
     def _explode_advice(self, names: list[str], *, nonfinite: bool) -> tuple[str, dict[str, Any] | None]:
         groups = self._groups(names) or self._groups(self.order)
         clip = "" if self._clipping() else "clipnorm = 1.0"
         lr = "lower learning_rate"
-        recurrent = [n for n in names if n in self.infos and self.infos[n].type in RECURRENT]
-        if recurrent and clip:
+        recurrent = self._recurrent(names)
+        if recurrent:
             # the recurrent kernel is applied once a time step: its gradient grows like a power
             # of it (Pascanu et al. 2013), which clipping bounds without changing its direction
-            return (
-                f"{layer_range(recurrent)} ({self.infos[recurrent[0]].type}) explodes through time: "
-                f"clip gradients with {clip}, or {lr}",
-                self._fix([], None, {"clipnorm": 1.0}),
-            )
+            return self._recurrent_advice(recurrent, "exploding")
         for g_names, info in groups:
             var = info.variance
             good_var = matched_variance(info.activation, info.fan_in, info.fan_out) if info.fan_in else None
@@ -888,6 +1110,8 @@ class Diagnoser:
         )
 
     def _saturation_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "saturation")
         groups = self._groups(names)
         if not groups:
             return "use relu with he_normal, or batch_norm = 'before'", None
@@ -905,6 +1129,8 @@ class Diagnoser:
         return advice, self._fix(names, {"batch_norm": "before"}, None)
 
     def _one_sided_advice(self, names: list[str], side: float) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "saturation")
         groups = self._groups(names)
         if not groups:
             return "use tanh (centred on 0) or relu with he_normal, or batch_norm = 'before'", None
@@ -936,14 +1162,25 @@ class Diagnoser:
         )
 
     def _dead_advice(self, names: list[str]) -> tuple[str, dict[str, Any] | None]:
+        if self._recurrent(names):
+            return self._recurrent_advice(self._recurrent(names), "dead_units")
         groups = self._groups(names)
         if not groups:
             return "use leaky_relu or elu with he_normal, or lower the learning_rate", None
         g_names, info = groups[0]
-        advice = (
-            f"{self._describe(g_names, info)}: use leaky_relu (negative_slope 0.2) or elu with "
-            "he_normal, keep bias_initializer = 'zeros', or lower learning_rate"
-        )
+        bias = info.bias_initializer
+        shift = float(bias.param("value", 0.0)) if bias is not None and bias.name == "constant" else 0.0
+        if shift < 0:
+            advice = (
+                f"{self._describe(g_names, info)}: bias_initializer {bias.label()} pushes every "  # type: ignore[union-attr]
+                "pre-activation below 0, where relu outputs 0 and passes no gradient: use "
+                "bias_initializer = 'zeros', and leaky_relu (negative_slope 0.2) so no unit can die"
+            )
+        else:
+            advice = (
+                f"{self._describe(g_names, info)}: use leaky_relu (negative_slope 0.2) or elu with "
+                "he_normal, keep bias_initializer = 'zeros', or lower learning_rate"
+            )
         return advice, self._fix(
             names,
             {

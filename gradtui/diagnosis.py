@@ -19,6 +19,7 @@ KINDS = (
     "one_sided_saturation",
     "learning_rate",
     "not_learning",
+    "bn_statistics",
 )
 
 

@@ -8,12 +8,15 @@ the same statistics and diagnoses into the same run directory layout, through th
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gradtui import keras_compat as kc
 from gradtui import versions
@@ -32,6 +35,21 @@ HISTOGRAM_STEPS = 100
 TIME_RATIO_MEASUREMENTS = 3
 #: called with the new records (a drain's arrays) and the diagnoses they raised
 RecordListener = Callable[[Records, list[Diagnosis]], None]
+
+
+def _initial_weights(model: Any, tracked: list[Any]) -> dict[str, float]:
+    """Each row's weight norm now, before the first update: ``stats.jsonl`` records it after
+    each step's update, so a first step that throws the weights out would hide the start."""
+    out: dict[str, float] = {}
+    try:
+        weights = model.trainable_weights
+        for t in tracked:
+            out[t.name] = math.sqrt(
+                sum(float(np.sum(np.square(np.asarray(weights[i].numpy(), np.float64)))) for i in t.variables)
+            )
+    except Exception:  # a model whose weights cannot be read yet: growth is judged from the records
+        return {}
+    return out
 
 
 class Monitor:
@@ -78,7 +96,9 @@ class Monitor:
         except BaseException:
             self.instrument.detach()
             raise
-        self.diagnoser = Diagnoser(self.layers, thresholds, train)
+        self.diagnoser = Diagnoser(
+            self.layers, thresholds, train, _initial_weights(model, self.instrument.tracked)
+        )
         self._thresholds, self._train = thresholds, train
         #: one recorder and its diagnoser per watched optimizer (``gradtui run``: just one); a
         #: GAN's discriminator and generator are two networks, each judged along its own depth
@@ -113,6 +133,12 @@ class Monitor:
         #: the model's optimizer when last seen (a fit after a new compile() follows the new one)
         self._compiled: Any = None
         self.closed = False
+        #: a validation batch ``(x, y, metric)`` scored in both BatchNorm modes at each epoch's
+        #: end (``bn_statistics``); set by :class:`gradtui.session.Session` for a model with
+        #: BatchNormalization
+        self.mode_probe: tuple[Any, Any, str] | None = None
+        #: diagnoses found outside a drain (at an epoch's end), handed on with the next one
+        self._pending: list[Diagnosis] = []
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
@@ -139,7 +165,17 @@ class Monitor:
         offset = self.steps if continues else 0
         rec = Recorder(self.model, optimizer, every=self.instrument.every)
         rec.step_offset = offset - _iterations_of(optimizer) if continues else 0
-        self.parts.append((rec, Diagnoser(describe(self.model, rec.tracked), self._thresholds, self._train)))
+        self.parts.append(
+            (
+                rec,
+                Diagnoser(
+                    describe(self.model, rec.tracked),
+                    self._thresholds,
+                    self._train,
+                    _initial_weights(self.model, rec.tracked),
+                ),
+            )
+        )
         self._starts[id(rec)] = _iterations_of(optimizer) - offset
         if continues:  # the earlier optimizer's steps are counted in this one's from now on
             for earlier, _ in self.parts[:-1]:
@@ -176,7 +212,13 @@ class Monitor:
     def _flush_part(self, rec: Recorder, diagnoser: Diagnoser) -> Records:
         with self._lock:
             block = rec.drain(getattr(self.callback, "epoch", 0))
+            pending: list[Diagnosis] = []
+            if rec is self.instrument:  # the epoch-end verdicts (bn_statistics) are the model's
+                pending, self._pending = self._pending, []
             if not len(block):
+                if pending:
+                    for listener in list(self.listeners):
+                        listener(block, pending)
                 return block
             known = block.losses[block.loss_known] if block.loss_known is not None else block.losses
             if len(known):
@@ -188,7 +230,7 @@ class Monitor:
             self.history.add_block(block)
             if block.time_grads:
                 block.extra["time_ratio"] = self._time_ratio(block)
-            new = diagnoser.feed_block(_with_known_losses(block))
+            new = pending + diagnoser.feed_block(_with_known_losses(block))
             _say_unknown_losses(new, block)
             if self.stop_on_nonfinite and any(d.kind == "non_finite" for d in new):
                 self.nonfinite_stop = True
@@ -238,8 +280,44 @@ class Monitor:
     def _on_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         self.epochs_done = epoch + 1
         self.last_logs = {k: _float(v) for k, v in logs.items()}
+        if self.mode_probe is not None and not self.closed:
+            found = self._judge_modes()
+            if found:
+                with self._lock:
+                    self._pending.extend(found)
+                self.flush("bn_statistics")
         for listener in list(self.epoch_listeners):
             listener(epoch, self.last_logs)
+
+    def _judge_modes(self) -> list[Diagnosis]:
+        """Score the probe batch with BatchNorm's moving statistics (inference) and with the
+        batch's own (training mode, through ``stateless_call``: no moving statistic, dropout
+        seed or weight of the user's model changes)."""
+        x, y, metric = self.mode_probe  # type: ignore[misc]
+        try:
+            model = self.model
+            inference = np.asarray(model(x, training=False))
+            out, _ = model.stateless_call(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                x,
+                training=True,
+            )
+            training = np.asarray(out)
+        except Exception:  # a model that cannot be called twice this way: no verdict
+            return []
+        y = np.asarray(y)
+        if metric == "accuracy":
+            inf_score = float(np.mean(np.argmax(inference, axis=-1) == y))
+            tr_score = float(np.mean(np.argmax(training, axis=-1) == y))
+        else:
+            target = y.reshape(inference.shape) if y.size == inference.size else y
+            inf_score = float(np.mean(np.square(inference - target)))
+            tr_score = float(np.mean(np.square(training - target)))
+        with self._lock:
+            return self.diagnoser.judge_modes(
+                max(self._iterations() - 1, 0), inf_score, tr_score, metric=metric
+            )
 
     def summary(
         self, status: str, *, error: str | None = None, params: dict[str, int] | None = None

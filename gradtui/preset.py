@@ -148,6 +148,7 @@ TRAIN_KEYS = (
     "epsilon",
     "warmup_steps",
     "schedule",
+    "batch_norm_momentum",
 )
 _INIT_KEYS = ("activation", "initializer", "bias_initializer")
 _CONV_KEYS = (
@@ -470,6 +471,9 @@ class TrainSpec:
     warmup_steps: int = 0
     #: ``constant``, or ``cosine``: decay to 0 over the run's steps after the warm-up
     schedule: str = "constant"
+    #: momentum of the BatchNormalization a dense/conv entry's ``batch_norm`` builds; ``None``:
+    #: Keras's 0.99, whose moving statistics lag a run of a few hundred steps (``bn_statistics``)
+    batch_norm_momentum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -794,6 +798,11 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         seed=v.integer(train_tbl, "seed", 0, "train.", lo=0, hi=2**31 - 1),
         max_steps=v.optional_integer(train_tbl, "max_steps", "train.", lo=1),
         loss=v.loss(train_tbl, data_spec),
+        batch_norm_momentum=(
+            v.number(train_tbl, "batch_norm_momentum", 0.99, "train.", lo=0.0, hi=0.9999)
+            if "batch_norm_momentum" in train_tbl
+            else None
+        ),
     )
 
     mon_tbl = v.table(data, "monitor")

@@ -233,6 +233,7 @@ class Session:
             self.status = "running"
             control = _control_callback(keras, self, prepared.total_steps)
             data = prepared.data
+            monitor.mode_probe = _mode_probe(layers, data, preset)
             validation = (data.x_val, data.y_val) if data.x_val is not None else None
             model.fit(
                 data.x_train,
@@ -352,6 +353,18 @@ def _error_line(exc: BaseException) -> str:
         if useful:
             text = f"{text} {useful[-1]}"
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+#: examples of the validation set scored in both BatchNorm modes at each epoch's end
+MODE_PROBE_SIZE = 256
+
+
+def _mode_probe(layers: list[Any], data: Any, preset: Preset) -> tuple[Any, Any, str] | None:
+    """One validation batch for the ``bn_statistics`` check, where the model has BatchNorm."""
+    if data.x_val is None or not any(getattr(x, "type", "") == "BatchNormalization" for x in layers):
+        return None
+    n = min(MODE_PROBE_SIZE, len(data.x_val))
+    return data.x_val[:n], data.y_val[:n], "loss" if preset.data.regression else "accuracy"
 
 
 def _bare_summary(preset: Preset, status: str, error: str | None, params: dict[str, int]) -> dict[str, Any]:

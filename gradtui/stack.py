@@ -314,7 +314,7 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
                 )
             )
         elif kind == "batch_norm":
-            layers.append(_bn_info(namer, entry, shape, spec))
+            layers.append(_bn_info(namer, entry, shape, spec, preset.train.batch_norm_momentum))
         elif kind == "layer_norm":
             n = 2 * shape[-1]
             layers.append(
@@ -518,13 +518,13 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             if fused:
                 info.activation_layer = info.name
             if spec.batch_norm == "before":
-                layers.append(_bn_info(namer, entry, shape, None))
+                layers.append(_bn_info(namer, entry, shape, None, preset.train.batch_norm_momentum))
                 add_activation(entry, act, info)
             else:
                 if not fused:
                     add_activation(entry, act, info)
                 if spec.batch_norm == "after":
-                    layers.append(_bn_info(namer, entry, shape, None))
+                    layers.append(_bn_info(namer, entry, shape, None, preset.train.batch_norm_momentum))
             if spec.residual:
                 layers[start].residual_start = True
                 if shape != in_shape:
@@ -617,11 +617,20 @@ def _check_output(preset: Preset, layers: list[LayerInfo], num_classes: int | No
         )
 
 
-def _bn_info(namer: _Namer, entry: int | None, shape: tuple[int, ...], spec: LayerSpec | None) -> LayerInfo:
+def _bn_info(
+    namer: _Namer,
+    entry: int | None,
+    shape: tuple[int, ...],
+    spec: LayerSpec | None,
+    momentum: float | None = None,
+) -> LayerInfo:
+    """A BatchNormalization: an explicit ``batch_norm`` entry's (``spec``), or one a dense/conv
+    entry's ``batch_norm`` key builds; ``[train] batch_norm_momentum`` (``momentum``), when set,
+    is the momentum of every one (``None``: the entry's own, or Keras's 0.99)."""
     n = shape[-1]
-    args = {}
+    args: dict[str, object] = {"momentum": momentum} if momentum is not None else {}
     if spec is not None:
-        args = {"momentum": spec.momentum, "epsilon": spec.epsilon}
+        args = {"momentum": spec.momentum if momentum is None else momentum, "epsilon": spec.epsilon}
     return LayerInfo(
         namer("batch_norm"),
         "BatchNormalization",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -423,3 +424,118 @@ def test_a_block_is_read_by_column_name() -> None:
     from_block.feed_block(Block(recs))
     assert [x.to_dict() for x in from_block.diagnoses] == [x.to_dict() for x in diagnose(recs, layers)]
     assert [x.kind for x in from_block.diagnoses] == ["one_sided_saturation"]
+
+
+# --------------------------------------------------------------------------- one-step catastrophe
+
+
+def _rnn_record(step: int, rnn: dict, loss: float = 4.0) -> dict:
+    dense = {"grad_norm": 20.0, "weight_norm": 1.3, "update_ratio": 0.8, "nonfinite": 0}
+    return {"step": step, "epoch": 0, "loss": loss, "layers": {"simple_rnn": rnn, "dense": dense}}
+
+
+def _rnn_layers():
+    preset = loads(
+        '[data]\ndataset = "adding"\n[[layers]]\ntype = "simple_rnn"\nunits = 32\n'
+        'recurrent_initializer = { name = "random_normal", stddev = 0.5 }\n'
+        '[[layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n'
+    )
+    return plan(preset, (50, 2), None)
+
+
+def test_one_step_that_throws_the_weights_out_is_exploding_not_vanishing() -> None:
+    """Measured on benchmarks/scenarios/rnn-wild.toml: step 0's gradient 1.7e5 moved the
+    SimpleRNN by its own size (weights 16 -> 9263); from step 1 on it is saturated with a
+    gradient of ~0. The median window hides step 0; the first step alone is exploding, and what
+    follows from it (saturation, vanishing, the learning rate) is not raised beside it."""
+    thrown = {"grad_norm": 1.7e5, "weight_norm": 9263.0, "update_ratio": 0.99998, "nonfinite": 0}
+    stuck = {"grad_norm": 0.0, "weight_norm": 9263.0, "update_ratio": 0.0, "nonfinite": 0, "saturation": 1.0}
+    recs = [_rnn_record(0, {**thrown, "saturation": 0.45}, 1.7)] + [
+        _rnn_record(s, stuck) for s in range(1, 30)
+    ]
+    d = Diagnoser(_rnn_layers(), initial_weights={"simple_rnn": 16.3, "dense": 1.0})
+    found = d.feed(recs[0])
+    assert [x.kind for x in found] == ["exploding"] and found[0].step == 0
+    assert "by its own size" in found[0].message and "16.3 -> 9.26e+03" in found[0].message
+    d.feed_all(recs[1:])
+    assert [(x.kind, x.cleared_step) for x in d.diagnoses] == [("exploding", None)]
+    # without the initial norms (a user's records only) the huge gradient of that step suffices
+    assert [x.kind for x in diagnose(recs, _rnn_layers())][:1] == ["exploding"]
+
+
+def test_a_zero_initialized_layer_moving_by_its_size_once_is_not_exploding() -> None:
+    """A layer that starts at 0 moves by ‖Δw‖/‖w‖ = 1 on its first step, harmlessly."""
+    first = {"grad_norm": 0.5, "weight_norm": 0.01, "update_ratio": 1.0, "nonfinite": 0, "saturation": 0.1}
+    later = {"grad_norm": 0.5, "weight_norm": 0.011, "update_ratio": 1e-3, "nonfinite": 0, "saturation": 0.1}
+    recs = [_rnn_record(0, first, 0.3)] + [_rnn_record(s, later, 0.3) for s in range(1, 10)]
+    d = Diagnoser(_rnn_layers(), initial_weights={"simple_rnn": 0.0, "dense": 1.0})
+    d.feed_all(recs)
+    assert "exploding" not in [x.kind for x in d.diagnoses]
+
+
+def test_a_recurrent_layer_gets_recurrent_remedies() -> None:
+    """Saturated, vanishing or exploding, a SimpleRNN whose recurrent kernel has a gain above 1
+    (N(0, 0.5²) on 32 units: ~2.8) is told about its recurrent kernel, never relu, he_normal or
+    batch_norm (which change the cell and, applied, sent the loss to inf)."""
+    layers = _rnn_layers()
+    sat = {"grad_norm": 1e-6, "weight_norm": 16.0, "update_ratio": 1e-3, "nonfinite": 0, "saturation": 0.99}
+    recs = [_rnn_record(s, sat, 0.2) for s in range(5)]
+    found = {x.kind: x for x in diagnose(recs, layers, train=TrainSpec())}
+    assert {"saturation", "vanishing"} <= found.keys(), found
+    for d in found.values():
+        if d.layer != "simple_rnn":
+            continue
+        assert "recurrent_initializer = 'orthogonal'" in d.advice and "2.8" in d.advice, d.advice
+        assert not any(w in d.advice for w in ("relu", "he_normal", "batch_norm")), d.advice
+        assert d.fix == {
+            "entries": [0],
+            "set": {"recurrent_initializer": "orthogonal"},
+            "train": {"clipnorm": 1.0},
+        }
+    # an orthogonal kernel already: a SimpleRNN's remedy is its cell, an LSTM's clipping
+    ortho = [replace(x, recurrent_initializer=Spec("orthogonal")) for x in layers]
+    (v,) = [x for x in diagnose(recs, ortho, train=TrainSpec()) if x.kind == "saturation"]
+    assert "use lstm or gru" in v.advice and v.fix["set"]["type"] == "lstm"
+    lstm = [replace(x, type="LSTM") if x.name == "simple_rnn" else x for x in ortho]
+    (v,) = [x for x in diagnose(recs, lstm, train=TrainSpec()) if x.kind == "saturation"]
+    assert v.fix == {"train": {"clipnorm": 1.0}} and "relu" not in v.advice
+
+
+def test_bn_statistics_raises_on_a_mode_gap_names_the_layers_and_clears() -> None:
+    """One validation batch scored with BatchNorm's moving statistics and with its own: a gap
+    of 0.57 in accuracy (batchnorm-sigmoid, measured) is bn_statistics; the fix is momentum 0.9."""
+    preset = loads(
+        STACK.format(act="sigmoid", init='"glorot_uniform"').replace(
+            "repeat = 4", 'batch_norm = "before"\nrepeat = 4'
+        )
+    )
+    layers = plan(preset, (64,), 10)
+    d = Diagnoser(layers, train=preset.train)
+    assert d.judge_modes(50, 0.80, 0.85, metric="accuracy") == []  # a small gap is noise
+    (found,) = d.judge_modes(100, 0.37, 0.94, metric="accuracy")
+    bn = [x.name for x in layers if x.type == "BatchNormalization"]
+    assert found.kind == "bn_statistics" and found.layers == bn and len(bn) == 4
+    assert "0.37 in inference mode, 0.94" in found.message and "momentum 0.99" in found.message
+    assert found.fix == {"train": {"batch_norm_momentum": 0.9}}
+    assert "batch_norm_momentum = 0.9" in found.advice
+    assert apply_fix(preset, found.fix).train.batch_norm_momentum == 0.9
+    assert d.judge_modes(150, 0.9, 0.92, metric="accuracy") == [] and found.cleared_step == 150
+    # a regression compares losses; a stack without BatchNorm is never judged
+    r = Diagnoser(layers, train=preset.train)
+    assert [x.kind for x in r.judge_modes(9, 0.5, 0.1, metric="loss")] == ["bn_statistics"]
+    _, plain_layers = layers_for()
+    assert Diagnoser(plain_layers).judge_modes(9, 0.1, 0.9, metric="accuracy") == []
+
+
+def test_dead_layers_with_no_gradient_are_dead_units_not_vanishing() -> None:
+    """conv-dead-relu, measured: every hidden layer 100% dead with a gradient of exactly 0. That
+    is the dead units' doing (their fix cures it); a lower layer that is alive and still gets a
+    tiny gradient (deep-plain) is vanishing."""
+    _, layers = layers_for("relu", '"he_normal"')
+    dead = {n: {"dead": 1.0} for n in ("dense", "dense_1", "dense_2", "dense_3")}
+    found = diagnose([record(s, [0.0, 0.0, 0.0, 0.0, 0.2], act=dead) for s in range(5)], layers)
+    assert [d.kind for d in found] == ["dead_units"]
+    top_dead = {"dense_3": {"dead": 0.7}, "dense": {"dead": 0.1}}
+    found = diagnose([record(s, [1e-9, 1e-7, 1e-5, 1e-3, 0.2], act=top_dead) for s in range(5)], layers)
+    assert [d.kind for d in found] == ["vanishing", "dead_units"]
+    assert found[0].layers == ["dense", "dense_1", "dense_2"]

@@ -35,7 +35,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from gradtui.diagnosis import Diagnosis
 from gradtui.errors import GradtuiError
-from gradtui.preset import Preset, apply_fix, load, loads
+from gradtui.preset import Preset, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
@@ -107,6 +107,11 @@ def describe_fix(fix: dict[str, Any] | None) -> str:
             ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fix["train"].items())
         )
     return "; ".join(parts)
+
+
+def _held(diagnosis: Diagnosis) -> Diagnosis:
+    """``diagnosis`` as still holding: a fix chosen by hand is applied even after it cleared."""
+    return dataclasses.replace(diagnosis, cleared_step=None)
 
 
 def _where(trace: str | None) -> str:
@@ -507,12 +512,13 @@ class GradtuiApp(App[int]):
     # ------------------------------------------------------------------ fix
 
     def action_apply_fix(self) -> None:
-        """Apply the highlighted diagnosis's remedy to the stack."""
-        diagnosis = self.query_one(WarningsPanel).selected
-        if diagnosis is None:
+        """Apply the remedy of the run's open diagnoses to the stack, as one change (what
+        ``gradtui fix`` writes); a diagnosis highlighted with Enter applies its own fix alone."""
+        diagnoses = self.query_one(WarningsPanel).diagnoses
+        if not diagnoses:
             self.notify("no diagnosis to fix: train first (t)", severity="warning", timeout=4)
             return
-        self.post_message(ApplyFix(diagnosis))
+        self.apply_remedy(diagnoses)
 
     def on_apply_fix(self, message: ApplyFix) -> None:
         """Change the stack as the diagnosis's fix says, ready to train again."""
@@ -520,13 +526,22 @@ class GradtuiApp(App[int]):
 
     def apply_diagnosis(self, diagnosis: Diagnosis) -> bool:
         """Apply ``diagnosis.fix`` to the stack; returns whether the stack changed."""
+        return self.apply_remedy([diagnosis], single=True)
+
+    def apply_remedy(self, diagnoses: list[Diagnosis], *, single: bool = False) -> bool:
+        """Apply the fixes of ``diagnoses`` that still hold, merged into one consistent change
+        (:func:`gradtui.remedy.apply_remedy`, as ``gradtui fix``); returns whether the stack changed."""
+        from gradtui.remedy import apply_remedy, open_fixable
+
         if self.training:
             self.notify("stop the training first (t), then apply the fix", severity="warning", timeout=4)
             return False
-        if not diagnosis.fix:
-            self.notify(f"{diagnosis.kind}: {diagnosis.advice}", title="No automatic fix", timeout=6)
+        chosen = open_fixable([_held(d) for d in diagnoses] if single else diagnoses)
+        if not chosen:
+            advice = "; ".join(f"{d.kind}: {d.advice}" for d in diagnoses if single or d.cleared_step is None)
+            self.notify(advice or "every diagnosis has cleared", title="No automatic fix", timeout=6)
             return False
-        entries = diagnosis.fix.get("entries", [])
+        entries = sorted({i for d in chosen for i in (d.fix or {}).get("entries", [])})
         trained = self.trained_preset
         if trained is not None and any(
             i >= len(self.preset.layers)
@@ -537,22 +552,28 @@ class GradtuiApp(App[int]):
             # the entries the fix names were edited or moved since that run: applying it blindly
             # could change the wrong layers
             self.notify(
-                f"the stack changed since that run; the fix was: {describe_fix(diagnosis.fix)}",
+                "the stack changed since that run; the fix was: "
+                + "; ".join(describe_fix(d.fix) for d in chosen),
                 title="Fix not applied",
                 severity="warning",
                 timeout=8,
             )
             return False
         try:
-            preset = apply_fix(self.preset, diagnosis.fix)
+            remedy = apply_remedy(self.preset, chosen)
         except GradtuiError as exc:
             self.notify(exc.one_line(), title="The fix does not fit this stack", severity="error")
             return False
-        self.set_preset(preset)
+        if not remedy.changes:
+            self.notify("the stack already has that fix", title="Nothing changed", timeout=6)
+            return False
+        self.set_preset(remedy.preset)
+        kinds = ", ".join(dict.fromkeys(d.kind for d in remedy.applied))
         self.notify(
-            f"{describe_fix(diagnosis.fix)} — press t to train again",
-            title=f"Applied the fix for {diagnosis.kind}",
+            "; ".join(remedy.changes) + " — press t to train again",
+            title=f"Applied the fix for {kinds}",
             timeout=8,
+            markup=False,
         )
         return True
 

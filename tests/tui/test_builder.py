@@ -306,7 +306,8 @@ async def test_a_fix_is_refused_when_its_layers_changed_since_the_run(make_app) 
     from gradtui.preset import Spec
 
     app = make_app("vanishing-sigmoid")
-    fix = {"entries": [0], "set": {"activation": "relu", "initializer": "he_normal"}}
+    # a fix that changes the new entry too (it is relu + he_normal already)
+    fix = {"entries": [0], "set": {"activation": "elu", "initializer": "he_uniform"}}
     diagnosis = Diagnosis("vanishing", "dense", 2, "error", "m", "a", ["dense"], fix)
     async with opened(app) as pilot:
         app.trained_preset = app.preset
@@ -316,7 +317,8 @@ async def test_a_fix_is_refused_when_its_layers_changed_since_the_run(make_app) 
         assert app.preset == edited  # nothing changed
         app.trained_preset = app.preset  # as if this stack had been trained
         assert app.apply_diagnosis(diagnosis) is True
-        assert app.preset.layers[0].activation == Spec("relu")
+        assert app.preset.layers[0].activation == Spec("elu")
+        assert app.apply_diagnosis(diagnosis) is False  # applied already: nothing changes
 
 
 async def test_forms_arrive_after_the_first_paint_filled_with_the_stack(make_app) -> None:  # type: ignore[no-untyped-def]
