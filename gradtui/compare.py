@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradtui.runlog import Run
+from gradtui.text import plain
 from gradtui.view import fmt
 
 #: recorded steps whose median stands for a layer's value
@@ -67,13 +68,14 @@ def compare_table(runs: list[Run]) -> Group:
     legend = Text()
     for i, run in enumerate(runs):
         final = run.summary.get("final") or {}
-        line = f"{_tag(i)}  {run.name} [{run.status}] {len(run.records)} records"
+        # names and paths read from files: plain text (no markup, no terminal control sequence)
+        line = f"{_tag(i)}  {plain(run.name)} [{plain(run.status)}] {len(run.records)} records"
         if "loss" in final:
             line += f", loss {fmt(final['loss'])}"
         if "val_accuracy" in final:
             line += f", val acc {fmt(final['val_accuracy'])}"
         legend.append(line + "\n", "bold" if i == 0 else "")
-        legend.append(f"   {run.path}\n", "dim")
+        legend.append(f"   {plain(run.path)}\n", "dim")
     names: list[str] = []
     for run in runs:
         names += [n for n in run.layer_names() if n not in names]
@@ -96,12 +98,12 @@ def compare_table(runs: list[Run]) -> Group:
         table.add_column(f"upd {_tag(i)}", justify="right")
     table.add_column("diagnoses", overflow="fold")
     for name in names:
-        cells = [name]
+        cells: list[Any] = [Text(plain(name))]
         cells += [fmt(g[name], ".2g") for g in grads]
         cells += [_ratio(g[name], grads[0][name]) for g in grads[1:]]
         cells += [fmt(u[name], ".1e") for u in updates]
         diag = [
-            f"{_tag(i)}:{','.join(SHORT.get(k, k) for k in k_[name])}"
+            f"{_tag(i)}:{','.join(plain(SHORT.get(k, k)) for k in k_[name])}"
             for i, k_ in enumerate(kinds)
             if k_.get(name)
         ]
@@ -110,7 +112,7 @@ def compare_table(runs: list[Run]) -> Group:
     parts: list[Any] = [legend, table]
     whole = [(i, k) for i, k_ in enumerate(kinds) for k in k_.get(None, [])]
     if whole:
-        parts.append(Text("whole model: " + ", ".join(f"{_tag(i)}:{k}" for i, k in whole), "yellow"))
+        parts.append(Text("whole model: " + ", ".join(f"{_tag(i)}:{plain(k)}" for i, k in whole), "yellow"))
     return Group(*parts)
 
 

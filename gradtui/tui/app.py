@@ -38,6 +38,7 @@ from gradtui.preset import Preset, apply_fix, load, loads
 from gradtui.runlog import atomic_write, default_run_dir
 from gradtui.session import Session
 from gradtui.source import RunSource, TrainingSource
+from gradtui.text import plain
 from gradtui.tui.feed import Snapshot
 from gradtui.tui.messages import (
     ApplyFix,
@@ -435,10 +436,20 @@ class GradtuiApp(App[int]):
         if message.followed:
             self.finished_note = f"the run finished: {snap.status} after {steps} steps"
             self.notify(self.finished_note, title="Run finished", timeout=10)
+        notes = self.run_source.notes() if self.run_source is not None else []
         if message.error:
-            line = Text("✖ the run failed\n", "bold red")
-            line.append(message.error, "red")
+            failed = message.summary.get("status") == "failed" and not message.error.startswith(
+                ("stopped following", "cannot read the run")
+            )
+            line = Text("✖ the run failed\n" if failed else "✖ reading stopped\n", "bold red")
+            line.append(plain(message.error), "red")
             self.errors = [line]
+        for note in notes:  # what was skipped, why following stopped: on the screen and on exit
+            if note != message.error:
+                self.errors.append(Text(f"⚠ {note}", "yellow"))
+                self.notify(note, title="Reading the run", severity="warning", timeout=12)
+        if notes:
+            self.finished_note = "; ".join([*([self.finished_note] if self.finished_note else []), *notes])
         self.query_one(MonitorView).show(snap, self.errors)
         self._show_compare()
         if self._quitting or self.exit_after_train:
@@ -742,6 +753,12 @@ def run_open(run_dir: str | Path, *, follow: bool, headless: bool = False) -> in
     code = _run_plain(app, headless)
     if app.finished_note:
         sys.stderr.write(f"gradtui: {app.finished_note}\n")
+    reader = app.run_source.reader if app.run_source is not None else None
+    if not code and reader is not None:
+        if reader.gone or (app.run_source is not None and app.run_source.error):
+            code = 1  # the followed run was deleted or replaced: said so, and stopped
+        elif not reader.usable() and not follow:
+            code = 2  # nothing in it could be read (said in the line above)
     return leave(code)
 
 
