@@ -568,7 +568,9 @@ def _why(exc: BaseException) -> str:
         return "not JSON: nested too deep"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
-    return f"not JSON: {exc}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc}"
+    return str(exc)
 
 
 class RunReader:
@@ -647,6 +649,8 @@ class RunReader:
             if isinstance(summary, dict):
                 # written after the last line of stats.jsonl: read whatever came before it
                 new += self._read_stats()
+                if self.partial.strip():
+                    self.skip.line("torn (no newline at the end)")
                 summary = clean_summary(summary, self.skip)
                 run.summary = summary
                 run.status = str(summary.get("status", "incomplete"))

@@ -99,6 +99,8 @@ class TensorBoardSink:
         ``present`` (``(rows, 1 + keys * layers)``: the loss, then each key's layers) says which
         values were recorded, when known: those are written even when NaN or Inf (the step where a
         run turned NaN shows in TensorBoard), the others left out."""
+        if not len(steps):
+            return
         t0 = time.perf_counter()
         keys = list(fields)
         # (rows, 1 + layers * keys): the loss, then each statistic of each layer
