@@ -32,7 +32,7 @@ from gradtui.errors import GradtuiError
 from gradtui.feed import Snapshot, snapshot_from_history
 from gradtui.history import History
 from gradtui.preset import Preset
-from gradtui.runlog import RunDir, RunReader
+from gradtui.runlog import RunDir, RunReader, open_regular
 from gradtui.session import Session, StartInfo
 from gradtui.text import plain
 
@@ -313,8 +313,9 @@ class RunSource:
         not load)."""
         text = self.reader.run.preset_text
         if text is None:
-            try:
-                text = (self.path / "preset.toml").read_text(encoding="utf-8")
+            try:  # a FIFO in its place is refused, never waited on
+                with open_regular(self.path / "preset.toml") as f:
+                    text = f.read().decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 return None
         from gradtui.preset import loads

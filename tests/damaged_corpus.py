@@ -6,9 +6,9 @@ SimpleRNN and a Dense layer, ``time_grads`` every ten steps, one diagnosis); reg
 copy one way. ``usable`` says whether anything is left to show (readers exit 0, else 2 in one
 line); ``says`` is a piece of the one line a reader must print about what it skipped.
 
-``python tests/damaged_corpus.py --table [--before PATH]`` prints the closing table: each damage
-with ``report``, ``compare``, ``export`` and ``open --headless`` run on it (optionally with
-another checkout of gradtui as "before").
+``python tests/damaged_corpus.py --table --before PATH`` prints the closing table: each damage
+with ``open --headless``, ``compare``, ``report`` and ``export`` run on it, with the gradtui
+package in ``PATH`` (e.g. ``git archive <commit> gradtui | tar -x -C PATH``) and this checkout.
 """
 
 from __future__ import annotations
@@ -266,55 +266,98 @@ def _base() -> None:  # pragma: no cover - run by hand
         shutil.copytree(out, BASE)
 
 
-def _table(before: str | None) -> None:  # pragma: no cover - run by hand for the closing note
+def _outcomes(root: Path) -> None:  # pragma: no cover - run by _table, in the version's process
+    """``report``, ``compare`` and ``export`` on every damage, in this process (CliRunner, a
+    15-second alarm); one JSON object on stdout: ``{damage: {command: outcome}}``."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from gradtui.cli import app
+
+    def alarm(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, alarm)
+    runner = CliRunner()
+    got: dict[str, dict[str, str]] = {}
+    for d in DAMAGES:
+        run = root / d.name
+        got[d.name] = {}
+        for name, args in (
+            ("report", ["report", str(run), "-o", str(root / "out" / f"{d.name}.html")]),
+            ("compare", ["compare", str(BASE), str(run)]),
+            ("export", ["export", str(run), "--tensorboard", str(root / "out" / f"tb-{d.name}")]),
+        ):
+            signal.alarm(15)
+            try:
+                r = runner.invoke(app, args)
+            except TimeoutError:
+                got[d.name][name] = "hang (stopped after 15 s)"
+                continue
+            finally:
+                signal.alarm(0)
+            if isinstance(r.exception, TimeoutError):
+                got[d.name][name] = "hang (stopped after 15 s)"
+            elif r.exception is not None and not isinstance(r.exception, SystemExit):
+                got[d.name][name] = f"traceback: {type(r.exception).__name__}: {str(r.exception)[:50]}"
+            else:
+                err = [x for x in r.stderr.splitlines() if x.strip()]
+                got[d.name][name] = f"rc {r.exit_code}" + (f": {err[-1][:80]}" if err else "")
+    print(json.dumps(got))
+
+
+def _table(before: str) -> None:  # pragma: no cover - run by hand for the closing note
+    """The closing table: each damage, each command, with ``before`` (another checkout's
+    folder holding ``gradtui``) and this checkout."""
     import subprocess
     import tempfile
 
-    def outcome(root: Path, run: Path, args: list[str], pythonpath: str) -> str:
-        env = dict(os.environ, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="3")
-        try:
-            p = subprocess.run(
-                [sys.executable, "-m", "gradtui", *args],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return "hang (killed after 30 s)"
-        err = p.stderr.strip().splitlines()
-        if "Traceback" in p.stderr:
-            return f"rc {p.returncode}, traceback: {err[-1][:60] if err else ''}"
-        last = err[-1][:70] if err else ""
-        return f"rc {p.returncode}" + (f": {last}" if last else "")
-
     here = str(Path(__file__).resolve().parents[1])
-    print("| input | command | before | after |")
-    print("|---|---|---|---|")
+    versions = [before, here]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for d in DAMAGES:
-            run = make(d, root)
-            for name, args in (
-                ("report", ["report", str(run), "-o", str(root / f"{d.name}.html")]),
-                ("compare", ["compare", str(BASE), str(run)]),
-                ("export", ["export", str(run), "--tensorboard", str(root / f"tb-{d.name}")]),
-                ("open", ["open", "--headless", str(run)]),
-            ):
-                cells = [outcome(root, run, args, p) for p in ([before] if before else []) + [here]]
-                if len(cells) == 1:
-                    cells.insert(0, "-")
-                print(f"| {d.name} | {name} | {cells[0]} | {cells[1]} |".replace("\x1b", "\\x1b"))
-                sys.stdout.flush()
+            make(d, root)
+        results = []
+        for version in versions:
+            env = dict(
+                os.environ, PYTHONPATH=f"{version}:{Path(__file__).parent}", PYTHONDONTWRITEBYTECODE="1"
+            )
+            code = f"import sys; sys.argv = ['x']; import damaged_corpus as c; c._outcomes(c.Path({str(root)!r}))"
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp)
+            results.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            for d in DAMAGES:  # open --headless: a process each (the TUI)
+                try:
+                    q = subprocess.run(
+                        [sys.executable, "-m", "gradtui", "open", "--headless", str(root / d.name)],
+                        capture_output=True,
+                        text=True,
+                        timeout=15,
+                        env=env,
+                        cwd=tmp,
+                        stdin=subprocess.DEVNULL,
+                    )
+                    err = [x for x in q.stderr.splitlines() if x.strip()]
+                    if "Traceback" in q.stderr:
+                        out = f"rc {q.returncode}, traceback: {err[-1][:60]}"
+                    else:
+                        out = f"rc {q.returncode}" + (f": {err[-1][:80]}" if err else "")
+                except subprocess.TimeoutExpired:
+                    out = "hang (killed after 15 s)"
+                results[-1][d.name]["open"] = out
+    print("| input | command | before | after |")
+    print("|---|---|---|---|")
+    for d in DAMAGES:
+        for cmd in ("open", "compare", "report", "export"):
+            cells = [r[d.name][cmd].replace("|", "/").replace(str(root), "RUN") for r in results]
+            print(f"| {d.name} | {cmd} | {cells[0]} | {cells[1]} |".encode("unicode_escape").decode())
 
 
 if __name__ == "__main__":  # pragma: no cover
     if "--base" in sys.argv:
         _base()
     elif "--table" in sys.argv:
-        i = sys.argv.index("--before") if "--before" in sys.argv else -1
-        _table(sys.argv[i + 1] if i >= 0 else None)
+        _table(sys.argv[sys.argv.index("--before") + 1])
     else:
         print(__doc__)

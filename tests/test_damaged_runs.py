@@ -124,7 +124,9 @@ def test_the_open_feed_ends_and_says_what_it_skipped(damage: Damage, tmp_path: P
     assert ("nothing in" in said) == (not damage.usable)
 
 
-@pytest.mark.parametrize("name", ["loss-null", "stats-fifo-no-summary", "summary-not-json", "stats-dev-zero"])
+@pytest.mark.parametrize(
+    "name", ["loss-null", "stats-fifo-no-summary", "summary-not-json", "stats-dev-zero", "preset-fifo"]
+)
 def test_open_headless_exits_in_one_line(name: str, tmp_path: Path) -> None:
     damage = next(d for d in DAMAGES if d.name == name)
     run = make(damage, tmp_path)
@@ -413,3 +415,22 @@ def test_follow_stops_when_the_run_is_replaced_and_never_mixes(tmp_path: Path) -
     records = source.reader.run.records
     assert len(records) == 30 and all("new" not in r["layers"] for r in records)
     assert source.reader.run.summary == {}  # the new run's summary is not taken for the old run's
+
+
+def test_open_follow_says_so_and_stops_when_the_run_is_deleted(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(BASE, run)
+    (run / "summary.json").unlink()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "gradtui", "open", "--follow", "--headless", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(6)  # the app is up and following
+        shutil.rmtree(run)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "stopped following" in lines[0] and "was deleted" in lines[0], err
