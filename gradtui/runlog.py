@@ -338,6 +338,16 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _text(value: str) -> str:
+    """A string read from JSON, without lone surrogates (``"\\ud800"`` parses to one, and no
+    terminal, font or UTF-8 file takes it): those become ``\\ud800``."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Skipped:
     """What a reader left out of a run directory, counted, for a one-line note.
 
@@ -424,6 +434,7 @@ def clean_record(raw: Any, skipped: Skipped | None = None) -> dict[str, Any] | N
         sk.field("layers", "missing" if layers is None else "not an object")
     else:
         for name, stats in layers.items():
+            name = _text(name)
             if not isinstance(stats, dict):
                 sk.field(f"layers.{name}", "not an object")
                 continue
@@ -448,7 +459,7 @@ def clean_record(raw: Any, skipped: Skipped | None = None) -> dict[str, Any] | N
                 vals = [_num(v) for v in norms] if isinstance(norms, list) else [None]
                 ts = [_int(t) for t in starts] if isinstance(starts, list) else [None]
                 if vals and None not in vals and None not in ts and len(ts) == len(vals):
-                    good[name] = {"t": ts, "grad_norm": vals}
+                    good[_text(name)] = {"t": ts, "grad_norm": vals}
                 else:
                     sk.field(f"time_grads.{name}", "not t and grad_norm lists of numbers that pair up")
         rec["time_grads"] = good
@@ -459,13 +470,14 @@ def _clean_diagnosis(d: Any) -> dict[str, Any] | None:
     if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
         return None
     out = dict(d)
+    out["kind"] = _text(d["kind"])
     layer = d.get("layer")
-    out["layer"] = layer if isinstance(layer, str) else None
+    out["layer"] = _text(layer) if isinstance(layer, str) else None
     out["step"] = _int(d.get("step")) or 0
     for key, default in (("severity", "warning"), ("message", ""), ("advice", "")):
-        out[key] = d[key] if isinstance(d.get(key), str) else default
+        out[key] = _text(d[key]) if isinstance(d.get(key), str) else default
     layers = d.get("layers")
-    out["layers"] = [x for x in layers if isinstance(x, str)] if isinstance(layers, list) else []
+    out["layers"] = [_text(x) for x in layers if isinstance(x, str)] if isinstance(layers, list) else []
     out["fix"] = d.get("fix") if isinstance(d.get("fix"), dict) else None
     cleared = _int(d.get("cleared_step"))
     if cleared is None:
@@ -485,6 +497,8 @@ def clean_summary(raw: dict[str, Any], skipped: Skipped | None = None) -> dict[s
         if key in out and not isinstance(out[key], str) and not (key == "error" and out[key] is None):
             sk.field(f"summary.json {key}", "not a string")
             del out[key]
+        elif isinstance(out.get(key), str):
+            out[key] = _text(out[key])
     for key in ("steps", "epochs"):
         if key in out and _int(out[key]) is None:
             sk.field(f"summary.json {key}", "not a whole number")
@@ -496,6 +510,7 @@ def clean_summary(raw: dict[str, Any], skipped: Skipped | None = None) -> dict[s
             final = {}
         keep = {}
         for k, v in final.items():
+            k = _text(k)
             value = _num(v)
             if value is None:
                 sk.field(f"summary.json final.{k}", "not a number")

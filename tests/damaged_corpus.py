@@ -231,6 +231,10 @@ DAMAGES: list[Damage] = [
         "names-escapes",
         both(each(_rename_layer("simple_rnn", ESCAPES)), summary_edit(lambda s: s.update(name=ESCAPES))),
     ),
+    Damage(
+        "names-surrogates",  # "\ud800" in JSON: no terminal, font or UTF-8 file takes it
+        both(each(_rename_layer("dense", "\ud800x")), summary_edit(lambda s: s.update(name="\udcffname"))),
+    ),
     Damage("names-dollar", summary_edit(lambda s: s.update(name="$x^$ and $\\frac{"))),
 ]
 
