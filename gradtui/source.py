@@ -399,7 +399,13 @@ class RunSource:
         saw_end = False
         if self.follow:
             reader = self.reader
-            while not reader.finished and not reader.gone and not self._stop.wait(self.interval):
+            # a stats.jsonl refused for good (a FIFO, a device) will not get better: no waiting
+            while (
+                not reader.finished
+                and not reader.gone
+                and "stats.jsonl" not in reader.skip.files
+                and not self._stop.wait(self.interval)
+            ):
                 if self._read() or reader.finished or reader.gone:
                     emit(Updated(self.snapshot()))
             saw_end = reader.finished and not reader.gone

@@ -434,3 +434,11 @@ def test_open_follow_says_so_and_stops_when_the_run_is_deleted(tmp_path: Path) -
     assert proc.returncode == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "stopped following" in lines[0] and "was deleted" in lines[0], err
+
+
+def test_follow_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
+    run = make(next(d for d in DAMAGES if d.name == "stats-fifo-no-summary"), tmp_path)
+    source, thread, done = follow(run)
+    thread.join(10)
+    assert not thread.is_alive() and done
+    assert "FIFO" in " ".join(source.notes())
