@@ -137,6 +137,8 @@ def test_open_headless_exits_in_one_line(name: str, tmp_path: Path) -> None:
     assert len(lines) <= 1
     if damage.says:
         assert damage.says in lines[0]
+    if not damage.usable:
+        assert lines[0].startswith("gradtui: error: nothing in"), lines
 
 
 def test_a_run_with_no_records_is_reported(tmp_path: Path) -> None:

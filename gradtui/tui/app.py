@@ -438,9 +438,7 @@ class GradtuiApp(App[int]):
             self.notify(self.finished_note, title="Run finished", timeout=10)
         notes = self.run_source.notes() if self.run_source is not None else []
         if message.error:
-            failed = message.summary.get("status") == "failed" and not message.error.startswith(
-                ("stopped following", "cannot read the run")
-            )
+            failed = not message.error.startswith(("stopped following", "cannot read the run"))
             line = Text("✖ the run failed\n" if failed else "✖ reading stopped\n", "bold red")
             line.append(plain(message.error), "red")
             self.errors = [line]
@@ -751,14 +749,14 @@ def run_open(run_dir: str | Path, *, follow: bool, headless: bool = False) -> in
     app = open_app(run_dir, follow=follow)
     app.exit_after_train = headless  # leave once the run is read (or the followed run ended)
     code = _run_plain(app, headless)
-    if app.finished_note:
-        sys.stderr.write(f"gradtui: {app.finished_note}\n")
     reader = app.run_source.reader if app.run_source is not None else None
     if not code and reader is not None:
         if reader.gone or (app.run_source is not None and app.run_source.error):
             code = 1  # the followed run was deleted or replaced: said so, and stopped
         elif not reader.usable() and not follow:
-            code = 2  # nothing in it could be read (said in the line above)
+            code = 2  # nothing in it could be read: bad input, said in one line
+    if app.finished_note:
+        sys.stderr.write(f"gradtui: {'error: ' if code == 2 else ''}{app.finished_note}\n")
     return leave(code)
 
 
