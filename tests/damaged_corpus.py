@@ -270,9 +270,11 @@ def _base() -> None:  # pragma: no cover - run by hand
         shutil.copytree(out, BASE)
 
 
-def _outcomes(root: Path) -> None:  # pragma: no cover - run by _table, in the version's process
-    """``report``, ``compare`` and ``export`` on every damage, in this process (CliRunner, a
-    15-second alarm); one JSON object on stdout: ``{damage: {command: outcome}}``."""
+def _outcomes(root: Path, names: list[str], commands: list[str]) -> None:  # pragma: no cover
+    """Run by :func:`_table` in the version's process: ``commands`` (of ``open``, ``compare``,
+    ``report``, ``export``) on the damages ``names``, in this process (CliRunner, a 15-second
+    alarm); a JSON line on stdout as each starts and ends, so a hang the alarm cannot break (a
+    FIFO's open in a thread the signal does not reach) is still told by the caller's timeout."""
     import signal
 
     from typer.testing import CliRunner
@@ -284,78 +286,89 @@ def _outcomes(root: Path) -> None:  # pragma: no cover - run by _table, in the v
 
     signal.signal(signal.SIGALRM, alarm)
     runner = CliRunner()
-    got: dict[str, dict[str, str]] = {}
-    for d in DAMAGES:
-        run = root / d.name
-        got[d.name] = {}
-        for name, args in (
-            ("report", ["report", str(run), "-o", str(root / "out" / f"{d.name}.html")]),
-            ("compare", ["compare", str(BASE), str(run)]),
-            ("export", ["export", str(run), "--tensorboard", str(root / "out" / f"tb-{d.name}")]),
-        ):
+    for name in names:
+        run = root / name
+        args = {
+            "open": ["open", "--headless", str(run)],
+            "compare": ["compare", str(BASE), str(run)],
+            "report": ["report", str(run), "-o", str(root / "out" / f"{name}.html")],
+            "export": ["export", str(run), "--tensorboard", str(root / "out" / f"tb-{name}")],
+        }
+        for cmd in commands:
+            print(json.dumps([name, cmd, None]), flush=True)
             signal.alarm(15)
             try:
-                r = runner.invoke(app, args)
+                r = runner.invoke(app, args[cmd])
             except TimeoutError:
-                got[d.name][name] = "hang (stopped after 15 s)"
-                continue
+                r = None
             finally:
                 signal.alarm(0)
-            if isinstance(r.exception, TimeoutError):
-                got[d.name][name] = "hang (stopped after 15 s)"
+            if r is None or isinstance(r.exception, TimeoutError):
+                got = "hang (stopped after 15 s)"
             elif r.exception is not None and not isinstance(r.exception, SystemExit):
-                got[d.name][name] = f"traceback: {type(r.exception).__name__}: {str(r.exception)[:50]}"
+                got = f"traceback: {type(r.exception).__name__}: {str(r.exception)[:50]}"
             else:
                 err = [x for x in r.stderr.splitlines() if x.strip()]
-                got[d.name][name] = f"rc {r.exit_code}" + (f": {err[-1][:80]}" if err else "")
-    print(json.dumps(got))
+                got = f"rc {r.exit_code}" + (f": {err[-1][:90]}" if err else "")
+            print(json.dumps([name, cmd, got]), flush=True)
 
 
 def _table(before: str) -> None:  # pragma: no cover - run by hand for the closing note
-    """The closing table: each damage, each command, with ``before`` (another checkout's
-    folder holding ``gradtui``) and this checkout."""
+    """The closing table: each damage, each command, with ``before`` (a folder holding another
+    version's ``gradtui`` package) and this checkout."""
     import subprocess
     import tempfile
 
     here = str(Path(__file__).resolve().parents[1])
-    versions = [before, here]
+    commands = ["open", "compare", "report", "export"]
+    results: list[dict[tuple[str, str], str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for d in DAMAGES:
             make(d, root)
-        results = []
-        for version in versions:
+        for version in (before, here):
             env = dict(
                 os.environ, PYTHONPATH=f"{version}:{Path(__file__).parent}", PYTHONDONTWRITEBYTECODE="1"
             )
-            code = f"import sys; sys.argv = ['x']; import damaged_corpus as c; c._outcomes(c.Path({str(root)!r}))"
-            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp)
-            results.append(json.loads(p.stdout.strip().splitlines()[-1]))
-            for d in DAMAGES:  # open --headless: a process each (the TUI)
-                try:
-                    q = subprocess.run(
-                        [sys.executable, "-m", "gradtui", "open", "--headless", str(root / d.name)],
-                        capture_output=True,
-                        text=True,
-                        timeout=15,
-                        env=env,
-                        cwd=tmp,
-                        stdin=subprocess.DEVNULL,
+            got: dict[tuple[str, str], str] = {}
+            for d in DAMAGES:
+                todo = list(commands)
+                while todo:
+                    code = (
+                        "import damaged_corpus as c; "
+                        f"c._outcomes(c.Path({str(root)!r}), [{d.name!r}], {todo!r})"
                     )
-                    err = [x for x in q.stderr.splitlines() if x.strip()]
-                    if "Traceback" in q.stderr:
-                        out = f"rc {q.returncode}, traceback: {err[-1][:60]}"
-                    else:
-                        out = f"rc {q.returncode}" + (f": {err[-1][:80]}" if err else "")
-                except subprocess.TimeoutExpired:
-                    out = "hang (killed after 15 s)"
-                results[-1][d.name]["open"] = out
+                    try:
+                        p = subprocess.run(
+                            [sys.executable, "-c", code],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            cwd=tmp,
+                            timeout=60,
+                            stdin=subprocess.DEVNULL,
+                        )
+                        out = p.stdout
+                    except subprocess.TimeoutExpired as exc:
+                        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+                    for line in out.splitlines():
+                        name, cmd, what = json.loads(line)
+                        got[(name, cmd)] = what or "hang (killed after 60 s)"
+                        if what is not None or cmd in todo:
+                            todo.remove(cmd) if cmd in todo else None
+                    if todo and not out:  # the process died before anything: say so
+                        for cmd in todo:
+                            got[(d.name, cmd)] = "did not start"
+                        todo = []
+            results.append(got)
+            print(f"{version}: done", file=sys.stderr, flush=True)
     print("| input | command | before | after |")
     print("|---|---|---|---|")
     for d in DAMAGES:
-        for cmd in ("open", "compare", "report", "export"):
-            cells = [r[d.name][cmd].replace("|", "/").replace(str(root), "RUN") for r in results]
-            print(f"| {d.name} | {cmd} | {cells[0]} | {cells[1]} |".encode("unicode_escape").decode())
+        for cmd in commands:
+            cells = [r.get((d.name, cmd), "-").replace("|", "/").replace(str(root), "RUN") for r in results]
+            row = f"| {d.name} | {cmd} | {cells[0]} | {cells[1]} |"
+            print(row.encode("ascii", "backslashreplace").decode())
 
 
 if __name__ == "__main__":  # pragma: no cover
