@@ -503,10 +503,11 @@ def clean_summary(raw: dict[str, Any], skipped: Skipped | None = None) -> dict[s
         if key in out and _int(out[key]) is None:
             sk.field(f"summary.json {key}", "not a whole number")
             del out[key]
-    final = out.get("final")
-    if final is not None:
+    if "final" in out:
+        final = out["final"]
         if not isinstance(final, dict):
-            sk.field("summary.json final", "not an object")
+            if final is not None:
+                sk.field("summary.json final", "not an object")
             final = {}
         keep = {}
         for k, v in final.items():
@@ -517,10 +518,11 @@ def clean_summary(raw: dict[str, Any], skipped: Skipped | None = None) -> dict[s
             else:
                 keep[k] = value
         out["final"] = keep
-    diagnoses = out.get("diagnoses")
-    if diagnoses is not None:
+    if "diagnoses" in out:
+        diagnoses = out["diagnoses"]
         if not isinstance(diagnoses, list):
-            sk.field("summary.json diagnoses", "not a list")
+            if diagnoses is not None:
+                sk.field("summary.json diagnoses", "not a list")
             diagnoses = []
         keep_d = []
         for d in diagnoses:

@@ -208,6 +208,7 @@ DAMAGES: list[Damage] = [
         ),
         says="diagnoses",
     ),
+    Damage("summary-nulls", summary_edit(lambda s: s.update(diagnoses=None, final=None, steps=None))),
     Damage(
         "summary-diagnoses-not-list", summary_edit(lambda s: s.update(diagnoses="none")), says="diagnoses"
     ),
