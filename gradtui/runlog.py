@@ -396,8 +396,8 @@ class Skipped:
 def clean_record(raw: Any, skipped: Skipped | None = None) -> dict[str, Any] | None:
     """A ``stats.jsonl`` record as the readers use it, or ``None`` for a line that is no record.
 
-    ``step`` (a whole number) is required; ``epoch`` is an int, ``loss`` a float (left out when
-    ``null``, which a custom loop writes), ``layers`` maps each layer to its numeric fields, and
+    ``step`` (a whole number) is required; ``epoch`` is an int, ``loss`` a float or ``None``
+    (``null``, which a custom loop writes), ``layers`` maps each layer to its numeric fields, and
     ``time_grads`` keeps the curves whose ``t`` and ``grad_norm`` pair up. Anything else of a known
     field (a list, a string, an object where a number belongs) is left out and counted in
     ``skipped``; unknown fields are kept as they are (new fields may be added, FORMATS.md).
@@ -419,15 +419,14 @@ def clean_record(raw: Any, skipped: Skipped | None = None) -> dict[str, Any] | N
             del rec["epoch"]
         else:
             rec["epoch"] = epoch
-    # null (computed out of gradtui's sight, FORMATS.md) or not a number: no "loss" key, which
-    # every reader takes as NaN (``r.get("loss", nan)``), and export leaves out
-    loss = rec.pop("loss", None)
+    # null (computed out of gradtui's sight, FORMATS.md) stays None, as does a loss that is not a
+    # number (counted); the curves take None as NaN, export leaves it out
+    loss = raw.get("loss")
     if loss is not None:
         value = _num(loss)
         if value is None:
             sk.field("loss", "not a number")
-        else:
-            rec["loss"] = value
+        rec["loss"] = value
     layers = raw.get("layers")
     out: dict[str, dict[str, float]] = {}
     if not isinstance(layers, dict):

@@ -394,7 +394,7 @@ def export_run(run: Run, logdir: str | os.PathLike[str]) -> TensorBoardSink:
         # recorded values (NaN and Inf included) are written; a statistic a layer lacks is not
         present = np.array(
             [
-                ["loss" in r]
+                [r.get("loss") is not None]
                 + [key in (r.get("layers") or {}).get(name, {}) for key in SCALAR_KEYS for name in names]
                 for r in run.records
             ],
