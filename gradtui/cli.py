@@ -342,11 +342,9 @@ def compare(
 
     Per layer: each run's gradient norm and its ratio to the first run's, update ratios, and
     the diagnoses."""
-    from gradtui.runlog import read_run
-
     if len(run_dirs) < 2:
         raise GradtuiError("give at least two run directories to compare", key="RUN_DIR")
-    runs = [read_run(d) for d in run_dirs]  # a folder that is not a run ends here, in one line
+    runs = _read_runs(run_dirs)  # a folder that is not a run, or holds nothing readable, ends here
     if tui:
         from gradtui.tui.app import run_compare
 
@@ -364,14 +362,27 @@ def report(
     ),
 ) -> None:
     """Write a self-contained report of a run: heatmap of gradient norms, curves, diagnoses."""
-    from gradtui.runlog import read_run
-
-    run = read_run(run_dir)
+    run = _read_runs([run_dir])[0]
     if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
         raise GradtuiError(f"cannot write '{out.suffix or out.name}'; give a .html or .png file", key="-o")
     from gradtui.report import write_report
 
-    typer.echo(f"wrote {write_report(run, out)}")
+    typer.echo(f"wrote {plain(write_report(run, out))}")
+
+
+def _read_runs(run_dirs: list[Path]) -> list[Any]:
+    """Read run directories for a command; what was skipped is said in one line on stderr.
+
+    Raises:
+        GradtuiError: one of them is not a run directory, or holds nothing readable.
+    """
+    from gradtui.runlog import read_usable
+
+    runs = [read_usable(d) for d in run_dirs]
+    notes = [f"{plain(r.path)}: {r.note}" if len(runs) > 1 else r.note for r in runs if r.note]
+    if notes:
+        sys.stderr.write(f"gradtui: {plain('; '.join(notes))}\n")
+    return runs
 
 
 @app.command(cls=_PlainUsage)
@@ -473,16 +484,15 @@ def export(
 
     Per-layer scalars, the loss and the diagnoses (histograms need the raw values: only
     `run --tensorboard` and `watch(tensorboard=...)` write them)."""
-    from gradtui.runlog import read_run
-
-    run = read_run(run_dir)
+    run = _read_runs([run_dir])[0]
     if tensorboard.exists() and not tensorboard.is_dir():
         raise GradtuiError("exists and is not a folder", file=str(tensorboard), key="--tensorboard")
     from gradtui.tensorboard import export_run
 
     sink = export_run(run, tensorboard)
+    where = plain(sink.logdir)
     typer.echo(
-        f"wrote {sink.rows} steps of {run.name} to {tensorboard}; see it with: tensorboard --logdir {tensorboard}"
+        f"wrote {sink.rows} steps of {plain(run.name)} to {where}; see it with: tensorboard --logdir {where}"
     )
 
 

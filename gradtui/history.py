@@ -163,7 +163,7 @@ def _float(value: Any) -> float:
     """A ``stats.jsonl`` number (``"nan"``, ``"inf"`` as strings, ``null``) as a float."""
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
 
 
@@ -171,10 +171,15 @@ def time_curves(record: dict[str, Any]) -> list[TimeCurve]:
     """The curves of a ``stats.jsonl`` record's ``time_grads`` (none on most records), in the
     record's order; an entry whose ``t`` and ``grad_norm`` do not pair up is left out."""
     out = []
-    step = int(record.get("step", -1))
-    for name, curve in (record.get("time_grads") or {}).items():
-        norms = tuple(_float(v) for v in curve.get("grad_norm", ()))
-        starts = tuple(int(t) for t in curve.get("t", range(len(norms))))
+    step = record.get("step", -1)
+    step = step if isinstance(step, int) else -1
+    curves = record.get("time_grads")
+    for name, curve in (curves if isinstance(curves, dict) else {}).items():
+        try:
+            norms = tuple(_float(v) for v in curve.get("grad_norm", ()))
+            starts = tuple(int(t) for t in curve.get("t", range(len(norms))))
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            continue  # malformed (gradtui.runlog's reader has counted it)
         if norms and len(starts) == len(norms):
             out.append(TimeCurve(name, step, starts, norms))
     return out
@@ -198,14 +203,25 @@ class History:
 
     def add(self, record: dict[str, Any]) -> None:
         """Add one record."""
-        step = int(record["step"])
+        step = record.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):  # a raw line, not read by gradtui.runlog
+            from gradtui.runlog import clean_record
+
+            record = clean_record(record)
+            if record is None:
+                return
+            step = record["step"]
         self.last_step = step
-        self.last_epoch = int(record.get("epoch", 0))
-        self.loss.add(step, float(record.get("loss", math.nan)))
-        for name, stats in record["layers"].items():
+        epoch = record.get("epoch", 0)
+        self.last_epoch = epoch if isinstance(epoch, int) else self.last_epoch
+        self.loss.add(step, _float(record.get("loss")))
+        layers = record.get("layers")
+        for name, stats in (layers if isinstance(layers, dict) else {}).items():
+            if not isinstance(stats, dict):
+                continue
             layer = self._layer(name)
             for key, value in stats.items():
-                self._series(layer, key).add(step, float(value))
+                self._series(layer, key).add(step, _float(value))
         if "time_grads" in record:
             for curve in time_curves(record):
                 self.time[curve.layer] = curve

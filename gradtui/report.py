@@ -19,7 +19,8 @@ from typing import Any
 
 from gradtui.errors import GradtuiError
 from gradtui.history import TimeCurve, time_curves
-from gradtui.runlog import Run
+from gradtui.runlog import Run, atomic_write
+from gradtui.text import for_matplotlib, plain
 
 #: figure width in inches (at :data:`DPI`): readable pasted into a pull request
 WIDTH_IN = 13.0
@@ -30,10 +31,11 @@ TIME_CURVES = 5
 TIME_COLUMNS = 3
 
 
-def _array(rows: list[list[float]]) -> Any:
+def _array(rows: list[list[float]], width: int) -> Any:
+    """``[record][layer]`` as a 2-D array (also with no record or no layer)."""
     import numpy as np
 
-    return np.array(rows, dtype=float).reshape(len(rows), -1)
+    return np.array(rows, dtype=float).reshape(len(rows), width)
 
 
 def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
@@ -51,7 +53,14 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
             out.append((line if i == 0 else "    " + line, colour))
         for line in textwrap.wrap("advice: " + str(d.get("advice", "")), width):
             out.append(("    " + line, "#333333"))
-    if not out:
+    out = [(for_matplotlib(text), colour) for text, colour in out]
+    unread = run.unreadable.get("summary.json")
+    if run.note:  # what the reader skipped, first: an unreadable summary.json hides its diagnoses
+        wrapped = textwrap.wrap(f"not shown: {run.note}", width)
+        out[:0] = [(for_matplotlib(x if i == 0 else "    " + x), "#b00020") for i, x in enumerate(wrapped)]
+    if not run.records:
+        out.insert(0, ("no records: stats.jsonl holds no recorded step", "#555555"))
+    if not run.summary.get("diagnoses") and not unread:
         if run.status == "incomplete":
             out.append(("no diagnoses recorded yet (the run has no summary.json)", "#555555"))
         else:
@@ -69,7 +78,7 @@ def make_figure(run: Run) -> Any:
 
     names = run.layer_names()
     steps = np.array(run.steps(), dtype=float)
-    grads = _array(run.field("grad_norm", names))
+    grads = _array(run.field("grad_norm", names), len(names))
     diag = _diagnosis_lines(run)
     n_layers = max(1, len(names))
     heat_h = min(7.0, max(2.4, 0.28 * n_layers + 1.2))
@@ -81,7 +90,8 @@ def make_figure(run: Run) -> Any:
     # six columns: two plots a row above, two or three curves through time a row below
     grid = fig.add_gridspec(len(heights), 6, height_ratios=heights)
     final = run.summary.get("final") or {}
-    title = f"{run.name} - {run.status}, {len(run.records)} recorded steps"
+    # names read from files: no matplotlib math ($...$), no control characters
+    title = f"{for_matplotlib(run.name)} - {for_matplotlib(run.status)}, {len(run.records)} recorded steps"
     if run.summary.get("steps"):
         title += f" of {run.summary['steps']}"
     fig.suptitle(title, fontsize=13, fontweight="bold")
@@ -106,9 +116,10 @@ def make_figure(run: Run) -> Any:
             ax.legend(loc="upper right", fontsize=8)
         ax.set_ylim(n_layers, 0)
         ax.set_yticks(np.arange(n_layers) + 0.5)
-        ax.set_yticklabels(names, fontsize=8 if n_layers <= 24 else 6)
+        ax.set_yticklabels([for_matplotlib(n) for n in names], fontsize=8 if n_layers <= 24 else 6)
     else:
-        ax.text(0.5, 0.5, "no recorded steps", ha="center", va="center", transform=ax.transAxes)
+        empty = "no recorded steps" if not len(steps) else "no layer statistics recorded"
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_title("gradient norm per layer (input at the top)", loc="left", fontsize=10)
 
@@ -148,7 +159,7 @@ def make_figure(run: Run) -> Any:
 
     # --- update ratios
     ax = fig.add_subplot(grid[1, 3:])
-    upd = _array(run.field("update_ratio", names))
+    upd = _array(run.field("update_ratio", names), len(names))
     _lines(ax, steps, upd, names, colours, log=True)
     ax.set_title("update ratio ||dw|| / ||w|| per layer", loc="left", fontsize=10)
     ax.set_xlabel("step")
@@ -159,7 +170,7 @@ def make_figure(run: Run) -> Any:
         (1, "dead", "dead units (ReLU family)"),
     ):
         ax = fig.add_subplot(grid[2, 3 * col : 3 * col + 3])
-        vals = _array(run.field(key, names))
+        vals = _array(run.field(key, names), len(names))
         shown = _lines(ax, steps, vals, names, colours, log=False, note=False)
         ax.set_ylim(-0.02, 1.02)
         finite = vals[np.isfinite(vals)] if vals.size else vals
@@ -256,7 +267,9 @@ def _time_plot(ax: Any, layer: str, measured: list[TimeCurve]) -> None:
         ax.set_xlim(0, max(last.t[-1], 1))
     ratio = last.ratio
     ax.set_title(
-        f"{layer}: first/last {ratio:.2g} at step {last.step}{note}" if np.isfinite(ratio) else layer,
+        f"{for_matplotlib(layer)}: first/last {ratio:.2g} at step {last.step}{note}"
+        if np.isfinite(ratio)
+        else for_matplotlib(layer),
         loc="left",
         fontsize=9,
     )
@@ -293,7 +306,7 @@ def _lines(
         ok = np.isfinite(v) & ((v > 0) if log else True)
         if not ok.any():
             continue
-        ax.plot(steps[ok], v[ok], color=colours[j], lw=1.0, label=name)
+        ax.plot(steps[ok], v[ok], color=colours[j], lw=1.0, label=for_matplotlib(name))
         drawn += 1
     if log and drawn:
         ax.set_yscale("log")
@@ -337,6 +350,10 @@ def html_page(run: Run, png: bytes) -> str:
             f"<br><i>advice:</i> {html.escape(str(d.get('advice', '')))}</li>"
         )
     diag_html = f"<ul>{''.join(diags)}</ul>" if diags else "<p>No diagnoses.</p>"
+    if run.note:
+        diag_html = f"<p class='note'>Not shown: {html.escape(run.note)}</p>" + diag_html
+    if not run.records:
+        diag_html = "<p>No records: stats.jsonl holds no recorded step.</p>" + diag_html
     data = base64.b64encode(png).decode("ascii")
     name = html.escape(run.name)
     return f"""<!doctype html>
@@ -372,10 +389,8 @@ def write_report(run: Run, out: str | Path | None = None) -> Path:
     png = png_bytes(run)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".png":
-            target.write_bytes(png)
-        else:
-            target.write_text(html_page(run, png), encoding="utf-8")
+        # a temporary file beside it, then a rename: a full disk leaves the old report whole
+        atomic_write(target, png if suffix == ".png" else html_page(run, png))
     except OSError as exc:
-        raise GradtuiError(f"cannot write it: {exc.strerror or exc}", file=str(target), key="-o") from None
+        raise GradtuiError(f"cannot write it: {exc.strerror or exc}", file=plain(target), key="-o") from None
     return target

@@ -56,12 +56,14 @@ def _create_temp(path: Path) -> tuple[int, str]:
             continue
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` through a temporary file and a rename: a failure
+    (full disk, file-size limit) leaves the old file as it was."""
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -321,6 +323,10 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     preset_text: str | None = None
+    #: what the reader left out, in one line (see :class:`Skipped`); empty when nothing
+    note: str = ""
+    #: files of the run that could not be read at all, with why (``summary.json``...)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -370,7 +376,9 @@ def _number(value: Any) -> float:
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder holding ``stats.jsonl`` or ``summary.json``."""
     path = Path(path)
-    return path.is_dir() and ((path / "stats.jsonl").is_file() or (path / "summary.json").is_file())
+    # lexists: a FIFO or a device in place of stats.jsonl still marks a run (its reader refuses
+    # the file and says so) rather than "not a run directory"
+    return path.is_dir() and any(os.path.lexists(path / name) for name in ("stats.jsonl", "summary.json"))
 
 
 def check_run_dir(path: str | os.PathLike[str]) -> Path:
@@ -392,13 +400,302 @@ def check_run_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+#: a ``stats.jsonl`` number: a JSON number, or the strings NaN and Inf are written as
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: examples of what was skipped named in the one-line note (the rest are counted)
+_EXAMPLES = 3
+
+
+def _num(value: Any) -> float | None:
+    """A ``stats.jsonl``/``summary.json`` number as a float, or ``None`` when it is not one
+    (a bool, a list, an object, any other string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, str):
+        return _NONFINITE.get(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    """A whole number (``3`` or ``3.0``) as an int, or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _text(value: str) -> str:
+    """A string read from JSON, without lone surrogates (``"\\ud800"`` parses to one, and no
+    terminal, font or UTF-8 file takes it): those become ``\\ud800``."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Skipped:
+    """What a reader left out of a run directory, counted, for a one-line note.
+
+    ``lines`` counts skipped ``stats.jsonl`` lines by reason; ``fields`` counts fields left out
+    of otherwise good records (or of ``summary.json``), by ``where: why``; ``files`` names files
+    that could not be read at all, with why.
+    """
+
+    def __init__(self) -> None:
+        self.lines: dict[str, int] = {}
+        self.fields: dict[str, int] = {}
+        self.files: dict[str, str] = {}
+
+    def line(self, why: str) -> None:
+        self.lines[why] = self.lines.get(why, 0) + 1
+
+    def field(self, where: str, why: str) -> None:
+        key = f"{where} ({why})"
+        self.fields[key] = self.fields.get(key, 0) + 1
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.fields or self.files)
+
+    def note(self) -> str:
+        """One line: ``skipped 3 lines of stats.jsonl (2 not JSON, 1 without a step); ...``
+        (empty when nothing was skipped). Names from the files are shown with
+        :func:`gradtui.text.plain`."""
+        from gradtui.text import plain
+
+        parts = []
+        if self.lines:
+            n = sum(self.lines.values())
+            why = ", ".join(f"{c} {w}" for w, c in self.lines.items())
+            parts.append(f"skipped {n} line{'s' * (n != 1)} of stats.jsonl ({why})")
+        if self.fields:
+            n = sum(self.fields.values())
+            shown = list(self.fields)[:_EXAMPLES]
+            more = len(self.fields) - len(shown)
+            what = ", ".join(plain(w) for w in shown) + (f" and {more} more" if more > 0 else "")
+            parts.append(f"left out {n} field{'s' * (n != 1)}: {what}")
+        for name, why in self.files.items():
+            parts.append(f"{name}: {plain(why)}")
+        return "; ".join(parts)
+
+
+def clean_record(raw: Any, skipped: Skipped | None = None) -> dict[str, Any] | None:
+    """A ``stats.jsonl`` record as the readers use it, or ``None`` for a line that is no record.
+
+    ``step`` (a whole number) is required; ``epoch`` is an int, ``loss`` a float or ``None``
+    (``null``, which a custom loop writes), ``layers`` maps each layer to its numeric fields, and
+    ``time_grads`` keeps the curves whose ``t`` and ``grad_norm`` pair up. Anything else of a known
+    field (a list, a string, an object where a number belongs) is left out and counted in
+    ``skipped``; unknown fields are kept as they are (new fields may be added, FORMATS.md).
+    """
+    sk = skipped if skipped is not None else Skipped()
+    if not isinstance(raw, dict):
+        sk.line("not a JSON object")
+        return None
+    step = _int(raw.get("step"))
+    if step is None:
+        sk.line("without a whole-number step")
+        return None
+    rec = dict(raw)
+    rec["step"] = step
+    if "epoch" in raw:
+        epoch = _int(raw["epoch"])
+        if epoch is None:
+            sk.field("epoch", "not a whole number")
+            del rec["epoch"]
+        else:
+            rec["epoch"] = epoch
+    # null (computed out of gradtui's sight, FORMATS.md) stays None, as does a loss that is not a
+    # number (counted); the curves take None as NaN, export leaves it out
+    loss = raw.get("loss")
+    if loss is not None:
+        value = _num(loss)
+        if value is None:
+            sk.field("loss", "not a number")
+        rec["loss"] = value
+    layers = raw.get("layers")
+    out: dict[str, dict[str, float]] = {}
+    if not isinstance(layers, dict):
+        sk.field("layers", "missing" if layers is None else "not an object")
+    else:
+        for name, stats in layers.items():
+            name = _text(name)
+            if not isinstance(stats, dict):
+                sk.field(f"layers.{name}", "not an object")
+                continue
+            row = {}
+            for key, v in stats.items():
+                value = _num(v)
+                if value is None:
+                    sk.field(f"layers.{name}.{key}", "not a number")
+                else:
+                    row[key] = value
+            out[name] = row
+    rec["layers"] = out
+    if "time_grads" in raw:
+        curves = raw["time_grads"]
+        good: dict[str, dict[str, list[Any]]] = {}
+        if not isinstance(curves, dict):
+            sk.field("time_grads", "not an object")
+        else:
+            for name, curve in curves.items():
+                norms = curve.get("grad_norm") if isinstance(curve, dict) else None
+                starts = curve.get("t") if isinstance(curve, dict) else None
+                vals = [_num(v) for v in norms] if isinstance(norms, list) else [None]
+                ts = [_int(t) for t in starts] if isinstance(starts, list) else [None]
+                if vals and None not in vals and None not in ts and len(ts) == len(vals):
+                    good[_text(name)] = {"t": ts, "grad_norm": vals}
+                else:
+                    sk.field(f"time_grads.{name}", "not t and grad_norm lists of numbers that pair up")
+        rec["time_grads"] = good
+    return rec
+
+
+def _clean_diagnosis(d: Any) -> dict[str, Any] | None:
+    if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
+        return None
+    out = dict(d)
+    out["kind"] = _text(d["kind"])
+    layer = d.get("layer")
+    out["layer"] = _text(layer) if isinstance(layer, str) else None
+    out["step"] = _int(d.get("step")) or 0
+    for key, default in (("severity", "warning"), ("message", ""), ("advice", "")):
+        out[key] = _text(d[key]) if isinstance(d.get(key), str) else default
+    layers = d.get("layers")
+    out["layers"] = [_text(x) for x in layers if isinstance(x, str)] if isinstance(layers, list) else []
+    out["fix"] = d.get("fix") if isinstance(d.get("fix"), dict) else None
+    cleared = _int(d.get("cleared_step"))
+    if cleared is None:
+        out.pop("cleared_step", None)
+    else:
+        out["cleared_step"] = cleared
+    return out
+
+
+def clean_summary(raw: dict[str, Any], skipped: Skipped | None = None) -> dict[str, Any]:
+    """``summary.json`` as the readers use it: ``status``, ``name``, ``device`` and ``error``
+    strings, ``steps`` and ``epochs`` whole numbers, ``final`` numbers, ``diagnoses`` each with a
+    kind; what does not fit is left out and counted in ``skipped``."""
+    sk = skipped if skipped is not None else Skipped()
+    out = _unclean_shallow(dict(raw))
+    for key in ("status", "name", "device", "error"):
+        if key in out and not isinstance(out[key], str) and not (key == "error" and out[key] is None):
+            sk.field(f"summary.json {key}", "not a string")
+            del out[key]
+        elif isinstance(out.get(key), str):
+            out[key] = _text(out[key])
+    for key in ("steps", "epochs"):
+        if key in out and _int(out[key]) is None:
+            sk.field(f"summary.json {key}", "not a whole number")
+            del out[key]
+    if "final" in out:
+        final = out["final"]
+        if not isinstance(final, dict):
+            if final is not None:
+                sk.field("summary.json final", "not an object")
+            final = {}
+        keep = {}
+        for k, v in final.items():
+            k = _text(k)
+            value = _num(v)
+            if value is None:
+                sk.field(f"summary.json final.{k}", "not a number")
+            else:
+                keep[k] = value
+        out["final"] = keep
+    if "diagnoses" in out:
+        diagnoses = out["diagnoses"]
+        if not isinstance(diagnoses, list):
+            if diagnoses is not None:
+                sk.field("summary.json diagnoses", "not a list")
+            diagnoses = []
+        keep_d = []
+        for d in diagnoses:
+            clean = _clean_diagnosis(d)
+            if clean is None:
+                sk.field("summary.json diagnoses", "an entry without a kind")
+            else:
+                keep_d.append(clean)
+        out["diagnoses"] = keep_d
+    return out
+
+
+def _unclean_shallow(summary: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_unclean` on the fields the readers use (not on unknown, maybe deep, ones)."""
+    for key in ("final", "initial"):
+        if isinstance(summary.get(key), dict):
+            summary[key] = {
+                k: _NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in summary[key].items()
+            }
+    return summary
+
+
+class NotARegularFile(OSError):
+    """A run file that is a FIFO, a device, a socket: refused before it is opened."""
+
+
+def open_regular(path: Path) -> Any:
+    """``path`` opened for reading in binary, refusing anything but a regular file.
+
+    Opened with ``O_NONBLOCK`` (a FIFO's open then returns at once instead of waiting for a
+    writer) and checked with ``fstat`` on what was opened, so a FIFO or ``/dev/zero`` swapped in
+    never blocks nor streams forever."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file"
+            )
+            raise NotARegularFile(f"is {kind}; a run's files are regular files")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, NotARegularFile):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or exc}"
+    if isinstance(exc, RecursionError):
+        return "not JSON: nested too deep"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc}"
+    return str(exc)
+
+
 class RunReader:
     """Reads a run directory incrementally, while another process may still be writing it.
 
     Each :meth:`poll` reads only the bytes of ``stats.jsonl`` appended since the last one and
     parses the whole lines among them; a line without its newline yet (being written, or torn by
     a killed process) waits for the next poll, and :meth:`finish` drops it for good. A complete
-    line that is not JSON (a torn write followed by more appends) is skipped and counted.
+    line that is not a record (not JSON, nested too deep, no step) is skipped, and fields that
+    are not what they should be are left out: :attr:`skip` counts both, for :meth:`note`.
+    A FIFO or a device in place of a file is refused without being read.
+
+    While following, :attr:`gone` says why reading stopped for good: the folder was deleted,
+    or ``stats.jsonl`` was removed or replaced (a new run written over it with ``--overwrite``);
+    nothing is read after that, so two runs are never mixed.
 
     Args:
         path: the run directory (checked with :func:`check_run_dir`).
@@ -409,26 +706,62 @@ class RunReader:
         self.run = Run(self.path, "incomplete")
         self.offset = 0
         self.partial = b""
-        self.skipped = 0
+        self.skip = Skipped()
         self.finished = False
+        #: why the run can no longer be read (deleted or replaced while followed), else ``None``
+        self.gone: str | None = None
+        self._identity: tuple[int, int] | None = None
+
+    @property
+    def skipped(self) -> int:
+        """Lines of ``stats.jsonl`` skipped so far."""
+        return sum(self.skip.lines.values())
+
+    def note(self) -> str:
+        """One line of what was skipped (lines, fields, files), or an empty string."""
+        return self.skip.note()
+
+    def usable(self) -> bool:
+        """Whether anything was read: a record, or a ``summary.json``."""
+        return bool(self.run.records) or self.finished and bool(self.run.summary)
 
     def poll(self) -> list[dict[str, Any]]:
         """New records since the last poll; also reads ``summary.json`` and ``preset.toml``
         once they appear (see :attr:`finished`)."""
+        if self.gone:
+            return []
         new = self._read_stats()
+        if self.gone:
+            return new
         run = self.run
-        if run.preset_text is None:
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                run.preset_text = (self.path / "preset.toml").read_text(encoding="utf-8")
+        if run.preset_text is None and "preset.toml" not in self.skip.files:
+            try:
+                with open_regular(self.path / "preset.toml") as f:
+                    run.preset_text = f.read().decode("utf-8")
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as exc:
+                self.skip.files["preset.toml"] = _why(exc)
         if not self.finished:
             summary_path = self.path / "summary.json"
             try:
-                summary = _unclean(json.loads(summary_path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                with open_regular(summary_path) as f:
+                    summary = json.loads(f.read().decode("utf-8"))
+                if not isinstance(summary, dict):
+                    raise ValueError("not a JSON object")
+            except FileNotFoundError:
+                summary = None
+            except (OSError, ValueError, RecursionError) as exc:
+                self.skip.files["summary.json"] = _why(exc) + " (its status and diagnoses are unknown)"
+                self.finished = True  # written whole (renamed): it will not get better
+                self.partial = b""
                 summary = None
             if isinstance(summary, dict):
                 # written after the last line of stats.jsonl: read whatever came before it
                 new += self._read_stats()
+                if self.partial.strip():
+                    self.skip.line("torn (no newline at the end)")
+                summary = clean_summary(summary, self.skip)
                 run.summary = summary
                 run.status = str(summary.get("status", "incomplete"))
                 self.finished = True
@@ -438,16 +771,48 @@ class RunReader:
     def finish(self) -> Run:
         """Read what is left and return the :class:`Run`; a torn last line is dropped."""
         self.poll()
+        if self.partial.strip():
+            self.skip.line("torn (no newline at the end)")
         self.partial = b""
         return self.run
 
+    def _stop(self, why: str) -> list[dict[str, Any]]:
+        self.gone = why
+        self.partial = b""
+        return []
+
     def _read_stats(self) -> list[dict[str, Any]]:
+        if "stats.jsonl" in self.skip.files:
+            return []
         try:
-            with open(self.path / "stats.jsonl", "rb") as f:
+            f = open_regular(self.path / "stats.jsonl")
+        except FileNotFoundError:
+            if not self.path.is_dir():
+                return self._stop(f"the run directory {self.path} was deleted")
+            if self._identity is not None:
+                return self._stop(
+                    f"{self.path / 'stats.jsonl'} was removed (the run was deleted or replaced)"
+                )
+            return []
+        except OSError as exc:
+            self.skip.files["stats.jsonl"] = _why(exc)
+            return []
+        with f:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if self._identity is None:
+                self._identity = identity
+            elif identity != self._identity or st.st_size < self.offset:
+                return self._stop(
+                    f"{self.path / 'stats.jsonl'} was replaced by another run's (--overwrite); "
+                    "stopped reading, nothing of the new run is mixed in"
+                )
+            try:
                 f.seek(self.offset)
                 data = f.read()
-        except OSError:
-            return []
+            except OSError as exc:
+                self.skip.files["stats.jsonl"] = _why(exc)
+                return []
         if not data:
             return []
         self.offset += len(data)
@@ -459,12 +824,16 @@ class RunReader:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:
-                self.skipped += 1
+                raw = json.loads(line)
+            except RecursionError:
+                self.skip.line("nested too deep")
                 continue
-            if isinstance(record, dict):
-                new.append(_unclean(record))
+            except ValueError:  # UnicodeDecodeError included
+                self.skip.line("not JSON")
+                continue
+            record = clean_record(raw, self.skip)
+            if record is not None:
+                new.append(record)
         self.run.records.extend(new)
         return new
 
@@ -473,8 +842,31 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     """Read a run directory; one without ``summary.json`` has status ``incomplete``, and a torn
     last line of ``stats.jsonl`` (a killed process) is left out.
 
+    Lines and fields that cannot be read are left out and named in :attr:`Run.note`.
+
     Raises:
         GradtuiError: ``path`` is not a run directory (neither ``stats.jsonl`` nor
             ``summary.json``).
     """
-    return RunReader(path).finish()
+    reader = RunReader(path)
+    run = reader.finish()
+    run.note = reader.note()
+    run.unreadable = dict(reader.skip.files)
+    return run
+
+
+def read_usable(path: str | os.PathLike[str]) -> Run:
+    """:func:`read_run`, for a command that needs something to show.
+
+    Raises:
+        GradtuiError: ``path`` is not a run directory, or nothing in it could be read (no
+            record and no ``summary.json``); the one line says what was skipped.
+    """
+    reader = RunReader(path)
+    run = reader.finish()
+    run.note = reader.note()
+    run.unreadable = dict(reader.skip.files)
+    if not reader.usable():
+        why = run.note or "stats.jsonl holds no record and there is no summary.json"
+        raise GradtuiError(f"nothing in it can be read: {why}", file=str(reader.path))
+    return run

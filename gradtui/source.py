@@ -18,6 +18,7 @@ Python, tested without a screen.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -31,8 +32,9 @@ from gradtui.errors import GradtuiError
 from gradtui.feed import Snapshot, snapshot_from_history
 from gradtui.history import History
 from gradtui.preset import Preset
-from gradtui.runlog import RunDir, RunReader
+from gradtui.runlog import RunDir, RunReader, open_regular
 from gradtui.session import Session, StartInfo
+from gradtui.text import plain
 
 if TYPE_CHECKING:
     from gradtui.probe import Records
@@ -298,6 +300,8 @@ class RunSource:
         self.history = History()
         self._stop = threading.Event()
         self.started = clock()
+        #: an error that ended the reading (see :meth:`run`)
+        self.error: str | None = None
 
     def stop(self) -> None:
         """Stop following (from any thread)."""
@@ -309,8 +313,9 @@ class RunSource:
         not load)."""
         text = self.reader.run.preset_text
         if text is None:
-            try:
-                text = (self.path / "preset.toml").read_text(encoding="utf-8")
+            try:  # a FIFO in its place is refused, never waited on
+                with open_regular(self.path / "preset.toml") as f:
+                    text = f.read().decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 return None
         from gradtui.preset import loads
@@ -352,23 +357,70 @@ class RunSource:
             self.history.extend(new)
         return bool(new)
 
+    def notes(self) -> list[str]:
+        """What the user must be told about the reading, one line each: why following stopped
+        (the run was deleted or replaced), what was skipped, or that nothing could be read."""
+        reader = self.reader
+        out = []
+        if reader.gone:
+            out.append(f"stopped following: {reader.gone}")
+        note = reader.note()
+        if not reader.usable() and (reader.finished or not self.follow or reader.gone or note):
+            out.append(f"nothing in {self.path} can be read" + (f": {note}" if note else ""))
+        elif note:
+            out.append(note)
+        if self.error:
+            out.append(self.error)
+        return [plain(x) for x in out]
+
     def run(self, emit: Emit) -> Ended:
-        """Read (and follow) the run, emitting events; returns :class:`Ended` (also emitted)."""
+        """Read (and follow) the run, emitting events; returns :class:`Ended` (also emitted).
+
+        Never raises: an error while reading (a bug) ends the source with the error, which the
+        screen shows, instead of leaving it "reading" forever."""
+        try:
+            return self._run(emit)
+        except Exception as exc:  # noqa: BLE001 - anything must reach the screen, not a dead thread
+            self.error = f"cannot read the run: {type(exc).__name__}: {exc}"
+            run = self.reader.run
+            summary = run.summary or {"name": run.name, "status": "incomplete"}
+            try:
+                snap = self.snapshot()
+            except Exception:  # noqa: BLE001 - the error is what matters
+                snap = None
+            ended = Ended(summary, snap, error=plain(self.error), trace=traceback.format_exc())
+            with contextlib.suppress(Exception):
+                emit(ended)
+            return ended
+
+    def _run(self, emit: Emit) -> Ended:
         self._read()
         emit(Started(self.snapshot()))
         saw_end = False
         if self.follow:
-            while not self.reader.finished and not self._stop.wait(self.interval):
-                if self._read() or self.reader.finished:
+            reader = self.reader
+            # a stats.jsonl refused for good (a FIFO, a device) will not get better: no waiting
+            while (
+                not reader.finished
+                and not reader.gone
+                and "stats.jsonl" not in reader.skip.files
+                and not self._stop.wait(self.interval)
+            ):
+                if self._read() or reader.finished or reader.gone:
                     emit(Updated(self.snapshot()))
-            saw_end = self.reader.finished
+            saw_end = reader.finished and not reader.gone
         self._read()
+        if self.reader.partial.strip():
+            self.reader.skip.line("torn (no newline at the end)")
         self.reader.partial = b""  # a line still without its newline is torn: dropped
         run = self.reader.run
         summary = run.summary or {"name": run.name, "status": "incomplete"}
         snap = self.snapshot()
         if not self.reader.finished:
             snap.status = "incomplete"
-        ended = Ended(summary, snap, error=summary.get("error"), followed=saw_end)
+        error = summary.get("error")
+        if self.reader.gone:
+            error = f"stopped following: {self.reader.gone}"
+        ended = Ended(summary, snap, error=error, followed=saw_end)
         emit(ended)
         return ended

@@ -13,6 +13,7 @@ the same summaries ``tf.summary`` writes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
@@ -52,10 +53,17 @@ class TensorBoardSink:
         flush_secs (float): how often the writer's thread flushes. Defaults to 5.
         histograms (bool): whether the training should keep raw gradients for histograms
             (read by whoever attaches the sink). Defaults to True.
+        temporary (bool): write a temporary file renamed by :meth:`close` (``export``: all or
+            nothing). Defaults to False (a live training's events appear as they are written).
     """
 
     def __init__(
-        self, logdir: str | os.PathLike[str], *, flush_secs: float = 5.0, histograms: bool = True
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        flush_secs: float = 5.0,
+        histograms: bool = True,
+        temporary: bool = False,
     ) -> None:
         self.histograms = histograms
         from tensorboard.compat.proto.event_pb2 import Event
@@ -63,7 +71,7 @@ class TensorBoardSink:
 
         self.logdir = Path(logdir)
         self._Event, self._Summary = Event, Summary
-        self._writer = EventFile(self.logdir, Event, flush_secs=flush_secs)
+        self._writer = EventFile(self.logdir, Event, flush_secs=flush_secs, temporary=temporary)
         self._written: set[tuple[str, str | None, int]] = set()
         self.last_step = 0
         #: seconds spent in :meth:`add_rows` and rows written (the sink's cost)
@@ -83,9 +91,16 @@ class TensorBoardSink:
         losses: Sequence[float] | np.ndarray,
         names: Sequence[str],
         fields: Mapping[str, np.ndarray],
+        present: np.ndarray | None = None,
     ) -> None:
         """Scalars of consecutive recorded steps: ``fields[key]`` is ``(rows, layers)``; NaN
-        (a layer without that statistic) is left out, so a sigmoid layer has no ``dead``."""
+        (a layer without that statistic) is left out, so a sigmoid layer has no ``dead``.
+
+        ``present`` (``(rows, 1 + keys * layers)``: the loss, then each key's layers) says which
+        values were recorded, when known: those are written even when NaN or Inf (the step where a
+        run turned NaN shows in TensorBoard), the others left out."""
+        if not len(steps):
+            return
         t0 = time.perf_counter()
         keys = list(fields)
         # (rows, 1 + layers * keys): the loss, then each statistic of each layer
@@ -95,7 +110,7 @@ class TensorBoardSink:
             axis=1,
         )
         prefixes = [_value_prefix("loss")] + [_value_prefix(tag(n, k)) for k in keys for n in names]
-        present = ~np.isnan(values)
+        present = ~np.isnan(values) if present is None else np.asarray(present, dtype=bool)
         floats = values.astype("<f4").tobytes()
         width = values.shape[1]
         wall = time.time()
@@ -207,9 +222,15 @@ class EventFile:
     TensorFlow (seconds) whenever it is installed, and writes from a thread of its own; the
     records themselves are TFRecord framing around serialized ``Event`` protos
     (``RecordWriter``, pure Python), written here to a plain buffered file.
+
+    With ``temporary`` (``export``) the events go to a hidden temporary file in ``logdir`` that
+    :meth:`close` renames to its ``events.out.tfevents.*`` name, and :meth:`discard` removes: a
+    failed export (full disk, file-size limit) leaves no partial event file.
     """
 
-    def __init__(self, logdir: Path, event_cls: Any, *, flush_secs: float = 5.0) -> None:
+    def __init__(
+        self, logdir: Path, event_cls: Any, *, flush_secs: float = 5.0, temporary: bool = False
+    ) -> None:
         import socket
 
         from tensorboard.summary.writer.record_writer import RecordWriter
@@ -217,14 +238,18 @@ class EventFile:
         logdir.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{time.time():010.0f}.{socket.gethostname()}.{os.getpid()}.0.gradtui"
         self.path = logdir / name
+        # no "tfevents" in the temporary name: TensorBoard reads any file holding it
+        self._writing = (
+            logdir / f".gradtui-export-{os.getpid()}-{time.monotonic_ns()}.tmp" if temporary else self.path
+        )
         tf = sys.modules.get("tensorflow")
-        if tf is not None and hasattr(tf, "io"):
+        if tf is not None and hasattr(tf, "io") and not temporary:
             # the same TFRecord framing with the checksums computed in C++: TensorBoard's
             # pure-Python crc32c costs ~0.9 ms per event of a 13-layer network, this ~20 us
             self._file = tf.io.TFRecordWriter(str(self.path))
             self._records = self._file
         else:  # export, without TensorFlow: not worth importing it for a one-off write
-            self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+            self._file = open(self._writing, "xb")  # noqa: SIM115 - closed by close()
             self._records = RecordWriter(self._file)
         self.flush_secs = flush_secs
         self._flushed = time.monotonic()
@@ -247,8 +272,23 @@ class EventFile:
         self._flushed = time.monotonic()
 
     def close(self) -> None:
-        """Flush and close."""
-        self._file.close()
+        """Flush and close (a temporary file: synced, then renamed to its event file name)."""
+        if self._writing != self.path:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._writing, self.path)
+        else:
+            self._file.close()
+
+    def discard(self) -> None:
+        """Close and remove a temporary file (after a failure); the event file never appears."""
+        if self._writing == self.path:
+            return
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._writing)
 
 
 def _varint(n: int) -> bytes:
@@ -296,21 +336,85 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def export_run(run: Run, logdir: str | os.PathLike[str]) -> TensorBoardSink:
-    """Write what a run directory holds (scalars, final metrics, diagnoses) as event files."""
-    sink = TensorBoardSink(logdir)
+def _has_events(folder: Path) -> bool:
     try:
+        return any("tfevents" in p.name for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return False
+
+
+def export_dir(run: Run, logdir: str | os.PathLike[str]) -> Path:
+    """Where :func:`export_run` writes: ``logdir``, or its subfolder named after the run when
+    ``logdir`` already holds event files (TensorBoard would merge two runs of one folder).
+
+    Raises:
+        GradtuiError: that subfolder holds event files too.
+    """
+    from gradtui.errors import GradtuiError
+    from gradtui.text import plain
+
+    logdir = Path(logdir)
+    if not _has_events(logdir):
+        return logdir
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in run.path.resolve().name).lstrip(".")
+    sub = logdir / (name or "run")
+    if _has_events(sub):
+        raise GradtuiError(
+            f"already holds TensorBoard event files, and so does {plain(sub)}; "
+            "give a folder without event files (TensorBoard would merge the runs)",
+            file=plain(logdir),
+            key="--tensorboard",
+        )
+    return sub
+
+
+def export_run(run: Run, logdir: str | os.PathLike[str]) -> TensorBoardSink:
+    """Write what a run directory holds (scalars, final metrics, diagnoses) as event files.
+
+    Into ``logdir``, or its subfolder named after the run when ``logdir`` holds another run's
+    events (see :func:`export_dir`); the sink's ``logdir`` says which. Recorded NaN and Inf
+    values are written (the step where a run turned NaN shows); the event file appears whole or
+    not at all.
+
+    Raises:
+        GradtuiError: the folder cannot be written (read-only, full disk), in one line.
+    """
+    from gradtui.errors import GradtuiError
+    from gradtui.text import plain
+
+    target = export_dir(run, logdir)
+    sink = None
+    try:
+        sink = TensorBoardSink(target, temporary=True)
         names = run.layer_names()
+        n = len(run.records)
         fields = {
-            key: np.array(run.field(key, names), dtype=float).reshape(len(run.records), len(names))
-            for key in SCALAR_KEYS
+            key: np.array(run.field(key, names), dtype=float).reshape(n, len(names)) for key in SCALAR_KEYS
         }
-        sink.add_rows(run.steps(), run.losses(), names, fields)
+        # recorded values (NaN and Inf included) are written; a statistic a layer lacks is not
+        present = np.array(
+            [
+                [r.get("loss") is not None]
+                + [key in (r.get("layers") or {}).get(name, {}) for key in SCALAR_KEYS for name in names]
+                for r in run.records
+            ],
+            dtype=bool,
+        ).reshape(n, 1 + len(SCALAR_KEYS) * len(names))
+        sink.add_rows(run.steps(), run.losses(), names, fields, present)
         final = run.summary.get("final") or {}
         sink.add_scalars(sink.last_step, {f"final/{k}": v for k, v in final.items()})
         sink.add_diagnoses(run.summary.get("diagnoses", []))
-    finally:
         sink.close()
+    except OSError as exc:
+        if sink is not None:
+            sink._writer.discard()
+        raise GradtuiError(
+            f"cannot write the event file: {exc.strerror or exc}", file=plain(target), key="--tensorboard"
+        ) from None
+    except BaseException:
+        if sink is not None:
+            sink._writer.discard()
+        raise
     return sink
 
 

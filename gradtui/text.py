@@ -24,7 +24,7 @@ def plain(value: object, one_line: bool = True) -> str:
     for char in str(value):
         if char in "\n\r\t":
             out.append(" " if one_line else char)
-        elif unicodedata.category(char) in ("Cc", "Cf") and char not in "\u200d":
+        elif unicodedata.category(char) in ("Cc", "Cf", "Cs") and char not in "\u200d":  # Cs: lone surrogates
             out.append(_escape(char))
         else:
             out.append(char)

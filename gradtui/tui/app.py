@@ -473,10 +473,18 @@ class GradtuiApp(App[int]):
         if message.followed:
             self.finished_note = f"the run finished: {snap.status} after {steps} steps"
             self.notify(self.finished_note, title="Run finished", timeout=10)
+        notes = self.run_source.notes() if self.run_source is not None else []
         if message.error:
-            line = Text("✖ the run failed\n", "bold red")
-            line.append(message.error, "red")
+            failed = not message.error.startswith(("stopped following", "cannot read the run"))
+            line = Text("✖ the run failed\n" if failed else "✖ reading stopped\n", "bold red")
+            line.append(plain(message.error), "red")
             self.errors = [line]
+        for note in notes:  # what was skipped, why following stopped: on the screen and on exit
+            if note != message.error:
+                self.errors.append(Text(f"⚠ {note}", "yellow"))
+                self.notify(note, title="Reading the run", severity="warning", timeout=12)
+        if notes:
+            self.finished_note = "; ".join([*([self.finished_note] if self.finished_note else []), *notes])
         self.query_one(MonitorView).show(snap, self.errors)
         self._show_compare()
         if self._quitting or self.exit_after_train:
@@ -817,8 +825,14 @@ def run_open(run_dir: str | Path, *, follow: bool, headless: bool = False) -> in
     app = open_app(run_dir, follow=follow)
     app.exit_after_train = headless  # leave once the run is read (or the followed run ended)
     code = _run_plain(app, headless)
+    reader = app.run_source.reader if app.run_source is not None else None
+    if not code and reader is not None:
+        if reader.gone or (app.run_source is not None and app.run_source.error):
+            code = 1  # the followed run was deleted or replaced: said so, and stopped
+        elif not reader.usable() and not follow:
+            code = 2  # nothing in it could be read: bad input, said in one line
     if app.finished_note:
-        sys.stderr.write(f"gradtui: {app.finished_note}\n")
+        sys.stderr.write(f"gradtui: {'error: ' if code == 2 else ''}{app.finished_note}\n")
     return leave(code)
 
 
