@@ -686,9 +686,13 @@ class Diagnoser:
                 if kind == "saturation"
                 else "dead (output 0 for the whole batch)"
             )
-            message = f"{vals[j, worst]:.0%} of {self.names[worst]}'s units are {what}"
+            # the layer the diagnosis is filed under (its header) first, then the worst one
+            first = int(idx[0])
+            message = f"{vals[j, first]:.0%} of {self.names[first]}'s units are {what}"
             if len(names) > 1:
                 message += f"; {len(names)} layers above {limit:.0%} ({layer_range(names)})"
+                if worst != first:
+                    message += f", the most {self.names[worst]} ({vals[j, worst]:.0%})"
             if kind == "saturation":
                 advice, fix = self._saturation_advice(names)
             else:

@@ -162,6 +162,15 @@ def test_dead_units_advice_is_leaky_relu() -> None:
     assert d.fix["set"]["activation"] == {"name": "leaky_relu", "negative_slope": 0.2}
 
 
+def test_the_dead_units_message_begins_with_the_layer_of_its_header() -> None:
+    """Issue 21: the header named the first dead layer, the message the worst one."""
+    _, layers = layers_for("relu", '"he_normal"')
+    act = {"dense_1": {"dead": 0.6}, "dense_2": {"dead": 0.95}}
+    (d,) = diagnose([record(i, HEALTHY, act=act) for i in range(3)], layers)
+    assert d.layer == "dense_1" and d.message.startswith("60% of dense_1's units are dead")
+    assert "the most dense_2 (95%)" in d.message
+
+
 def test_each_kind_is_reported_once() -> None:
     _, layers = layers_for()
     recs = [record(s, [4e-8, 1e-6, 1e-4, 1e-2, 0.5]) for s in range(30)]
