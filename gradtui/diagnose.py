@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gradtui.diagnosis import Diagnosis
+from gradtui.diagnosis import Diagnosis, keras_terms
 from gradtui.preset import Thresholds, TrainSpec
 from gradtui.stack import SATURATING, LayerInfo, layer_range, matched_init, matched_variance
 
@@ -175,8 +175,11 @@ class Diagnoser:
         thresholds: Thresholds | None = None,
         train: TrainSpec | None = None,
         initial_weights: dict[str, float] | None = None,
+        keras_terms: bool = False,
     ) -> None:
         self.infos = {x.name: x for x in layers}
+        #: advice in Keras terms rather than preset keys (a ``gradtui.watch`` of the user's own code)
+        self.keras_terms = keras_terms
         #: each layer's weight norm before any update (the reference of weight growth)
         self.initial_weights = dict(initial_weights or {})
         self.order = [x.name for x in layers]
@@ -229,6 +232,12 @@ class Diagnoser:
         self._range = np.array(
             [RANGES.get(x.activation if x is not None else "", (math.nan, math.nan)) for x in infos], float
         ).reshape(len(self.names), 2)
+
+    def _raised(self, d: Diagnosis) -> Diagnosis:
+        """A diagnosis as it is raised: its advice in Keras terms for a ``watch`` of user code."""
+        if self.keras_terms:
+            d.advice = keras_terms(d.advice)
+        return d
 
     def feed(self, record: dict[str, Any]) -> list[Diagnosis]:
         """Add one record; return the diagnoses it raised for the first time."""
@@ -316,7 +325,7 @@ class Diagnoser:
                     now = {x: x in self._by_kind and self._by_kind[x].cleared_step is None for x in kinds}
                     if not self._effective(k, holds[k][i : i + 1], now)[0]:
                         continue  # explained by a diagnosis raised at this same row
-                    d = build[k](i)
+                    d = self._raised(build[k](i))
                     self._by_kind[k] = d
                     self.diagnoses.append(d)
                     found.append(d)
@@ -378,7 +387,7 @@ class Diagnoser:
         holds, build = self._exploding(one)
         if not holds[0]:
             return []
-        d = build(0)
+        d = self._raised(build(0))
         self._by_kind["exploding"] = d
         self.diagnoses.append(d)
         return [d]
@@ -907,7 +916,9 @@ class Diagnoser:
                 "train longer (more epochs) so the moving statistics catch up, or lower the learning_rate"
             )
             fix = self._fix([], None, {"epochs": 2 * epochs}) if epochs else None
-        found = Diagnosis("bn_statistics", names[0], int(step), "warning", message, advice, names, fix)
+        found = self._raised(
+            Diagnosis("bn_statistics", names[0], int(step), "warning", message, advice, names, fix)
+        )
         self._by_kind["bn_statistics"] = found
         self.diagnoses.append(found)
         return [found]

@@ -6,6 +6,7 @@ can show diagnoses without importing numpy at start-up.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,3 +67,48 @@ class Diagnosis:
             fix=d.get("fix"),
             cleared_step=d.get("cleared_step"),
         )
+
+
+#: preset syntax in advice, and how a user of ``gradtui.watch`` (their own Keras code) says it,
+#: in order: the specific phrases first, then any ``key = value`` as a Python keyword argument
+_KERAS_TERMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (
+            r"\b(?:add )?batch_norm = 'before'",
+            "a BatchNormalization layer between each layer and its activation",
+        ),
+        (r"\b(?:add )?batch_norm = 'after'", "a BatchNormalization layer after each layer's activation"),
+        (r"\badd batch_norm\b", "add BatchNormalization layers"),
+        (
+            r"\buse (\w+) with (he_normal|he_uniform|glorot_uniform|glorot_normal|lecun_normal|lecun_uniform)\b",
+            r"use activation='\1' with kernel_initializer='\2'",
+        ),
+        (r"\bset clipnorm = ([\d.e+-]+) in \[train\]", r"pass clipnorm=\1 to the optimizer"),
+        (r"\bclipnorm = ([\d.e+-]+)", r"clipnorm=\1 on the optimizer"),
+        (
+            r"\bset batch_norm_momentum = ([\d.e+-]+) in \[train\]",
+            r"set momentum=\1 on each BatchNormalization layer",
+        ),
+        (r"\bbatch_norm_momentum = ([\d.e+-]+)", r"momentum=\1 on each BatchNormalization layer"),
+        (
+            r"\badd residual = true\b",
+            "add skip connections (keras.layers.Add of each block's input and output)",
+        ),
+        (r"\bresidual = true\b", "skip connections (keras.layers.Add of each block's input and output)"),
+        (r"\boptimizer = '(\w+)' with learning_rate = ([\d.e+-]+)", r"optimizer='\1' with learning_rate=\2"),
+        (r"\blower learning_rate\b", "lower the optimizer's learning_rate"),
+        (r" in \[train\]", " on the optimizer"),
+        (r"\b(\w+) = '([^']*)'", r"\1='\2'"),
+        (r"\b(\w+) = ([\d.e+-]+\b)", r"\1=\2"),
+    )
+)
+
+
+def keras_terms(advice: str) -> str:
+    """``advice`` for a user of :func:`gradtui.watch`: their model is Keras code, not a preset,
+    so ``batch_norm = 'before'`` becomes a BatchNormalization layer between each layer and its
+    activation, ``clipnorm = 1.0`` an optimizer argument, and so on (issue 21)."""
+    for pattern, replacement in _KERAS_TERMS:
+        advice = pattern.sub(replacement, advice)
+    return advice

@@ -96,8 +96,13 @@ class Monitor:
         except BaseException:
             self.instrument.detach()
             raise
+        # a training without a preset (gradtui.watch of the user's own code) is advised in Keras terms
         self.diagnoser = Diagnoser(
-            self.layers, thresholds, train, _initial_weights(model, self.instrument.tracked)
+            self.layers,
+            thresholds,
+            train,
+            _initial_weights(model, self.instrument.tracked),
+            keras_terms=train is None,
         )
         self._thresholds, self._train = thresholds, train
         #: one recorder and its diagnoser per watched optimizer (``gradtui run``: just one); a
@@ -173,6 +178,7 @@ class Monitor:
                     self._thresholds,
                     self._train,
                     _initial_weights(self.model, rec.tracked),
+                    keras_terms=self._train is None,
                 ),
             )
         )

@@ -548,3 +548,49 @@ def test_dead_layers_with_no_gradient_are_dead_units_not_vanishing() -> None:
     found = diagnose([record(s, [1e-9, 1e-7, 1e-5, 1e-3, 0.2], act=top_dead) for s in range(5)], layers)
     assert [d.kind for d in found] == ["vanishing", "dead_units"]
     assert found[0].layers == ["dense", "dense_1", "dense_2"]
+
+
+@pytest.mark.parametrize(
+    ("preset_advice", "keras_advice"),
+    [
+        (
+            "dense..dense_6 use sigmoid with glorot_uniform: use relu with he_normal, or batch_norm = 'before'",
+            "dense..dense_6 use activation='sigmoid' with kernel_initializer='glorot_uniform': "
+            "use activation='relu' with "
+            "kernel_initializer='he_normal', or a BatchNormalization layer between each layer and its activation",
+        ),
+        ("set clipnorm = 1.0 in [train]", "pass clipnorm=1.0 to the optimizer"),
+        (
+            "set batch_norm_momentum = 0.9 in [train]",
+            "set momentum=0.9 on each BatchNormalization layer",
+        ),
+        (
+            "recurrent_initializer = 'orthogonal' (gain 1), and clipnorm = 1.0",
+            "recurrent_initializer='orthogonal' (gain 1), and clipnorm=1.0 on the optimizer",
+        ),
+        (
+            "add residual = true (each block keeps a path)",
+            "add skip connections (keras.layers.Add of each block's input and output) (each block keeps a path)",
+        ),
+    ],
+)
+def test_advice_for_a_watch_user_is_in_keras_terms(preset_advice: str, keras_advice: str) -> None:
+    from gradtui.diagnosis import keras_terms
+
+    assert keras_terms(preset_advice) == keras_advice
+
+
+def test_a_diagnoser_without_a_preset_advises_in_keras_terms() -> None:
+    from gradtui.diagnose import Diagnoser
+
+    _, layers = layers_for()
+    recs = [record(i, [1e-7, 1e-5, 1e-3, 1e-1, 1.0]) for i in range(3)]
+    preset_d = Diagnoser(layers)
+    keras_d = Diagnoser(layers, keras_terms=True)
+    for r in recs:
+        preset_d.feed(r)
+        keras_d.feed(r)
+    (p,) = [d for d in preset_d.diagnoses if d.kind == "vanishing"]
+    (k,) = [d for d in keras_d.diagnoses if d.kind == "vanishing"]
+    assert "batch_norm = 'before'" in p.advice
+    assert " = " not in k.advice and "[train]" not in k.advice and "BatchNormalization" in k.advice
