@@ -506,9 +506,23 @@ def open_run(
         False, "--headless", help="Without a terminal: read (or follow) the run, then exit."
     ),
 ) -> None:
-    """Open the TUI's monitor, warnings and loss chart on a recorded run directory."""
-    from gradtui.runlog import check_run_dir
+    """Open the TUI's monitor, warnings and loss chart on a recorded run directory.
 
+    With --follow, a run directory that does not exist yet is waited for (a training about to
+    start writing it)."""
+    from gradtui.runlog import check_run_dir, is_run_dir
+
+    if follow and not is_run_dir(run_dir):
+        import time
+
+        print(f"gradtui: waiting for {plain(run_dir)} to appear (Ctrl-C to stop)", file=sys.stderr)
+        try:
+            while not is_run_dir(run_dir):
+                if run_dir.exists() and not run_dir.is_dir():
+                    break  # a file in its place: the check below says so
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            sys.exit(130)
     check_run_dir(run_dir)  # a folder that is not a run ends here, in one line
     from gradtui.tui.app import run_open
 

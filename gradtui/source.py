@@ -302,6 +302,9 @@ class RunSource:
         self.started = clock()
         #: an error that ended the reading (see :meth:`run`)
         self.error: str | None = None
+        #: diagnoses of the records read so far, for a run with no ``summary.json`` yet (one being
+        #: written, or killed): the same rules as the training's, fed as the lines arrive
+        self._diagnoser: Any = None
 
     def stop(self) -> None:
         """Stop following (from any thread)."""
@@ -333,7 +336,10 @@ class RunSource:
             status = str(summary.get("status", "incomplete"))
         else:
             status = "following" if self.follow and not self._stop.is_set() else "incomplete"
-        diagnoses = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
+        if self.reader.finished or self._diagnoser is None:
+            diagnoses = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
+        else:  # no summary yet: what the records so far show
+            diagnoses = list(self._diagnoser.diagnoses)
         final = summary.get("final") or {}
         steps = int(summary.get("steps") or self.history.last_step + 1)
         snap = snapshot_from_history(
@@ -355,7 +361,36 @@ class RunSource:
         new = self.reader.poll()
         if new:
             self.history.extend(new)
+            if not self.reader.finished:
+                diagnoser = self._live_diagnoser()
+                for record in new:
+                    diagnoser.feed(record)
         return bool(new)
+
+    def _live_diagnoser(self) -> Any:
+        """The diagnoser of a run being written: the layers, thresholds and training of its
+        ``preset.toml`` where it has one that plans, else the rules on the records alone."""
+        if self._diagnoser is None:
+            from gradtui.diagnose import Diagnoser
+
+            preset = self.preset
+            layers: list[Any] = []
+            if preset is not None:
+                try:
+                    from gradtui.preset import named_input
+                    from gradtui.stack import plan
+
+                    shape = named_input(preset.data)
+                    layers = plan(preset, *shape) if shape is not None else []
+                except GradtuiError:
+                    layers = []
+            self._diagnoser = Diagnoser(
+                layers,
+                preset.monitor.thresholds if preset is not None else None,
+                preset.train if preset is not None else None,
+                keras_terms=preset is None,
+            )
+        return self._diagnoser
 
     def notes(self) -> list[str]:
         """What the user must be told about the reading, one line each: why following stopped

@@ -121,3 +121,20 @@ def test_report_png_of_a_killed_run_and_bad_suffix(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["report", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "not a run directory" in result.stderr
+
+
+def test_open_follow_waits_for_a_run_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """Issue 21: ``open --follow`` on a run about to be written waits for it, then follows it."""
+    import threading
+    import time
+
+    run = tmp_path / "soon"
+
+    def training_starts() -> None:
+        time.sleep(0.6)
+        write_run(run, [1e-8, 1e-4, 1.0])
+
+    threading.Thread(target=training_starts, daemon=True).start()
+    result = runner.invoke(app, ["open", "--follow", "--headless", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "waiting for" in result.output and str(run) in result.output
