@@ -31,6 +31,10 @@ TIME_CURVES = 5
 TIME_COLUMNS = 3
 
 
+#: the heatmap's colour for a gradient of exactly 0 (white is "not recorded")
+ZERO_COLOUR = "#3d7fd9"
+
+
 def _array(rows: list[list[float]], width: int) -> Any:
     """``[record][layer]`` as a 2-D array (also with no record or no layer)."""
     import numpy as np
@@ -101,19 +105,44 @@ def make_figure(run: Run) -> Any:
     if len(steps) and names:
         data = np.ma.masked_where(~np.isfinite(grads) | (grads <= 0), grads).T
         positive = grads[np.isfinite(grads) & (grads > 0)]
+        edges = _edges(steps)
         if positive.size:
             norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max()))
-            edges = _edges(steps)
             mesh = ax.pcolormesh(
                 edges, np.arange(n_layers + 1), data, norm=norm, cmap="magma", shading="flat"
             )
             cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
             cbar.set_label("gradient norm (log)")
+        zero = np.isfinite(grads) & (grads == 0)
+        zero_legend = None
+        if zero.any():
+            # exactly 0 (a dead layer, an underflow) is a finding, not missing data: its own
+            # colour, where white means "not recorded"
+            from matplotlib.colors import ListedColormap
+            from matplotlib.patches import Patch
+
+            ax.pcolormesh(
+                edges,
+                np.arange(n_layers + 1),
+                np.ma.masked_where(~zero, np.ones_like(grads)).T,
+                cmap=ListedColormap([ZERO_COLOUR]),
+                shading="flat",
+            )
+            ax.legend(
+                handles=[
+                    Patch(color=ZERO_COLOUR, label="exactly 0"),
+                    Patch(color="white", label="not recorded"),
+                ],
+                loc="upper left",
+                fontsize=8,
+            )
         bad = ~np.isfinite(grads)
         if bad.any():
             r, c = np.nonzero(bad)
             ax.scatter(steps[r], c + 0.5, marker="x", color="cyan", s=12, label="NaN/Inf")
             ax.legend(loc="upper right", fontsize=8)
+            if zero_legend is not None:  # the NaN legend replaced the zeros' one: keep both
+                ax.add_artist(zero_legend)
         ax.set_ylim(n_layers, 0)
         ax.set_yticks(np.arange(n_layers) + 0.5)
         ax.set_yticklabels([for_matplotlib(n) for n in names], fontsize=8 if n_layers <= 24 else 6)
@@ -128,6 +157,18 @@ def make_figure(run: Run) -> Any:
     # --- loss, with the final metrics
     ax = fig.add_subplot(grid[1, :3])
     losses = np.array(run.losses(), dtype=float)
+    if len(losses) and not np.isfinite(losses).any():
+        ax.text(
+            0.5,
+            0.5,
+            "loss not recorded: the training step computed it out of gradtui's sight",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="#777777",
+            fontsize=9,
+        )
+        losses = np.array([])
     if len(losses):
         ax.plot(steps, losses, color="#1f4e99", lw=1.2, label="loss (batch)")
         pos = losses[np.isfinite(losses) & (losses > 0)]
@@ -160,8 +201,15 @@ def make_figure(run: Run) -> Any:
     # --- update ratios
     ax = fig.add_subplot(grid[1, 3:])
     upd = _array(run.field("update_ratio", names), len(names))
-    _lines(ax, steps, upd, names, colours, log=True)
     ax.set_title("update ratio ||dw|| / ||w|| per layer", loc="left", fontsize=10)
+    if not _lines(ax, steps, upd, names, colours, log=True):
+        finite = upd[np.isfinite(upd)] if upd.size else upd
+        why = (
+            "every update ratio is exactly 0 (no weight moved)"
+            if finite.size
+            else "no layer records update_ratio"
+        )
+        _empty(ax, why)
     ax.set_xlabel("step")
 
     # --- saturation and dead fractions
@@ -178,16 +226,7 @@ def make_figure(run: Run) -> Any:
         ax.set_title(f"fraction of {label}{highest}", loc="left", fontsize=10)
         ax.set_xlabel("step")
         if not shown:
-            ax.set_xticks([])
-            ax.text(
-                0.5,
-                0.5,
-                f"no layer records {key}",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="#777777",
-            )
+            _empty(ax, f"no layer records {key}")
 
     # --- each recurrent layer's gradient through time
     if curves:
@@ -287,6 +326,12 @@ def _edges(steps: Any) -> Any:
     return np.concatenate([[steps[0] - (mid[0] - steps[0])], mid, [steps[-1] + (steps[-1] - mid[-1])]])
 
 
+def _empty(ax: Any, why: str) -> None:
+    """An empty panel says why it is empty."""
+    ax.set_xticks([])
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="#777777", fontsize=9)
+
+
 def _layer_colours(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -301,15 +346,27 @@ def _lines(
     import numpy as np
 
     drawn = 0
+    gaps = False
     for j, name in enumerate(names):
         v = vals[:, j] if vals.size else np.array([])
         ok = np.isfinite(v) & ((v > 0) if log else True)
         if not ok.any():
             continue
-        ax.plot(steps[ok], v[ok], color=colours[j], lw=1.0, label=for_matplotlib(name))
+        gaps = gaps or bool(log and (np.isfinite(v) & (v == 0)).any())
+        # NaN where a value cannot be drawn: the line breaks there instead of being drawn across
+        ax.plot(steps, np.where(ok, v, np.nan), color=colours[j], lw=1.0, label=for_matplotlib(name))
         drawn += 1
     if log and drawn:
         ax.set_yscale("log")
+        if gaps:
+            ax.text(
+                0.0,
+                -0.22,
+                "gaps: exactly 0 (no point on a log scale)",
+                transform=ax.transAxes,
+                fontsize=7,
+                color="#555555",
+            )
     if drawn and drawn <= 8:
         ax.legend(fontsize=7, loc="best", ncol=2)
     elif drawn and note:  # too many for a legend: how the colours run, above the plot, not over a line
