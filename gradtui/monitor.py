@@ -516,6 +516,21 @@ NOTHING_AFTER_STEPS = 10
 class Watch(Monitor):
     """A :class:`Monitor` attached to a user's own model by :func:`watch`."""
 
+    def summary(
+        self, status: str, *, error: str | None = None, params: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`Monitor.summary`; written at the end of a ``fit`` while the watch stays
+        attached, it says so (``watching``) and names its writer, so ``open --follow`` goes on
+        reading the next ``fit`` of the same run while that process lives."""
+        out = super().summary(status, error=error, params=params)
+        if not self._closing.is_set():
+            import os
+            import socket
+
+            out["watching"] = True
+            out["writer"] = {"host": socket.gethostname(), "pid": os.getpid()}
+        return out
+
     def follow_compile(self) -> None:
         """Follow a ``compile()`` made since the watch began (fine-tuning: unfreeze, compile
         again): its new optimizer is recorded, its rows the variables it updates now. The

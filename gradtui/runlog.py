@@ -683,6 +683,26 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
+def writer_alive(writer: Any) -> bool:
+    """Whether the process that wrote a ``watching`` summary (``{"host", "pid"}``) still runs:
+    on this machine, asked of the system; on another one it cannot be known, so yes."""
+    import socket
+
+    if not isinstance(writer, dict) or not isinstance(writer.get("pid"), int) or writer["pid"] <= 0:
+        return False
+    if writer.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(writer["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class RunReader:
     """Reads a run directory incrementally, while another process may still be writing it.
 
@@ -764,6 +784,8 @@ class RunReader:
                 summary = clean_summary(summary, self.skip)
                 run.summary = summary
                 run.status = str(summary.get("status", "incomplete"))
+                if summary.get("watching") is True and writer_alive(summary.get("writer")):
+                    return new  # a watch between two fits: the same run goes on
                 self.finished = True
                 self.partial = b""  # a torn last line stays torn once the run has ended
         return new

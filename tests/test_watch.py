@@ -63,7 +63,10 @@ def test_watch_diagnoses_a_vanishing_user_model(tmp_path: Path, digits) -> None:
     kinds = [d.kind for d in monitor.diagnoses]
     assert "vanishing" in kinds
     v = monitor.diagnoses[kinds.index("vanishing")]
-    assert v.layer == model.layers[0].name and "use relu with he_normal" in v.advice
+    assert (
+        v.layer == model.layers[0].name
+        and "use activation='relu' with kernel_initializer='he_normal'" in v.advice
+    )  # Keras terms for a watch
     assert [r["step"] for r in read_run(tmp_path / "sig").records][:3] == [0, 2, 4]
 
 
