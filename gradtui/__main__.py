@@ -1,6 +1,6 @@
 """``python -m gradtui``."""
 
-from gradtui.cli import app
+from gradtui.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="gradtui")
+    main()

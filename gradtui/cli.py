@@ -575,5 +575,10 @@ def serve(
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """The ``gradtui`` program (console script and ``python -m gradtui``): the commands, in a
+    process of their own, which may therefore end at once after a TUI with TensorFlow loaded
+    (see :func:`gradtui.tui.app.leave`)."""
+    import os
+
+    os.environ["GRADTUI_STANDALONE"] = "1"  # gradtui.tui.app.STANDALONE_ENV, without importing it
+    app(prog_name="gradtui")

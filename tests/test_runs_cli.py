@@ -138,3 +138,25 @@ def test_open_follow_waits_for_a_run_folder_that_does_not_exist_yet(tmp_path: Pa
     result = runner.invoke(app, ["open", "--follow", "--headless", str(run)])
     assert result.exit_code == 0, result.output
     assert "waiting for" in result.output and str(run) in result.output
+
+
+def test_an_in_process_open_with_tensorflow_loaded_does_not_end_the_caller(tmp_path: Path) -> None:
+    """The TUI commands end their process at once after TensorFlow was imported (its teardown
+    takes seconds), but only as the gradtui program: a caller's process (a test, a script using
+    CliRunner) goes on. It ended a CI test session with status 0, most tests unrun."""
+    import subprocess
+    import sys
+
+    run = write_run(tmp_path / "run", [1e-8, 1e-4, 1.0])
+    code = (
+        "import tensorflow\n"
+        "from typer.testing import CliRunner\n"
+        "from gradtui.cli import app\n"
+        f"r = CliRunner().invoke(app, ['open', '--headless', {str(run)!r}])\n"
+        "print('still here', r.exit_code)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    env.pop("GRADTUI_STANDALONE", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "still here 0" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])

@@ -903,6 +903,11 @@ def finish_quit(app: GradtuiApp, limit: float = QUIT_LIMIT_S) -> None:
         pass
 
 
+#: set by the ``gradtui`` program's entry points (``python -m gradtui``, the console script):
+#: only there may :func:`leave` end the process at once
+STANDALONE_ENV = "GRADTUI_STANDALONE"
+
+
 def leave(code: int) -> int:
     """Return ``code``, or end the process at once when TensorFlow was imported.
 
@@ -910,7 +915,10 @@ def leave(code: int) -> int:
     joins a training thread that is still finishing: ``q`` must return to the shell within two
     seconds. Everything worth keeping is already written (run directories, the unsaved stack).
     """
-    if "tensorflow" not in sys.modules:
+    if "tensorflow" not in sys.modules or os.environ.get(STANDALONE_ENV) != "1":
+        # not the gradtui program itself (a test's CliRunner, a user's script calling the
+        # command): ending the process would end theirs too (it ended a test session with
+        # exit status 0, the rest of its tests never run)
         return code
     sys.stdout.flush()
     sys.stderr.flush()
