@@ -450,6 +450,11 @@ def fix(
             if found
             else "it has no open diagnosis: there is nothing to fix"
         )
+        if "diagnoses" in (run.note or "") and not found:  # what was there could not be read
+            raise GradtuiError(
+                f"diagnoses could not be read ({run.note}); there is nothing to fix",
+                file=str(run_dir / "summary.json"),
+            )
         raise GradtuiError(why, file=str(run_dir))
     fixed = remedy.preset
     if not fixed.name.endswith("-fixed"):
