@@ -82,6 +82,14 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _number(value: Any) -> float:
+    """A record's value as a float; NaN for what is not a number (a field left out, null)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _window_median(x: np.ndarray, w: int) -> np.ndarray:
     """Median (NaN left out) of each run of ``w`` consecutive rows: ``len(x) - w + 1`` rows."""
     win = np.lib.stride_tricks.sliding_window_view(x, w, axis=0)  # n x ... x w
@@ -250,14 +258,13 @@ class Diagnoser:
         if not self.names:
             self._start_names(list(records[0]["layers"]))
         stats = np.array(
-            [
-                [[float(r["layers"].get(n, {}).get(k, math.nan)) for k in KEYS] for n in self.names]
-                for r in records
-            ],
+            [[[_number(r["layers"].get(n, {}).get(k)) for k in KEYS] for n in self.names] for r in records],
             dtype=float,
         ).reshape(len(records), len(self.names), len(KEYS))
         steps = np.array([int(r["step"]) for r in records], np.int64)
-        losses = np.array([float(r.get("loss", math.nan)) for r in records], float)
+        # a loss of null (computed out of gradtui's sight) is unknown, not NaN: as in the
+        # monitor's drains it is given as 0 and takes part in no alarm
+        losses = np.array([0.0 if r.get("loss") is None else _number(r.get("loss")) for r in records], float)
         return self._feed_rows(steps, losses, stats)
 
     def feed_block(self, block: Any) -> list[Diagnosis]:

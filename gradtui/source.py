@@ -273,6 +273,20 @@ def _train(session: Session, listener: SnapshotListener, preset: Preset) -> Ende
     )
 
 
+def _whole(record: dict[str, Any]) -> bool:
+    """Whether a record read back has what the rules read of every layer (a damaged field the
+    reader left out must not read as NaN: it would raise a false ``non_finite``)."""
+    layers = record.get("layers")
+    return isinstance(layers, dict) and all(
+        isinstance(v, dict)
+        and all(
+            isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool)
+            for k in ("grad_norm", "weight_norm")
+        )
+        for v in layers.values()
+    )
+
+
 class RunSource:
     """A recorded run directory, read once or followed while another process writes it.
 
@@ -336,7 +350,7 @@ class RunSource:
             status = str(summary.get("status", "incomplete"))
         else:
             status = "following" if self.follow and not self._stop.is_set() else "incomplete"
-        if self.reader.finished or self._diagnoser is None:
+        if self.reader.finished or not self._diagnoser:
             diagnoses = [Diagnosis.from_dict(d) for d in summary.get("diagnoses", [])]
         else:  # no summary yet: what the records so far show
             diagnoses = list(self._diagnoser.diagnoses)
@@ -361,10 +375,14 @@ class RunSource:
         new = self.reader.poll()
         if new:
             self.history.extend(new)
-            if not self.reader.finished:
-                diagnoser = self._live_diagnoser()
-                for record in new:
-                    diagnoser.feed(record)
+            if not self.reader.finished and self._diagnoser is not False:
+                try:
+                    diagnoser = self._live_diagnoser()
+                    whole = [r for r in new if _whole(r)]
+                    if whole:
+                        diagnoser.feed_all(whole)
+                except Exception:  # noqa: BLE001 - the reading goes on without live diagnoses
+                    self._diagnoser = False
         return bool(new)
 
     def _live_diagnoser(self) -> Any:

@@ -80,3 +80,23 @@ def test_watch_says_watching_after_a_fit_and_not_after_close(tmp_path: Path) -> 
     monitor.close()
     last = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert "watching" not in last and "writer" not in last
+
+
+def test_live_diagnoses_survive_unknown_losses_and_damaged_fields(tmp_path: Path) -> None:
+    """Found by the damaged-run property test: a record with "loss": null stopped the reading
+    (float(None) in the live diagnoser); a field the reader left out must not read as NaN."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = []
+    for step in range(6):
+        layers = {
+            "low": {"grad_norm": 1e-9, "weight_norm": 1.0, "nonfinite": 0},
+            "top": {"grad_norm": 1.0, "weight_norm": "garbage" if step == 1 else 1.0, "nonfinite": 0},
+        }
+        rows.append(json.dumps({"step": step, "loss": None, "layers": layers}))
+    (run / "stats.jsonl").write_text("\n".join(rows) + "\n")
+    source = RunSource(run)
+    ended = source.run(lambda e: None)
+    assert ended.trace is None, ended.error
+    kinds = [d.kind for d in ended.snapshot.diagnoses]
+    assert kinds == ["vanishing"], kinds  # no false non_finite from the garbage field or the null loss
