@@ -93,8 +93,39 @@ def accumulation(optimizer: Any, grads: list[Any], variables: list[Any]) -> tupl
     return is_update, applied
 
 
+def missing_hooks(model: Any, optimizer: Any) -> list[str]:
+    """The private methods and attributes gradtui wraps that this model, its optimizer (the
+    inner one of a ``LossScaleOptimizer``) or the installed Keras/TensorFlow lack."""
+    missing: list[str] = []
+    optimizer = inner_optimizer(optimizer) if optimizer is not None else None
+    if optimizer is not None:
+        kind = type(optimizer).__name__
+        for name in (APPLY, *ASSIGNS, "scale_loss"):
+            if not callable(getattr(optimizer, name, None)):
+                missing.append(f"{kind}.{name}")
+    if not callable(getattr(model, "compute_loss", None)):
+        missing.append(f"{type(model).__name__}.compute_loss")
+    for name in ("_get_call_context", "_flatten_layers"):
+        if not callable(getattr(model, name, None)):
+            missing.append(f"Layer.{name}")
+    try:
+        from keras.src.layers.layer import CallContext
+
+        if not callable(getattr(CallContext, "get_value", None)):
+            missing.append("CallContext.get_value")
+    except ImportError:
+        missing.append("keras.src.layers.layer.CallContext")
+    import tensorflow as tf
+
+    interim = getattr(getattr(getattr(tf, "__internal__", None), "distribute", None), "interim", None)
+    if not callable(getattr(interim, "maybe_merge_call", None)):
+        missing.append("tf.__internal__.distribute.interim.maybe_merge_call")
+    return missing
+
+
 def has_hooks(optimizer: Any) -> bool:
-    """Whether this Keras version's optimizer has the private methods gradtui wraps."""
+    """Whether this Keras version's optimizer has the private methods gradtui wraps (the
+    optimizer's part of :func:`missing_hooks`)."""
     return callable(getattr(optimizer, APPLY, None)) and all(
         callable(getattr(optimizer, m, None)) for m in ASSIGNS
     )

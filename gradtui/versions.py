@@ -103,43 +103,13 @@ def warn_untested() -> bool:
     return True
 
 
-def missing_hooks(model: Any, optimizer: Any) -> list[str]:
-    """The private methods and attributes gradtui wraps that this model, its optimizer (the
-    inner one of a ``LossScaleOptimizer``) or the installed Keras/TensorFlow lack."""
-    from gradtui import keras_compat as kc
-
-    missing: list[str] = []
-    optimizer = kc.inner_optimizer(optimizer) if optimizer is not None else None
-    if optimizer is not None:
-        kind = type(optimizer).__name__
-        for name in (kc.APPLY, *kc.ASSIGNS, "scale_loss"):
-            if not callable(getattr(optimizer, name, None)):
-                missing.append(f"{kind}.{name}")
-    if not callable(getattr(model, "compute_loss", None)):
-        missing.append(f"{type(model).__name__}.compute_loss")
-    for name in ("_get_call_context", "_flatten_layers"):
-        if not callable(getattr(model, name, None)):
-            missing.append(f"Layer.{name}")
-    try:
-        from keras.src.layers.layer import CallContext
-
-        if not callable(getattr(CallContext, "get_value", None)):
-            missing.append("CallContext.get_value")
-    except ImportError:
-        missing.append("keras.src.layers.layer.CallContext")
-    import tensorflow as tf
-
-    interim = getattr(getattr(getattr(tf, "__internal__", None), "distribute", None), "interim", None)
-    if not callable(getattr(interim, "maybe_merge_call", None)):
-        missing.append("tf.__internal__.distribute.interim.maybe_merge_call")
-    return missing
-
-
 def check(model: Any, optimizer: Any) -> None:
     """Warn once on untested releases; raise :class:`MissingHookError` (naming the missing hooks
     and the versions tested) where one is missing."""
     warn_untested()
-    missing = missing_hooks(model, optimizer)
+    from gradtui import keras_compat as kc
+
+    missing = kc.missing_hooks(model, optimizer)
     if missing:
         keras_version, tf_version = installed()
         raise MissingHookError(
