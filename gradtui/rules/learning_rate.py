@@ -1,0 +1,72 @@
+"""``learning_rate``: update ratios ‖Δw‖/‖w‖ far from ~1e-3, a step too large or too small."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gradtui.diagnosis import Diagnosis
+from gradtui.rules.advice import (
+    lr_advice,
+)
+from gradtui.rules.base import COL, Found, Rule, Views, nanmedian
+from gradtui.stack import layer_range
+
+if TYPE_CHECKING:
+    from gradtui.diagnose import Diagnoser
+
+
+def check(dx: Diagnoser, v: Views) -> Found:
+    """The update ratio ‖Δw‖/‖w‖ far from ~1e-3: a layer that moves by a tenth of its
+    weights a step (too large), or a network whose typical layer moves by less than 1e-5
+    (too small: a thousand steps change the weights by 1%)."""
+    t, d = dx.t, dx.depth
+    ur = v.med[:, d, COL["update_ratio"]]
+    fin = np.isfinite(ur)
+    with np.errstate(invalid="ignore"):
+        high = fin & (ur > t.update_ratio_high)
+        typical = nanmedian(np.where(fin, ur, math.nan).T)
+        low = np.isfinite(typical) & (typical < t.update_ratio_low)
+    holds = v.full & (high.any(1) | low)
+
+    def build(j: int) -> Diagnosis:
+        target = t.update_ratio_target
+        if high[j].any():
+            affected = d[high[j]]
+            observed = float(np.max(ur[j, high[j]]))
+            too = "large"
+            message = (
+                f"update ratio ‖Δw‖/‖w‖ of {dx.names[affected[0]]} is {ur[j, high[j]][0]:.2g} a step "
+                f"(above {t.update_ratio_high:g}; ~{target:g} is typical): the step is too large"
+            )
+        else:
+            with np.errstate(invalid="ignore"):
+                affected = d[fin[j] & (ur[j] < t.update_ratio_low)]
+            observed = float(typical[j])
+            too = "small"
+            message = (
+                f"update ratio ‖Δw‖/‖w‖ is {observed:.2g} a step (median of {len(d)} layers; below "
+                f"{t.update_ratio_low:g}, ~{target:g} is typical): the weights do not move"
+            )
+        names = [dx.names[i] for i in affected]
+        if len(names) > 1:
+            message += f"; {len(names)} layers ({layer_range(names)})"
+        factor = target / observed if observed > 0 else math.inf
+        advice, fix = lr_advice(dx, factor, too)
+        return Diagnosis(
+            "learning_rate",
+            names[0] if names else None,
+            int(v.steps[j]),
+            "warning",
+            message,
+            advice,
+            names,
+            fix,
+        )
+
+    return holds, build
+
+
+RULE = Rule("learning_rate", check, explained_by=("exploding", "non_finite", "vanishing", "dead_units"))
