@@ -30,6 +30,7 @@ import numpy as np
 
 from gradtui.diagnosis import Diagnosis, keras_terms
 from gradtui.preset import Thresholds, TrainSpec
+from gradtui.roles import role_of
 from gradtui.rules import RULES, bn_statistics, exploding
 from gradtui.rules.advice import ACTIVATION_TYPES, NORMALIZATION, recurrent_gain
 from gradtui.rules.base import COL, KEYS, Views, finite, number, window_median
@@ -37,6 +38,10 @@ from gradtui.stack import LayerInfo
 
 __all__ = ["COL", "KEYS", "Diagnoser", "Diagnosis", "diagnose", "recurrent_gain"]
 
+#: the optimizers with an epsilon added to their gradient's running RMS (Keras names)
+EPSILON_OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad", "adadelta", "lamb")
+#: Keras's default epsilon of those optimizers
+KERAS_EPSILON = 1e-7
 #: output range (low, high) of the activations whose mean says which asymptote they approach
 RANGES = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
 
@@ -68,8 +73,12 @@ class Diagnoser:
         train: TrainSpec | None = None,
         initial_weights: dict[str, float] | None = None,
         keras_terms: bool = False,
+        optimizer: Any = None,
     ) -> None:
         self.infos = {x.name: x for x in layers}
+        #: the optimizer's name (``adam``, ``sgd``...; lower case) and its epsilon where it has one,
+        #: from the optimizer itself (a ``gradtui.watch``) or the preset's ``[train]``
+        self.optimizer_name, self.epsilon = optimizer_facts(optimizer, train)
         #: advice in Keras terms rather than preset keys (a ``gradtui.watch`` of the user's own code)
         self.keras_terms = keras_terms
         #: each layer's weight norm before any update (the reference of weight growth)
@@ -85,6 +94,8 @@ class Diagnoser:
         self._frozen = False  # set by non_finite: nothing clears or is raised again after it
         # The recorded layers, fixed by the first record.
         self.names: list[str] = []
+        self.roles: list[str] = []
+        self.params: np.ndarray = np.zeros(0)
         self.depth: np.ndarray = np.zeros(0, int)
         self.hidden: np.ndarray = np.zeros(0, bool)
         self.ranges: np.ndarray = np.zeros((0, 2))
@@ -116,6 +127,12 @@ class Diagnoser:
     def _start_names(self, layers: list[str]) -> None:
         self.names = [n for n in self.order if n in layers] + [n for n in layers if n not in self.infos]
         infos = [self.infos.get(n) for n in self.names]
+        #: each row's role in the model (:mod:`gradtui.roles`): what advice applies to it
+        self.roles = [role_of(n, x) for n, x in zip(self.names, infos, strict=True)]
+        #: each row's trainable parameter count (NaN: unknown)
+        self.params = np.array(
+            [float(x.trainable) if x is not None and x.trainable else math.nan for x in infos]
+        )
         depth = [
             i
             for i, x in enumerate(infos)
@@ -127,6 +144,15 @@ class Diagnoser:
         self.ranges = np.array(
             [RANGES.get(x.activation if x is not None else "", (math.nan, math.nan)) for x in infos], float
         ).reshape(len(self.names), 2)
+
+    @property
+    def step0(self) -> int | None:
+        """The first step fed (a watch's repeated ``fit`` calls continue the steps)."""
+        return self._step0
+
+    def role_mask(self, roles: tuple[str, ...]) -> np.ndarray:
+        """Which rows have one of ``roles``."""
+        return np.array([r in roles for r in self.roles], bool)
 
     def _raised(self, d: Diagnosis) -> Diagnosis:
         """A diagnosis as it is raised: its advice in Keras terms for a ``watch`` of user code."""
@@ -392,6 +418,26 @@ class Diagnoser:
         self._by_kind[bn_statistics.KIND] = found
         self.diagnoses.append(found)
         return [found]
+
+
+def optimizer_facts(optimizer: Any, train: TrainSpec | None) -> tuple[str | None, float | None]:
+    """The optimizer's lower-case class name and its epsilon (``None`` where it has none): of a
+    Keras optimizer object (a loss-scale wrapper is looked through), else of ``[train]``."""
+    if optimizer is not None:
+        inner = getattr(optimizer, "inner_optimizer", None)
+        opt = inner if inner is not None else optimizer
+        eps = getattr(opt, "epsilon", None)
+        try:
+            epsilon = float(eps) if eps is not None else None
+        except (TypeError, ValueError):
+            epsilon = None
+        return type(opt).__name__.lower(), epsilon
+    if train is not None:
+        name = str(train.optimizer).lower()
+        if name in EPSILON_OPTIMIZERS:
+            return name, float(train.epsilon) if train.epsilon is not None else KERAS_EPSILON
+        return name, None
+    return None, None
 
 
 def diagnose(

@@ -21,6 +21,9 @@ KINDS = (
     "learning_rate",
     "not_learning",
     "bn_statistics",
+    "attention_logit_growth",
+    "output_logit_divergence",
+    "adam_epsilon",
 )
 
 

@@ -103,6 +103,7 @@ class Monitor:
             train,
             _initial_weights(model, self.instrument.tracked),
             keras_terms=train is None,
+            optimizer=self.instrument.optimizer,
         )
         self._thresholds, self._train = thresholds, train
         #: one recorder and its diagnoser per watched optimizer (``gradtui run``: just one); a
@@ -179,6 +180,7 @@ class Monitor:
                     self._train,
                     _initial_weights(self.model, rec.tracked),
                     keras_terms=self._train is None,
+                    optimizer=optimizer,
                 ),
             )
         )

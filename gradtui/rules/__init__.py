@@ -11,12 +11,15 @@ stops holding.
 from __future__ import annotations
 
 from gradtui.rules import (
+    adam_epsilon,
+    attention_logit_growth,
     dead_units,
     exploding,
     learning_rate,
     non_finite,
     not_learning,
     one_sided_saturation,
+    output_logit_divergence,
     saturation,
     vanishing,
 )
@@ -31,5 +34,8 @@ RULES: tuple[Rule, ...] = (
     dead_units.RULE,
     one_sided_saturation.RULE,
     learning_rate.RULE,
+    attention_logit_growth.RULE,
+    output_logit_divergence.RULE,
+    adam_epsilon.RULE,
     not_learning.RULE,
 )

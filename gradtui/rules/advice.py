@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from gradtui.roles import NO_ACTIVATION_ADVICE, role
 from gradtui.rules.base import round_lr
 from gradtui.stack import LayerInfo, layer_range, matched_init, matched_variance
 
@@ -57,11 +58,13 @@ def weighted(info: LayerInfo) -> bool:
 
 
 def layer_groups(dx: Diagnoser, names: list[str]) -> list[tuple[list[str], LayerInfo]]:
-    """Consecutive layers with the same activation, initializer and BatchNorm, grouped."""
+    """Consecutive layers with the same activation, initializer and BatchNorm, grouped: the
+    layers whose activation, initializer and BatchNorm advice can change (:mod:`gradtui.roles`:
+    not embeddings or attention projections)."""
     groups: list[tuple[list[str], LayerInfo]] = []
     for n in names:
         info = dx.infos.get(n)
-        if info is None or not weighted(info):
+        if info is None or not weighted(info) or role(info) in NO_ACTIVATION_ADVICE:
             continue
         key = (
             info.activation,

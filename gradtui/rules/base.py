@@ -32,6 +32,9 @@ KEYS = (
     "update_ratio",
     "act_mean",
     "time_ratio",
+    "attn_logit_max",
+    "attn_entropy",
+    "logz_mean",
 )
 COL = {k: i for i, k in enumerate(KEYS)}
 

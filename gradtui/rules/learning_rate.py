@@ -14,6 +14,14 @@ from gradtui.rules.advice import (
 from gradtui.rules.base import COL, Found, Rule, Views, nanmedian
 from gradtui.stack import layer_range
 
+#: the optimizers that divide each gradient by its running RMS: their first steps move every
+#: weight by about the learning rate, however small its gradient
+ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad", "adadelta", "lamb", "lion")
+#: steps before their update ratio can say the learning rate is too large: twice the first
+#: moment's memory 1/(1 - beta_1) = 10 steps (a healthy embedding under Adam lr 0.003 is above
+#: 0.1 until step 9, then ~0.05)
+ADAPTIVE_SETTLE = 20
+
 if TYPE_CHECKING:
     from gradtui.diagnose import Diagnoser
 
@@ -29,6 +37,12 @@ def check(dx: Diagnoser, v: Views) -> Found:
         high = fin & (ur > t.update_ratio_high)
         typical = nanmedian(np.where(fin, ur, math.nan).T)
         low = np.isfinite(typical) & (typical < t.update_ratio_low)
+    if dx.optimizer_name in ADAPTIVE and dx.step0 is not None:
+        # Adam's first updates are ~learning_rate per element whatever the gradient (m/sqrt(v)
+        # is ±1 on the first step), so a large early ratio on small weights (an embedding
+        # initialized at ±0.05) says nothing about the learning rate: judged once the first
+        # moment averages over its ~1/(1 - beta_1) steps, twice over
+        high &= (v.steps - dx.step0 >= ADAPTIVE_SETTLE)[:, None]
     holds = v.full & (high.any(1) | low)
 
     def build(j: int) -> Diagnosis:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradtui.diagnosis import Diagnosis
+from gradtui.roles import ATTENTION, EMBEDDING
 from gradtui.rules.activity import EXPLOSION
 from gradtui.rules.advice import (
     bn_train,
@@ -33,7 +34,11 @@ def check(dx: Diagnoser, v: Views) -> Found:
     # units' (their fix, not BatchNorm or residuals, cures it), not a vanishing one
     with np.errstate(invalid="ignore"):
         dead = v.med[:, d[:-1], COL["dead"]] > dx.t.dead
-    aff = np.isfinite(r) & (r < dx.t.vanishing_ratio) & ~dead
+    # an embedding (a lookup table: no activation, no initializer to match) and an attention
+    # projection (its gradient fades when its softmax saturates: attention_logit_growth's to
+    # tell) are compared with the top but never named: relu/he_normal is no remedy for them
+    judged = ~dx.role_mask((*ATTENTION, EMBEDDING))[d[:-1]]
+    aff = np.isfinite(r) & (r < dx.t.vanishing_ratio) & ~dead & judged
     holds = v.full & aff.any(1) if len(d) >= 2 else np.zeros(len(v), bool)
     # through time: the gradient reaching a recurrent layer's first time step against its
     # largest (the latest measured curve, carried between measurements)
