@@ -255,3 +255,16 @@ def test_adams_first_large_updates_on_an_embedding_are_not_a_learning_rate() -> 
         train=TrainSpec(optimizer="adam", learning_rate=0.1),
     )
     assert [(x.kind, x.step) for x in high] == [("learning_rate", 20)]
+
+
+def test_every_kind_has_a_row_in_the_readme_and_a_module_docstring() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Diagnoses", 1)[1].split("\n## ", 1)[0]
+    for kind in KINDS:
+        assert re.search(rf"^\| `{kind}` \|", section, re.M), kind
+        assert (importlib.import_module(f"gradtui.rules.{kind}").__doc__ or "").startswith(f"``{kind}``"), (
+            kind
+        )
