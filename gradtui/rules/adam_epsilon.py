@@ -71,4 +71,4 @@ def _advice(dx: Diagnoser, low: float) -> tuple[str, dict[str, Any] | None]:
     return advice, make_fix(dx, [], None, {"epsilon": e})
 
 
-RULE = Rule("adam_epsilon", check, explained_by=("non_finite", "exploding"))
+RULE = Rule("adam_epsilon", check, explained_by=("non_finite", "exploding", "attention_logit_growth"))
