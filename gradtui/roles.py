@@ -67,6 +67,8 @@ def role(info: LayerInfo) -> str:
     attention = attention_role(info.name, t)
     if attention is not None:
         return attention
+    if getattr(info, "role", "") in ATTENTION:  # the builder's own parts say so
+        return info.role
     if "Embedding" in t:
         return EMBEDDING
     if t in _RECURRENT_TYPES or (info.inner or "") in _RECURRENT_TYPES:

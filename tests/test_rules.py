@@ -156,6 +156,17 @@ def test_with_qk_norm_on_the_fix_lowers_the_learning_rate_with_a_warmup() -> Non
     assert found[0].fix == {"train": {"learning_rate": 0.003, "warmup_steps": 200}}
 
 
+def test_a_query_norm_row_beside_the_query_means_qk_norm_is_on() -> None:
+    infos = transformer_infos()
+    infos.insert(2, LayerInfo("block/mha/query_norm", "LayerNormalization", 1, (64, 4, 8), trainable=16))
+    d = Diagnoser(infos, train=TrainSpec(optimizer="adamw", learning_rate=0.03))
+    recs = [trec(s, attn_logit_max={"block/mha/query": v}) for s, v in enumerate(LOGITS)]
+    for r in recs:
+        r["layers"]["block/mha/query_norm"] = {"grad_norm": 0.1, "weight_norm": 1.0, "nonfinite": 0}
+    d.feed_all(recs)
+    assert d.diagnoses[0].fix == {"train": {"learning_rate": 0.003, "warmup_steps": 200}}
+
+
 def test_a_watched_model_is_advised_qk_norm_in_keras_terms() -> None:
     infos = [replace_entry(x) for x in transformer_infos()]
     d = Diagnoser(infos, keras_terms=True)

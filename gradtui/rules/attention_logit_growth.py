@@ -86,12 +86,19 @@ def attention_of(row: str) -> str:
 
 
 def _qk_norm_on(dx: Diagnoser, names: list[str]) -> bool:
+    """Whether the queries and keys of these attention layers are normalized already: a
+    ``query_norm`` row beside the query (the builder's ``qk_norm``), or ``qk_norm`` among the
+    Keras arguments of the row or of the block it is part of."""
     for n in names:
+        if f"{attention_of(n)}/query_norm" in dx.infos:
+            return True
         info = dx.infos.get(n)
         if info is None:
             continue
-        if getattr(info, "qk_norm", False) or (info.keras_args or {}).get("qk_norm"):
-            return True
+        block = dx.infos.get(getattr(info, "part_of", "") or "")
+        for x in (info, block):
+            if x is not None and (getattr(x, "qk_norm", False) or (x.keras_args or {}).get("qk_norm")):
+                return True
     return False
 
 
