@@ -88,6 +88,8 @@ class Diagnoser:
         self.train = train
         #: the rules judged on the recorded rows (:data:`gradtui.rules.RULES`)
         self.rules = RULES
+        #: what a rule keeps between feeds, by its kind (e.g. since when a condition holds)
+        self.memory: dict[str, Any] = {}
         self._explained_by = {r.kind: r.explained_by for r in RULES}
         self.diagnoses: list[Diagnosis] = []
         self._by_kind: dict[str, Diagnosis] = {}

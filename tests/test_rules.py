@@ -205,15 +205,16 @@ def test_log_z_drifting_far_from_zero_is_output_logit_divergence() -> None:
     ],
 )
 def test_a_gradient_rms_at_the_optimizers_epsilon_is_adam_epsilon(train: TrainSpec, fires: bool) -> None:
-    """The feed-forward Dense (2112 weights) with ‖g‖ = 2e-6: an RMS of 4.4e-8 per weight."""
+    """The feed-forward Dense (2112 weights) with ‖g‖ = 2e-6: an RMS of 4.4e-8 per weight, for
+    the 100 steps it must last."""
     found = diagnose(
-        [trec(s, grad_norm={"block/ffn": 2e-6}) for s in range(4)], transformer_infos(), train=train
+        [trec(s, grad_norm={"block/ffn": 2e-6}) for s in range(110)], transformer_infos(), train=train
     )
     eps = [x for x in found if x.kind == "adam_epsilon"]
     assert bool(eps) == fires, found
     if fires:
         e = eps[0]
-        assert e.layers == ["block/ffn"] and e.step == 2 and "4.4e-08 per weight" in e.message
+        assert e.layers == ["block/ffn"] and e.step == 100 and "4.4e-08 per weight" in e.message
         assert e.fix == {"train": {"epsilon": 1e-9}} and "epsilon = 1e-09" in e.advice
 
 
@@ -221,7 +222,7 @@ def test_adam_epsilon_reads_a_watched_optimizers_own_epsilon() -> None:
     class Adam:  # what the diagnoser reads of a Keras optimizer: its class name and epsilon
         epsilon = 1e-3
 
-    slow = [trec(s, grad_norm={"block/ffn": 1e-2}) for s in range(4)]  # RMS 2.2e-4
+    slow = [trec(s, grad_norm={"block/ffn": 1e-2}) for s in range(110)]  # RMS 2.2e-4
     d = Diagnoser(transformer_infos(), keras_terms=True, optimizer=Adam())
     d.feed_all(slow)
     e = next(x for x in d.diagnoses if x.kind == "adam_epsilon")
@@ -232,9 +233,25 @@ def test_adam_epsilon_reads_a_watched_optimizers_own_epsilon() -> None:
 def test_adam_epsilon_leaves_embeddings_and_zero_gradients_alone() -> None:
     quiet = {"embedding": 1e-7, "block/ffn": 0.0}
     found = diagnose(
-        [trec(s, grad_norm=quiet) for s in range(4)], transformer_infos(), train=TrainSpec(optimizer="adam")
+        [trec(s, grad_norm=quiet) for s in range(110)], transformer_infos(), train=TrainSpec(optimizer="adam")
     )
     assert "adam_epsilon" not in [x.kind for x in found]
+
+
+def test_a_gradient_below_epsilon_for_a_while_at_the_start_is_not_adam_epsilon() -> None:
+    """Attention still uniform at the start passes its queries little gradient (measured on
+    transformer-qk-norm: below 1e-7 per weight from step 4 to 44); a break restarts the count;
+    fed in blocks or one by one, the same."""
+    norms = [2e-6] * 60 + [1e-2] * 5 + [2e-6] * 99 + [2e-6] * 20
+    recs = [trec(s, grad_norm={"block/ffn": g}) for s, g in enumerate(norms)]
+    found = diagnose(recs, transformer_infos(), train=TrainSpec(optimizer="adam"))
+    eps = [(x.step, x.cleared_step) for x in found if x.kind == "adam_epsilon"]
+    # below again from the step the window median falls back (66): 100 steps later
+    assert eps == [(166, None)], eps
+    d = Diagnoser(transformer_infos(), train=TrainSpec(optimizer="adam"))
+    for i in range(0, len(recs), 7):
+        d.feed_all(recs[i : i + 7])
+    assert [(x.step, x.cleared_step) for x in d.diagnoses if x.kind == "adam_epsilon"] == eps
 
 
 def test_smaller_epsilon_is_a_power_of_ten_ten_times_below() -> None:

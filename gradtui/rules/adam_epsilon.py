@@ -4,8 +4,8 @@ RMS is epsilon the update is half of what it should be, below it the layer's upd
 with its gradient (Wortsman et al. 2023, "Small-scale proxies"). The remedy is a smaller
 epsilon.
 
-Reads ``grad_norm`` and each row's trainable parameter count (RMS = ‖g‖ / √n), and the
-optimizer's ``epsilon`` (``[train] epsilon``, Keras's 1e-7 by default; a watched optimizer's own).
+Reads ``grad_norm`` and each row's trainable parameter count (RMS = ‖g‖ / √n), over
+:data:`PERSIST` steps, and the optimizer's ``epsilon`` (``[train] epsilon``, Keras's 1e-7 by default; a watched optimizer's own).
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import numpy as np
 from gradtui.diagnosis import Diagnosis
 from gradtui.roles import EMBEDDING
 from gradtui.rules.advice import make_fix
-from gradtui.rules.base import COL, Found, Rule, Views, nothing
+from gradtui.rules.base import COL, Found, Rule, Views, held_since, nothing
 from gradtui.stack import layer_range
 
 if TYPE_CHECKING:
     from gradtui.diagnose import Diagnoser
 
+#: steps the RMS must stay at or below epsilon: at the start, attention that is still uniform
+#: passes little gradient to its queries and keys (measured on transformer-qk-norm: 3e-8 per
+#: weight at step 4, above 1e-7 from step 44), and that passes on its own
+PERSIST = 100
 #: the fix sets epsilon this many times below the smallest gradient RMS (rounded down to a power
 #: of ten), so the updates are within ~10% of their size without epsilon
 MARGIN = 10.0
@@ -41,7 +45,10 @@ def check(dx: Diagnoser, v: Views) -> Found:
     # table understates the rows in use; a gradient of exactly 0 is no layer's epsilon's doing
     judged = ~dx.role_mask((EMBEDDING,))
     with np.errstate(invalid="ignore"):
-        over = judged & np.isfinite(rms) & (rms > 0) & (rms <= eps)
+        below = judged & np.isfinite(rms) & (rms > 0) & (rms <= eps)
+    since = held_since(below, v.steps, dx.memory.get("adam_epsilon"))
+    dx.memory["adam_epsilon"] = since[-1]
+    over = below & (v.steps[:, None] - since >= PERSIST)
     holds = v.full & over.any(1)
 
     def build(j: int) -> Diagnosis:

@@ -121,3 +121,16 @@ class Rule:
 def nothing(n: int) -> Found:
     """A rule that holds at no row (it does not apply to this model)."""
     return np.zeros(n, bool), lambda j: None  # type: ignore[return-value,arg-type]
+
+
+def held_since(held: np.ndarray, steps: np.ndarray, before: np.ndarray | None) -> np.ndarray:
+    """For each row and column of ``held`` (rows x columns), the step since which it has held
+    without a break (NaN where it does not hold); ``before``: the same for the last row of the
+    previous feed (carried across feeds, so a block gives what records one by one give)."""
+    n, cols = held.shape
+    index = np.arange(n)[:, None]
+    last_break = np.maximum.accumulate(np.where(held, -1, index), axis=0)  # -1: none in this block
+    start = np.asarray(steps, float)[np.minimum(last_break + 1, n - 1)]
+    carried = np.full(cols, math.nan) if before is None else before
+    start = np.where(last_break < 0, np.where(np.isfinite(carried), carried, float(steps[0])), start)
+    return np.where(held, start, math.nan)
