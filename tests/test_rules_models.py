@@ -73,9 +73,9 @@ def _tiny_gradients(epsilon: float | None, steps: int = 150) -> tuple[list, floa
     model = keras.Sequential(
         [
             keras.Input((64,)),
-            keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal"),
-            keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal"),
-            keras.layers.Dense(10, activation="softmax"),
+            keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal", name="h1"),
+            keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal", name="h2"),
+            keras.layers.Dense(10, activation="softmax", name="out"),
         ]
     )
     ce = keras.losses.SparseCategoricalCrossentropy()
@@ -102,7 +102,7 @@ def test_gradients_below_adams_epsilon_are_adam_epsilon_and_its_fix_trains(
     eps = [d for d in found if d.kind == "adam_epsilon"]
     assert eps, [d.to_dict() for d in found]
     e = eps[0]
-    assert 100 <= e.step < 110 and "1e-07" in e.message and e.layer in ("dense", "dense_1", "dense_2")
+    assert 100 <= e.step < 110 and "1e-07" in e.message and e.layer in ("h1", "h2", "out")
     new = e.fix["train"]["epsilon"]
     assert new < 1e-7 and "on the optimizer" in e.advice  # a watch: Keras terms
     fixed, fixed_loss = _tiny_gradients(new)
