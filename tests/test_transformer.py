@@ -304,3 +304,18 @@ def test_the_three_fixes_apply() -> None:
         "train.epsilon: (unset) -> 1e-10 (adam_epsilon)",
         "train.z_loss: (unset) -> 0.0001 (output_logit_divergence)",
     ]
+
+
+def test_the_memory_check_counts_the_attention_scores() -> None:
+    """A long context is refused before anything is built: heads x steps² scores per example."""
+    from gradtui.errors import ModelTooLargeError
+    from gradtui.stack import check_memory, estimate_memory
+
+    preset = tiny()
+    short = estimate_memory(preset, plan(preset, (8,), 98))
+    long = loads(TINY.format(block="", out="linear", train="").replace("length = 8", "length = 8192"))
+    layers = plan(long, (8192,), 98)
+    assert estimate_memory(long, layers) > 4 * 16 * 2 * 8192**2  # float32, batch 16, 2 heads
+    assert short < 10**8
+    with pytest.raises(ModelTooLargeError):
+        check_memory(long, layers, available=8 * 1024**3)
