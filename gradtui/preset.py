@@ -1284,8 +1284,12 @@ def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
         beside it (``{"type": "lstm", "activation": "tanh"}``).
       - ``{"set": {"residual": True}}``: skip connections on deep dense/conv entries.
       - ``{"set": {"batch_norm": "before"}}``: BatchNorm in dense/conv entries.
+      - ``{"set": {"qk_norm": True}}``: LayerNorm on the queries and keys of transformer
+        entries (``attention_logit_growth``).
     - ``train``: keys of ``[train]`` to change, e.g. ``{"clipnorm": 1.0}`` for exploding
-      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one).
+      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one);
+      ``{"z_loss": 1e-4}`` (``output_logit_divergence``), ``{"epsilon": 1e-10}``
+      (``adam_epsilon``).
 
     The result is validated like a preset file: a fix that does not fit raises
     :class:`PresetError`.
