@@ -843,7 +843,9 @@ def estimate_memory(preset: Preset, layers: list[LayerInfo]) -> int:
     params = sum(x.params for x in layers)
     acts = sum(math.prod(x.output_shape) for x in layers)
     # a transformer block's attention scores: heads x steps x steps per example
-    acts += sum(x.keras_args["heads"] * x.output_shape[0] ** 2 for x in layers if x.type == "TransformerBlock")
+    acts += sum(
+        x.keras_args["heads"] * x.output_shape[0] ** 2 for x in layers if x.type == "TransformerBlock"
+    )
     # weights + gradients + optimizer slots + the update snapshot, float32
     weights = 4 * params * (3 + slots_n)
     # forward activations kept for the backward pass, and their gradients
