@@ -239,6 +239,14 @@ def make_layer(info: LayerInfo, seed: int) -> Any:
         return cls(name=info.name)
     if info.type == "Add":
         return L.Add(name=info.name)
+    if info.type == "TransformerBlock":
+        from gradtui.blocks import TransformerBlock
+
+        return TransformerBlock(**args, name=info.name)
+    if info.type == "PositionEmbedding":
+        from gradtui.blocks import PositionEmbedding
+
+        return PositionEmbedding(args["length"], name=info.name)
     return make_activation_layer(info)
 
 
@@ -255,18 +263,20 @@ def build(
     A stack without residual blocks is a ``Sequential`` model; with them, a functional model in
     which each block's input is kept for its ``Add`` (through its projection, when planned).
 
-    Returns the model and the :class:`LayerInfo` of each of its layers.
+    Returns the model and the :class:`LayerInfo` of each of its layers (with the layers inside
+    a block it builds, ``LayerInfo.part_of``, which the block makes itself).
     """
     layers = plan(preset, input_shape, num_classes)
     check_memory(preset, layers)
     keras = import_keras()
     keras.utils.set_random_seed(preset.train.seed)
     seed = preset.train.seed
-    built = [make_layer(info, seed * 1000 + i) for i, info in enumerate(layers)]
-    if any(info.role == "add" for info in layers):
+    own = [info for info in layers if not info.part_of]
+    built = [make_layer(info, seed * 1000 + i) for i, info in enumerate(own)]
+    if any(info.role == "add" for info in own):
         inputs = keras.Input(shape=tuple(input_shape), name="input")
         x = skip = inputs
-        for info, layer in zip(layers, built, strict=True):
+        for info, layer in zip(own, built, strict=True):
             if info.residual_start:
                 skip = x
             if info.role == "projection":
@@ -293,6 +303,11 @@ def loss_and_metrics(preset: Preset, layers: list[LayerInfo]) -> dict[str, Any]:
     if preset.loss == "mae":
         return {"loss": keras.losses.MeanAbsoluteError(), "metrics": []}
     out = next(x for x in reversed(layers) if x.is_dense)
+    if preset.train.z_loss:
+        from gradtui.blocks import ZLossCrossentropy
+
+        # the preset's validation made sure the output layer is linear: its outputs are logits
+        return {"loss": ZLossCrossentropy(preset.train.z_loss), "metrics": ["accuracy"]}
     return {
         "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=out.activation == "linear"),
         "metrics": ["accuracy"],

@@ -145,6 +145,16 @@ def presets() -> None:
         typer.echo(f"{name.ljust(width)}  {desc}")
 
 
+def _nested_layer(model: Any, path: str) -> Any:
+    """The layer at ``path`` (``transformer_block/multi_head_attention/query``) in a model."""
+    from gradtui.keras_compat import sublayers
+
+    layer = model
+    for name in path.split("/"):
+        layer = next(s for s in sublayers(layer) if s.name == name)
+    return layer
+
+
 @app.command(cls=_PlainUsage)
 def check(
     preset: str = typer.Argument(..., metavar="PRESET", help=PRESET_HELP),
@@ -168,12 +178,16 @@ def check(
     keras_layers = {layer.name: layer for layer in model.layers}
     rows = []
     for info in layers:
-        kl = keras_layers[info.name]
+        kl = keras_layers.get(info.name) or _nested_layer(model, info.name)
         rows.append(
             {
                 "name": info.name,
                 "type": type(kl).__name__,
-                "output_shape": [None, *[int(d) for d in kl.output.shape[1:]]],
+                # a layer inside a block has no symbolic output of its own: its planned shape
+                "output_shape": [
+                    None,
+                    *(info.output_shape if info.part_of else [int(d) for d in kl.output.shape[1:]]),
+                ],
                 "params": int(kl.count_params()),
                 "activation": info.activation if info.is_weighted else None,
                 "initializer": info.initializer.label() if info.initializer else None,

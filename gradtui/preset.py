@@ -33,6 +33,7 @@ LAYER_TYPES = (
     "lstm",
     "gru",
     "embedding",
+    "transformer",
     "flatten",
     "batch_norm",
     "layer_norm",
@@ -85,6 +86,11 @@ INITIALIZERS: dict[str, dict[str, Any]] = {
 VS_MODES = ("fan_in", "fan_out", "fan_avg")
 VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform")
 BATCH_NORM = ("none", "before", "after")
+#: where a transformer block puts its LayerNormalization: before each part, or after each residual
+TRANSFORMER_NORMS = ("pre", "post")
+#: a transformer's default heads, and its feed-forward width as a multiple of the model's width
+TRANSFORMER_HEADS = 4
+FFN_FACTOR = 4
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 #: optimizers with an ``epsilon`` (Keras's adam family and rmsprop)
 EPSILON_OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam")
@@ -149,6 +155,7 @@ TRAIN_KEYS = (
     "warmup_steps",
     "schedule",
     "batch_norm_momentum",
+    "z_loss",
 )
 _INIT_KEYS = ("activation", "initializer", "bias_initializer")
 _CONV_KEYS = (
@@ -192,7 +199,19 @@ LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "simple_rnn": _RECURRENT_KEYS,
     "lstm": _RECURRENT_KEYS,
     "gru": _RECURRENT_KEYS,
-    "embedding": ("type", "input_dim", "output_dim", "repeat"),
+    "embedding": ("type", "input_dim", "output_dim", "positions", "repeat"),
+    "transformer": (
+        "type",
+        "heads",
+        "key_dim",
+        "ffn_units",
+        "norm",
+        "qk_norm",
+        "causal",
+        "dropout",
+        "activation",
+        "repeat",
+    ),
     "flatten": ("type", "repeat"),
     "batch_norm": ("type", "momentum", "epsilon", "repeat"),
     "layer_norm": ("type", "epsilon", "repeat"),
@@ -327,6 +346,18 @@ class LayerSpec:
     bidirectional: bool = False
     input_dim: int | None = None
     output_dim: int | None = None
+    #: embedding: add a learned position embedding
+    positions: bool = False
+    #: transformer: attention heads; key_dim ``None`` is the model's width / heads, ffn_units
+    #: ``None`` 4x the width (both known once the input is)
+    heads: int = TRANSFORMER_HEADS
+    key_dim: int | None = None
+    ffn_units: int | None = None
+    norm: str = "pre"
+    qk_norm: bool = False
+    #: ``None``: causal for a target at every position (``text``), not otherwise
+    causal: bool | None = None
+    dropout: float = 0.0
 
     def to_toml(self) -> dict[str, Any]:
         """The TOML table of this entry, every key that applies to its type written out.
@@ -363,6 +394,20 @@ class LayerSpec:
         elif self.type == "embedding":
             out["input_dim"] = self.input_dim
             out["output_dim"] = self.output_dim
+            if self.positions:
+                out["positions"] = True
+        elif self.type == "transformer":
+            out["heads"] = self.heads
+            if self.key_dim is not None:
+                out["key_dim"] = self.key_dim
+            if self.ffn_units is not None:
+                out["ffn_units"] = self.ffn_units
+            out["norm"] = self.norm
+            out["qk_norm"] = self.qk_norm
+            if self.causal is not None:
+                out["causal"] = self.causal
+            out["dropout"] = self.dropout
+            out["activation"] = (self.activation or Spec("gelu")).to_toml()
         elif self.type == "activation":
             out["activation"] = act
         elif self.type == "dropout":
@@ -392,6 +437,7 @@ FIRST_LAYER_FORMS = {
     "lstm": "sequence",
     "gru": "sequence",
     "embedding": "tokens",
+    "transformer": "sequence",
     "dense": "flat",
     "flatten": "flat",
 }
@@ -474,6 +520,9 @@ class TrainSpec:
     #: momentum of the BatchNormalization a dense/conv entry's ``batch_norm`` builds; ``None``:
     #: Keras's 0.99, whose moving statistics lag a run of a few hundred steps (``bn_statistics``)
     batch_norm_momentum: float | None = None
+    #: coefficient of the z-loss, ``z_loss * mean(logsumexp(logits)^2)`` added to the loss
+    #: (PaLM); needs an output layer of logits (``activation = "linear"``). ``None``: none
+    z_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -803,7 +852,12 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
             if "batch_norm_momentum" in train_tbl
             else None
         ),
+        z_loss=v.number(train_tbl, "z_loss", 0.0, "train.", lo=0.0, hi=1.0)
+        if "z_loss" in train_tbl
+        else None,
     )
+    if train.z_loss:
+        _check_z_loss(train.z_loss, layers, data_spec, source)
 
     mon_tbl = v.table(data, "monitor")
     v.unknown_keys(mon_tbl, MONITOR_KEYS, "monitor.")
@@ -835,6 +889,26 @@ def from_dict(data: dict[str, Any], *, source: str = "<preset>", default_name: s
         monitor=monitor,
         source=source,
     )
+
+
+def _check_z_loss(z_loss: float, layers: tuple[LayerSpec, ...], data: DataSpec, source: str) -> None:
+    """``[train] z_loss`` acts on the output layer's logits: a classifier whose last layer is
+    linear (its loss then reads logits)."""
+    if data.regression:
+        raise PresetError(
+            f"z_loss acts on a classifier's logits, but {data.dataset} is a regression task; remove it",
+            file=source,
+            key="train.z_loss",
+        )
+    last = layers[-1]
+    if last.activation_name != "linear":
+        raise PresetError(
+            f"z_loss = {z_loss:g} needs the output layer's logits, but its activation is "
+            f"{last.activation_name}; set layers[{len(layers) - 1}].activation = 'linear' "
+            "(the loss then reads logits)",
+            file=source,
+            key="train.z_loss",
+        )
 
 
 _TYPE_NAMES = {
@@ -941,10 +1015,12 @@ class _Validator:
             raise self.fail(prefix + key, f"{value} is out of range; must be between {lo} and {hi}")
         return value
 
-    def optional_integer(self, table: dict[str, Any], key: str, prefix: str, *, lo: int) -> int | None:
+    def optional_integer(
+        self, table: dict[str, Any], key: str, prefix: str, *, lo: int, hi: int = 2**62
+    ) -> int | None:
         if key not in table:
             return None
-        return self.integer(table, key, lo, prefix, lo=lo, hi=2**62)
+        return self.integer(table, key, lo, prefix, lo=lo, hi=hi)
 
     # ---- layers
 
@@ -1010,6 +1086,20 @@ class _Validator:
                 type=kind,
                 input_dim=self.required_integer(entry, "input_dim", prefix, kind, hi=10**7),
                 output_dim=self.required_integer(entry, "output_dim", prefix, kind, hi=10**6),
+                positions=self.boolean(entry, "positions", False, prefix),
+                repeat=repeat,
+            )
+        if kind == "transformer":
+            return LayerSpec(
+                type=kind,
+                heads=self.integer(entry, "heads", TRANSFORMER_HEADS, prefix, lo=1, hi=4096),
+                key_dim=self.optional_integer(entry, "key_dim", prefix, lo=1, hi=10**5),
+                ffn_units=self.optional_integer(entry, "ffn_units", prefix, lo=1, hi=10**6),
+                norm=self.choice(entry, "norm", "pre", TRANSFORMER_NORMS, prefix),
+                qk_norm=self.boolean(entry, "qk_norm", False, prefix),
+                causal=self.boolean(entry, "causal", False, prefix) if "causal" in entry else None,
+                dropout=self.number(entry, "dropout", 0.0, prefix, lo=0.0, hi=0.99),
+                activation=self.ffn_activation(entry.get("activation", "gelu"), prefix + "activation"),
                 repeat=repeat,
             )
         if kind == "activation":
@@ -1080,6 +1170,18 @@ class _Validator:
                 raise self.fail(prefix + key, f"{value} is out of range; each must be between 1 and 10000")
             return tuple(value)
         return self.integer(entry, key, default, prefix, lo=1, hi=10_000)
+
+    def ffn_activation(self, value: Any, key: str) -> Spec:
+        """A transformer's feed-forward activation: a plain name its Dense applies."""
+        spec = self.activation(value, key)
+        if spec.params or spec.name in ("prelu", "softmax"):
+            allowed = tuple(a for a in ACTIVATIONS if a not in ("prelu", "softmax"))
+            raise self.fail(
+                key,
+                f"'{spec.label()}' cannot be a transformer's feed-forward activation; give a plain "
+                f"name, {one_of(allowed)}",
+            )
+        return spec
 
     def recurrent_activation(self, value: Any, key: str) -> Spec:
         """A recurrent layer's activation: a plain name its cell applies at every step."""
@@ -1182,8 +1284,12 @@ def apply_fix(preset: Preset, fix: dict[str, Any] | None) -> Preset:
         beside it (``{"type": "lstm", "activation": "tanh"}``).
       - ``{"set": {"residual": True}}``: skip connections on deep dense/conv entries.
       - ``{"set": {"batch_norm": "before"}}``: BatchNorm in dense/conv entries.
+      - ``{"set": {"qk_norm": True}}``: LayerNorm on the queries and keys of transformer
+        entries (``attention_logit_growth``).
     - ``train``: keys of ``[train]`` to change, e.g. ``{"clipnorm": 1.0}`` for exploding
-      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one).
+      (recurrent) gradients; ``clipnorm`` replaces a ``global_clipnorm`` (Keras takes one);
+      ``{"z_loss": 1e-4}`` (``output_logit_divergence``), ``{"epsilon": 1e-10}``
+      (``adam_epsilon``).
 
     The result is validated like a preset file: a fix that does not fit raises
     :class:`PresetError`.

@@ -22,11 +22,16 @@ from gradtui.preset import Preset, apply_fix
 PRIORITY = (
     "non_finite",
     "exploding",
+    # a transformer's instabilities: their remedies (qk_norm, z_loss) remove the cause of the
+    # fading query/key gradients a vanishing diagnosis would see
+    "attention_logit_growth",
+    "output_logit_divergence",
     "vanishing",
     "dead_units",
     "saturation",
     "one_sided_saturation",
     "bn_statistics",
+    "adam_epsilon",
     "learning_rate",
     "not_learning",
 )

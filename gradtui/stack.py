@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gradtui.errors import ModelTooLargeError, PresetError
 from gradtui.preset import (
+    FFN_FACTOR,
     FIRST_LAYER_FORMS,
     NAMED_VOCAB,
     POOL_TYPES,
@@ -75,6 +76,8 @@ KERAS_BASE_NAMES = {
     "gru": "gru",
     "bidirectional": "bidirectional",
     "embedding": "embedding",
+    "position_embedding": "position_embedding",
+    "transformer": "transformer_block",
     "layer_norm": "layer_normalization",
     "add": "add",
 }
@@ -102,6 +105,11 @@ class LayerInfo:
         residual_start: the first layer of a residual block (its input is the skip's input).
         inner: the wrapped class of a ``Bidirectional`` layer (``LSTM``...).
         recurrent_initializer: the recurrent kernel's initializer of a recurrent layer.
+        part_of: for a layer inside a block gradtui builds (a transformer block's attention
+            projections, feed-forward Dense layers and LayerNormalizations), the block's name;
+            its ``name`` is then its path (``transformer_block/multi_head_attention/query``),
+            the key of its row, and the block (built as one Keras layer) counts no parameters
+            itself. ``""`` for a layer of the model itself.
     """
 
     name: str
@@ -125,6 +133,7 @@ class LayerInfo:
     residual_start: bool = False
     inner: str | None = None
     recurrent_initializer: Spec | None = None
+    part_of: str = ""
 
     @property
     def has_weights(self) -> bool:
@@ -331,7 +340,15 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             )
         elif kind == "activation":
             act = spec.activation or Spec("linear")
-            owner = next((x for x in reversed(layers) if x.is_dense or x.is_conv), None)
+            owner = None
+            for x in reversed(layers):
+                if x.part_of:
+                    continue
+                if x.role == "block":
+                    break  # an activation after a transformer block acts on the block's output
+                if x.is_dense or x.is_conv:
+                    owner = x
+                    break
             if owner is not None and owner.activation == "linear" and owner.activation_layer is None:
                 owner.activation = act.name
                 add_activation(entry, act, owner)
@@ -364,6 +381,22 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
             shape = (shape[-1],)
             cls = f"GlobalAveragePooling{rank}D"
             layers.append(LayerInfo(namer(cls), cls, entry, shape, kind=kind))
+        elif kind == "transformer":
+            if len(shape) != 2:
+                hint = (
+                    "begin the stack with an embedding (it turns the tokens into vectors)"
+                    if len(shape) == 1
+                    else "add a global_avg_pool or flatten after the convolutions, or read the data "
+                    "as a sequence"
+                )
+                raise entry_error(
+                    entry,
+                    kind,
+                    f"a transformer needs a sequence (steps, features), but its input has shape "
+                    f"{_shape_text(shape)}; {hint}",
+                )
+            causal = spec.causal if spec.causal is not None else preset.data.dataset in SEQUENCE_DATASETS
+            layers.extend(_transformer_infos(namer("transformer"), entry, shape, spec, causal))
         elif kind == "embedding":
             if pos != 0 or len(shape) != 1:
                 raise entry_error(
@@ -394,6 +427,21 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
                     kind=kind,
                 )
             )
+            if spec.positions:
+                n = math.prod(shape)
+                layers.append(
+                    LayerInfo(
+                        namer("position_embedding"),
+                        "PositionEmbedding",
+                        entry,
+                        shape,
+                        params=n,
+                        trainable=n,
+                        keras_args={"length": shape[0]},
+                        kind=kind,
+                        role="positions",
+                    )
+                )
         elif kind in RECURRENT_TYPES:
             if len(shape) != 2:
                 if len(shape) == 1 and last_recurrent:
@@ -532,6 +580,124 @@ def plan(preset: Preset, input_shape: tuple[int, ...], num_classes: int | None =
                 layers.append(LayerInfo(namer("add"), "Add", entry, shape, kind=kind, role="add"))
     _check_output(preset, layers, num_classes)
     return layers
+
+
+#: the role of each part of a transformer block (``LayerInfo.role``), by its name in the block
+TRANSFORMER_ROLES = {
+    "attention_norm": "norm",
+    "multi_head_attention/query": "attention_query",
+    "multi_head_attention/key": "attention_key",
+    "multi_head_attention/value": "attention_value",
+    "multi_head_attention/attention_output": "attention_output",
+    "multi_head_attention/query_norm": "qk_norm",
+    "multi_head_attention/key_norm": "qk_norm",
+    "ffn_norm": "norm",
+    "ffn_dense": "ffn",
+    "ffn_output": "ffn_output",
+}
+
+
+def _transformer_infos(
+    name: str, entry: int, shape: tuple[int, ...], spec: LayerSpec, causal: bool
+) -> list[LayerInfo]:
+    """A transformer block: the block itself (one Keras layer, :class:`gradtui.blocks.TransformerBlock`)
+    and a :class:`LayerInfo` per layer inside it that owns weights, named by its path, in the
+    order of the block's rows (see :data:`TRANSFORMER_ROLES`)."""
+    width = shape[-1]
+    heads = spec.heads
+    key_dim = spec.key_dim or max(1, width // heads)
+    ffn = spec.ffn_units or FFN_FACTOR * width
+    act = spec.activation or Spec("gelu")
+    inner = heads * key_dim
+    block = LayerInfo(
+        name,
+        "TransformerBlock",
+        entry,
+        shape,
+        activation=act.name,
+        activation_spec=act,
+        keras_args={
+            "heads": heads,
+            "key_dim": key_dim,
+            "ffn_units": ffn,
+            "norm": spec.norm,
+            "qk_norm": spec.qk_norm,
+            "causal": causal,
+            "dropout": spec.dropout,
+            "activation": act.name,
+        },
+        kind="transformer",
+        role="block",
+    )
+    glorot, zeros = Spec("glorot_uniform"), Spec("zeros")
+
+    def part(sub: str, cls: str, out: tuple[int, ...], params: int, **kw: object) -> LayerInfo:
+        return LayerInfo(
+            f"{name}/{sub}",
+            cls,
+            entry,
+            out,
+            params=params,
+            trainable=params,
+            kind="transformer",
+            role=TRANSFORMER_ROLES[sub],
+            part_of=name,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def norm(sub: str) -> LayerInfo:
+        return part(sub, "LayerNormalization", shape, 2 * width)
+
+    def projection(sub: str, fan_in: int, fan_out: int, out: tuple[int, ...]) -> LayerInfo:
+        return part(
+            sub,
+            "EinsumDense",
+            out,
+            fan_in * fan_out + fan_out,
+            initializer=glorot,
+            bias_initializer=zeros,
+            fan_in=fan_in,
+            fan_out=fan_out,
+        )
+
+    heads_shape = (shape[0], heads, key_dim)
+    attention = [
+        projection("multi_head_attention/query", width, inner, heads_shape),
+        projection("multi_head_attention/key", width, inner, heads_shape),
+        projection("multi_head_attention/value", width, inner, heads_shape),
+        projection("multi_head_attention/attention_output", inner, width, shape),
+    ]
+    if spec.qk_norm:
+        for sub in ("multi_head_attention/query_norm", "multi_head_attention/key_norm"):
+            attention.append(part(sub, "LayerNormalization", heads_shape, 2 * key_dim))
+    ffn_dense = part(
+        "ffn_dense",
+        "Dense",
+        (shape[0], ffn),
+        width * ffn + ffn,
+        activation=act.name,
+        activation_spec=act,
+        activation_layer=f"{name}/ffn_dense",
+        initializer=glorot,
+        bias_initializer=zeros,
+        fan_in=width,
+        fan_out=ffn,
+    )
+    ffn_output = part(
+        "ffn_output",
+        "Dense",
+        shape,
+        ffn * width + width,
+        initializer=glorot,
+        bias_initializer=zeros,
+        fan_in=ffn,
+        fan_out=width,
+    )
+    if spec.norm == "pre":
+        parts = [norm("attention_norm"), *attention, norm("ffn_norm"), ffn_dense, ffn_output]
+    else:
+        parts = [*attention, norm("attention_norm"), ffn_dense, ffn_output, norm("ffn_norm")]
+    return [block, *parts]
 
 
 def _projection(
@@ -676,6 +842,10 @@ def estimate_memory(preset: Preset, layers: list[LayerInfo]) -> int:
     )
     params = sum(x.params for x in layers)
     acts = sum(math.prod(x.output_shape) for x in layers)
+    # a transformer block's attention scores: heads x steps x steps per example
+    acts += sum(
+        x.keras_args["heads"] * x.output_shape[0] ** 2 for x in layers if x.type == "TransformerBlock"
+    )
     # weights + gradients + optimizer slots + the update snapshot, float32
     weights = 4 * params * (3 + slots_n)
     # forward activations kept for the backward pass, and their gradients
@@ -741,8 +911,8 @@ def preflight(layers: list[LayerInfo], train: TrainSpec | None = None) -> list[A
     """
     groups: dict[tuple, list[LayerInfo]] = {}
     for info in layers:
-        if not info.is_weighted or info.initializer is None:
-            continue
+        if not info.is_weighted or info.initializer is None or info.part_of:
+            continue  # a transformer block's layers are initialized as transformers are
         problem = _pairing_problem(info)
         if problem is None:
             continue
@@ -751,7 +921,7 @@ def preflight(layers: list[LayerInfo], train: TrainSpec | None = None) -> list[A
     for (entry, problem), infos in groups.items():
         names = [x.name for x in infos]
         out.append(Advice(layer_range(names), f"{layer_range(names)}: {problem}", entry))
-    hidden = [x for x in layers if (x.is_dense or x.is_conv) and not x.is_output]
+    hidden = [x for x in layers if (x.is_dense or x.is_conv) and not x.is_output and not x.part_of]
     deep = [x for x in hidden if x.activation in SATURATING and x.batch_norm == "none"]
     if len(deep) >= DEEP_SATURATING:
         names = [x.name for x in deep]

@@ -66,6 +66,6 @@ def test_batch_norm_set_on_conv_and_dense_entries_skips_those_that_do_not_take_i
 def test_a_fix_that_does_not_fit_is_a_preset_error() -> None:
     p = load("rnn-pixels")
     with pytest.raises(PresetError):
-        apply_fix(p, {"entries": [0], "set": {"type": "transformer"}})
+        apply_fix(p, {"entries": [0], "set": {"type": "mamba"}})
     with pytest.raises(PresetError):
         apply_fix(p, {"entries": [0], "set": {"units": 0}})

@@ -126,6 +126,21 @@ def layer_entries(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
     elif kind == "embedding":
         entry["input_dim"] = draw(st.integers(1, 1000))
         entry["output_dim"] = draw(st.integers(1, 64))
+        if draw(st.booleans()):
+            entry["positions"] = draw(st.booleans())
+    elif kind == "transformer":
+        for key, strategy in (
+            ("heads", st.integers(1, 8)),
+            ("key_dim", st.integers(1, 64)),
+            ("ffn_units", st.integers(1, 256)),
+            ("norm", st.sampled_from(["pre", "post"])),
+            ("qk_norm", st.booleans()),
+            ("causal", st.booleans()),
+            ("dropout", st.floats(min_value=0.0, max_value=0.99)),
+            ("activation", st.sampled_from(["gelu", "relu", "swish", "tanh", "linear"])),
+        ):
+            if draw(st.booleans()):
+                entry[key] = draw(strategy)
     elif kind == "layer_norm" and draw(st.booleans()):
         entry["epsilon"] = draw(st.floats(min_value=1e-6, max_value=1.0))
     elif kind == "activation":
