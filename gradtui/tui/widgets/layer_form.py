@@ -51,6 +51,8 @@ BOOLS = ("false", "true")
 NORMS = ("pre", "post")
 #: the switches of the form: field id -> the entry key it sets
 SWITCHES = {"#f-positions": "positions", "#f-qk-norm": "qk_norm", "#f-causal": "causal"}
+#: a transformer block's sizes: field id -> the entry key it sets
+TRANSFORMER_SIZES = (("#f-heads", "heads"), ("#f-key-dim", "key_dim"), ("#f-ffn-units", "ffn_units"))
 #: a transformer's feed-forward activation when the entry names none (SPEC section 2)
 TRANSFORMER_ACTIVATION = "gelu"
 #: the value a field takes when a new type needs it and it is empty
@@ -63,8 +65,6 @@ TYPE_DEFAULTS = {
     "#f-input-dim": "100",
     "#f-output-dim": "16",
     "#f-heads": "4",
-    "#f-key-dim": "32",
-    "#f-ffn-units": "128",
     "#f-dropout": "0",
 }
 
@@ -157,8 +157,9 @@ class LayerForm(VerticalScroll):
         yield from self._field("output_dim", Input(id="f-output-dim", type="integer"))
         yield from self._switch("positions", "f-positions")
         yield from self._field("heads", Input(id="f-heads", type="integer"))
-        yield from self._field("key_dim", Input(id="f-key-dim", type="integer"))
-        yield from self._field("ffn_units", Input(id="f-ffn-units", type="integer"))
+        # empty: the loader's default, worked out from the model's width once the input is known
+        yield from self._field("key_dim", Input(id="f-key-dim", type="integer", placeholder="width / heads"))
+        yield from self._field("ffn_units", Input(id="f-ffn-units", type="integer", placeholder="4 × width"))
         yield from self._field("norm", Select(_options(NORMS), allow_blank=False, id="f-norm"))
         yield from self._switch("qk_norm", "f-qk-norm")
         yield from self._switch("causal", "f-causal")
@@ -269,11 +270,7 @@ class LayerForm(VerticalScroll):
             self._set("#f-repeat", str(spec.repeat))
             # the transformer's keys and the embedding's positions (read by name: an entry type
             # without them leaves the fields as they were, filled when the type changes)
-            for selector, key in (
-                ("#f-heads", "heads"),
-                ("#f-key-dim", "key_dim"),
-                ("#f-ffn-units", "ffn_units"),
-            ):
+            for selector, key in TRANSFORMER_SIZES:
                 value = getattr(spec, key, None)
                 self._set(selector, str(value) if value is not None else "")
             dropout = getattr(spec, "dropout", None)
@@ -315,8 +312,9 @@ class LayerForm(VerticalScroll):
             "#row-input-dim": "input_dim" in keys,
             "#row-output-dim": "output_dim" in keys,
             "#row-activation": "activation" in keys,
+            # a recurrent cell or a transformer's feed-forward Dense takes a plain name only
             "#row-act-param": "activation" in keys
-            and kind not in RECURRENT_TYPES
+            and kind not in (*RECURRENT_TYPES, "transformer")
             and act in ACTIVATION_PARAMS,
             "#row-init": kernel,
             "#row-bias": kernel,
@@ -383,7 +381,11 @@ class LayerForm(VerticalScroll):
         out: dict[str, Any] = {"type": kind}
         if "activation" in keys:
             act = val("#f-activation")
-            if kind not in RECURRENT_TYPES and act in ACTIVATION_PARAMS and val("#f-act-param").strip():
+            if (
+                kind not in (*RECURRENT_TYPES, "transformer")
+                and act in ACTIVATION_PARAMS
+                and val("#f-act-param").strip()
+            ):
                 out["activation"] = {
                     "name": act,
                     next(iter(ACTIVATION_PARAMS[act])): _num(val("#f-act-param")),
@@ -420,12 +422,9 @@ class LayerForm(VerticalScroll):
                 out["bias_initializer"] = bias
         if "positions" in keys:
             out["positions"] = self.query_one("#f-positions", Switch).value
-        for selector, key in (
-            ("#f-heads", "heads"),
-            ("#f-key-dim", "key_dim"),
-            ("#f-ffn-units", "ffn_units"),
-        ):
-            if key in keys:
+        for selector, key in TRANSFORMER_SIZES:
+            # key_dim and ffn_units left empty: the loader's default, from the model's width
+            if key in keys and (val(selector).strip() or key == "heads"):
                 out[key] = _num(val(selector))
         if "norm" in keys:
             out["norm"] = val("#f-norm")
@@ -489,7 +488,8 @@ class LayerForm(VerticalScroll):
     def _fill_type_defaults(self, kind: str) -> None:
         """A new type starts with values for the keys it needs that are still empty (a dense
         entry turned into conv2d gets 16 filters and a 3x3 kernel), and a recurrent one with
-        tanh, its own default activation, where the entry had none; a transformer with gelu."""
+        tanh, its own default activation, where the entry had none; a transformer with gelu, its
+        feed-forward network's default."""
         with self.prevent(Input.Changed, Select.Changed):
             for selector, default in TYPE_DEFAULTS.items():
                 field = self.query_one(selector, Input)
@@ -498,7 +498,7 @@ class LayerForm(VerticalScroll):
             act = self.query_one("#f-activation", Select)
             if kind in RECURRENT_TYPES and act.value in ("linear", "softmax", "prelu"):
                 act.value = "tanh"
-            if kind == "transformer" and act.value in ("linear", "softmax", "prelu"):
+            if kind == "transformer":  # the feed-forward's, not the old layer's own activation
                 act.value = TRANSFORMER_ACTIVATION
 
     def on_switch_changed(self, event: Switch.Changed) -> None:

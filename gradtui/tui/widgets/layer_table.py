@@ -3,9 +3,10 @@ entry's output shape (``8x8x16``, without the batch axis).
 
 The ``units`` column holds what sizes the entry in its type's words (``16 3x3`` for a conv,
 ``/2`` for a pool, ``17→8`` for an embedding, ``4h×32 ffn512`` for a transformer block: heads ×
-key_dim and the feed-forward units); ``BN`` holds its switches (``before``, ``res`` for residual,
-``bi`` for bidirectional, ``seq`` for return_sequences, ``pos`` for an embedding's positions; a
-transformer's norm ``pre``/``post``, ``qk`` for qk_norm, ``noncausal``).
+key_dim and the feed-forward units, ``ffn×4`` when left to the default); ``BN`` holds its
+switches (``before``, ``res`` for residual, ``bi`` for bidirectional, ``seq`` for
+return_sequences, ``pos`` for an embedding's positions; a transformer's norm ``pre``/``post``,
+``qk`` for qk_norm, ``noncausal``).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def _width(spec: LayerSpec) -> str:
     if spec.type == "embedding":
         return f"{spec.input_dim}→{spec.output_dim}"
     if spec.type == "transformer":
+        # key_dim and ffn_units unset are the loader's defaults: width/heads and 4x the width
         heads, key_dim, ffn = (getattr(spec, k, None) for k in ("heads", "key_dim", "ffn_units"))
-        return f"{heads}h×{key_dim} ffn{ffn}"
+        return f"{heads}h" + (f"×{key_dim}" if key_dim else "") + (f" ffn{ffn}" if ffn else " ffn×4")
     return ""
 
 
