@@ -118,7 +118,7 @@ async def test_a_transformer_entry_made_in_the_form_has_the_spec_keys(make_app, 
         assert form.query_one("#f-activation", Select).value == "gelu"
         # causal left to the data set (text: causal), and said so
         assert form.query_one("#f-causal", Switch).value is True
-        assert "default" in str(form.query_one("#row-causal .switch-state", Label).content)
+        assert str(form.query_one("#row-causal .switch-state", Label).content) == "on (auto)"
         form.query_one("#f-heads", Input).value = "2"
         form.query_one("#f-key-dim", Input).value = "16"
         form.query_one("#f-ffn-units", Input).value = "64"
@@ -261,3 +261,22 @@ async def test_f_turns_qk_norm_on_and_the_form_shows_it(make_app, tmp_path: Path
         await settle(pilot, lambda: app.query_one(TrainForm).query_one("#t-z_loss", Input).value != "")
         assert app.preset.train.z_loss == 1e-4
         assert app.query_one(TrainForm).query_one("#t-z_loss", Input).value == "0.0001"
+
+
+@needs_transformer
+@pytest.mark.parametrize("size", [SMALL, (120, 35), (150, 45)], ids=["80x24", "120x35", "150x45"])
+def test_builder_transformer_snapshot(snap_compare, make_app, tmp_path: Path, size) -> None:  # type: ignore[no-untyped-def]
+    """The transformer entry highlighted: its row's summary, the form with its switches."""
+    stack = TRANSFORMER_STACK.replace("heads = 2", "heads = 2\nqk_norm = true")
+
+    async def highlight(pilot) -> None:  # type: ignore[no-untyped-def]
+        from .conftest import forms_mounted
+
+        await forms_mounted(pilot)
+        pilot.app.query_one(LayerTable).move_cursor(row=1)
+        form = pilot.app.query_one(LayerForm)
+        await settle(pilot, lambda: form.index == 1)
+        await pilot.pause()
+
+    app = make_app(write_preset(tmp_path / "tiny-transformer.toml", stack))
+    assert snap_compare(app, terminal_size=size, run_before=highlight)

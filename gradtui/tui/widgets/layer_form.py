@@ -119,7 +119,7 @@ class LayerForm(VerticalScroll):
     LayerForm .field > Select { width: 1fr; }
     LayerForm .field > Switch { border: none; height: 1; padding: 0 1; width: auto; }
     LayerForm .field > Switch:focus { background-tint: $foreground 10%; }
-    LayerForm .field > .switch-state { width: 1fr; color: $text-muted; }
+    LayerForm .field > Label.switch-state { width: 1fr; text-align: left; padding: 0 0 0 1; }
     LayerForm #form-error { color: $error; height: auto; }
     LayerForm #form-title { text-style: bold; color: $accent; }
     """
@@ -350,7 +350,7 @@ class LayerForm(VerticalScroll):
             on = self.query_one(selector, Switch).value
             state = "on" if on else "off"
             if selector == "#f-causal" and not self._causal_set:
-                state += " (data set's default)"
+                state += " (auto)"
             self.query_one(f"#row-{selector.removeprefix('#f-')} .switch-state", Label).update(state)
         if act in ACTIVATION_PARAMS:
             self.query_one("#row-act-param Label", Label).update(next(iter(ACTIVATION_PARAMS[str(act)])))

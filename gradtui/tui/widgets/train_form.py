@@ -77,7 +77,7 @@ class TrainForm(VerticalScroll):
         yield from self._field(
             "  loss", Select([(x, x) for x in REGRESSION_LOSSES], allow_blank=False, id="t-loss")
         )
-        yield from self._field("  source", Input(id="t-source", placeholder="the stdlib's .py files"))
+        yield from self._field("  source", Input(id="t-source", placeholder="stdlib .py files"))
         yield from self._field(
             "optimizer", Select([(o, o) for o in OPTIMIZERS], allow_blank=False, id="t-optimizer")
         )
