@@ -207,13 +207,24 @@ async def test_z_loss_in_the_train_form(make_app, tmp_path: Path) -> None:  # ty
         form.query_one("#t-length", Input).value = "32"
         await settle(pilot, lambda: app.preset.data.length == 32)
         assert app.preset.data.length == 32
-    # z_loss acts on logits: with a softmax output layer the loader's message shows in the form
+    # z_loss acts on logits: no field for a softmax output layer, until the layer is made linear
     app = make_app(write_preset(tmp_path / "s.toml", TRANSFORMER_STACK.replace('"linear"', '"softmax"')))
     async with opened(app) as pilot:
         form = app.query_one(TrainForm)
+        assert not form.query_one("#row-z_loss").display
+        app.query_one(LayerTable).move_cursor(row=2)
+        layer_form = app.query_one(LayerForm)
+        await settle(pilot, lambda: layer_form.index == 2)
+        layer_form.query_one("#f-activation", Select).value = "linear"
+        await settle(pilot, lambda: form.query_one("#row-z_loss").display)
+        assert form.query_one("#row-z_loss").display
         form.query_one("#t-z_loss", Input).value = "1e-4"
-        await settle(pilot, lambda: form.error != "")
-        assert "z_loss" in form.error and app.preset.train.z_loss is None
+        await settle(pilot, lambda: app.preset.train.z_loss == 1e-4)
+        assert app.preset.train.z_loss == 1e-4 and form.error == ""
+        # back to softmax: the loader's one-line message in the layer form, the stack unchanged
+        layer_form.query_one("#f-activation", Select).value = "softmax"
+        await settle(pilot, lambda: layer_form.error != "")
+        assert "z_loss" in layer_form.error and app.preset.layers[2].activation_name == "linear"
 
 
 @needs_transformer

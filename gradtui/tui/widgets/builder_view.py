@@ -265,6 +265,8 @@ class BuilderView(Widget):
         self.info = stack_info(preset)
         self.table.show(preset, self.info, cursor)
         self.query_one(AdvicePanel).show(preset, self.info)
+        if isinstance(form, LayerForm) and self.forms_ready:
+            self.query_one(TrainForm).follow_stack(preset)  # an output layer made linear: z_loss
         self._title()
         self.post_message(StackChanged(preset))
 

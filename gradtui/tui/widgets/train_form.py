@@ -3,7 +3,8 @@
 For the generated regression task (``adding``) the form also shows its ``[data] length`` and the
 ``[train] loss`` (mse or mae); for the ``text`` data set its context ``length`` and ``source`` (a
 ``.txt`` file; empty: the standard library's ``.py`` files). ``z_loss`` (the auxiliary loss on
-the output logits' log Z) shows when the preset loader knows the key.
+the output logits' log Z) shows for a stack whose output layer is linear (its logits), when the
+preset loader knows the key.
 """
 
 from __future__ import annotations
@@ -141,9 +142,17 @@ class TrainForm(VerticalScroll):
         self.query_one("#row-clip").display = clip != "none"
         self.query_one("#row-epsilon").display = t.optimizer in EPSILON_OPTIMIZERS
         self._arrange_regression(d.dataset)
-        self.query_one("#row-z_loss").display = "z_loss" in TRAIN_KEYS
+        self.follow_stack(preset)
         self.error = ""
         self.shown = True
+
+    def follow_stack(self, preset: Preset) -> None:
+        """Show the fields that depend on the layer stack: ``z_loss`` acts on the output layer's
+        logits, so it shows for a linear output layer (or when it is set)."""
+        last = preset.layers[-1] if preset.layers else None
+        logits = last is not None and last.activation_name == "linear"
+        z_loss = getattr(preset.train, "z_loss", None)
+        self.query_one("#row-z_loss").display = "z_loss" in TRAIN_KEYS and (logits or bool(z_loss))
 
     @property
     def error(self) -> str:
