@@ -38,6 +38,9 @@ class LayerRow:
         act_key: ``"saturation"``, ``"dead"`` or ``None`` when the layer has no such statistic.
         act_value: the newest saturation or dead fraction.
         nonfinite: whether the newest gradients held NaN/Inf.
+        attn_logit_max: an attention query row's recent largest |q·k|/√d, oldest first (steps
+            without it left out; empty on other rows).
+        attn_entropy: its recent attention entropy in nats (lowest head), likewise.
     """
 
     name: str
@@ -47,6 +50,16 @@ class LayerRow:
     act_key: str | None = None
     act_value: float = math.nan
     nonfinite: bool = False
+    attn_logit_max: list[float] = field(default_factory=list)
+    attn_entropy: list[float] = field(default_factory=list)
+
+
+def _measured(history: History, name: str, key: str, points: int) -> list[float]:
+    """The recent values of a statistic recorded on some steps only: NaN (not measured) left out."""
+    series = history.series(name, key)
+    if series is None:
+        return []
+    return [v for v in series.points() if v == v][-points:]
 
 
 @dataclass
@@ -128,6 +141,8 @@ def _row(name: str, history: History, points: int) -> LayerRow:
         act_key=act_key,
         act_value=latest.get(act_key, math.nan) if act_key else math.nan,
         nonfinite=latest.get("nonfinite", 0) > 0,
+        attn_logit_max=_measured(history, name, "attn_logit_max", points),
+        attn_entropy=_measured(history, name, "attn_entropy", points),
     )
 
 

@@ -60,7 +60,7 @@ from gradtui.tui.widgets.layer_form import LayerForm
 from gradtui.tui.widgets.monitor_view import MonitorView
 from gradtui.tui.widgets.run_status import RunStatus
 from gradtui.tui.widgets.train_form import TrainForm
-from gradtui.tui.widgets.warnings_panel import WarningsPanel
+from gradtui.tui.widgets.warnings_panel import WarningsPanel, describe_fix
 
 DEFAULT_PRESET = "vanishing-sigmoid"
 #: the most repaints of the monitor per second
@@ -91,22 +91,6 @@ def _load_keras() -> str:
 
     import_keras()
     return device_name()
-
-
-def describe_fix(fix: dict[str, Any] | None) -> str:
-    """A fix in words: ``layers[0]: activation=relu, initializer=he_normal; clipnorm=1.0``."""
-    if not fix:
-        return "nothing to change"
-    parts = []
-    if fix.get("entries") and fix.get("set"):
-        changes = ", ".join(f"{k}={v['name'] if isinstance(v, dict) else v}" for k, v in fix["set"].items())
-        entries = ",".join(str(i) for i in fix["entries"])
-        parts.append(f"layers[{entries}]: {changes}")
-    if fix.get("train"):
-        parts.append(
-            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fix["train"].items())
-        )
-    return "; ".join(parts)
 
 
 def _held(diagnosis: Diagnosis) -> Diagnosis:
@@ -575,7 +559,8 @@ class GradtuiApp(App[int]):
         if not remedy.changes:
             self.notify("the stack already has that fix", title="Nothing changed", timeout=6)
             return False
-        self.set_preset(remedy.preset)
+        # the form shows the first entry the fix changed (qk_norm turned on, in its switch)
+        self.set_preset(remedy.preset, cursor=min(entries) if entries else 0)
         kinds = ", ".join(dict.fromkeys(d.kind for d in remedy.applied))
         self.notify(
             "; ".join(remedy.changes) + " — press t to train again",
@@ -587,15 +572,18 @@ class GradtuiApp(App[int]):
 
     # ------------------------------------------------------------------ stack
 
-    def set_preset(self, preset: Preset, *, saved: bool = False, path: str | None = None) -> None:
-        """Make ``preset`` the stack (loaded, fixed or edited) and show it in the builder."""
+    def set_preset(
+        self, preset: Preset, *, saved: bool = False, path: str | None = None, cursor: int = 0
+    ) -> None:
+        """Make ``preset`` the stack (loaded, fixed or edited) and show it in the builder, entry
+        ``cursor`` highlighted and in the layer form."""
         self.preset = preset
         self.stack_note = None
         if saved:
             self.saved_toml = preset.to_toml()
         if path is not None:
             self.preset_path = path
-        self.query_one(BuilderView).show(preset, cursor=0)
+        self.query_one(BuilderView).show(preset, cursor=cursor)
 
     def on_stack_changed(self, message: StackChanged) -> None:
         """An edit in the builder."""

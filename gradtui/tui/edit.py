@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gradtui.preset import Preset, from_dict
+from gradtui.preset import SEQUENCE_DATASETS, Preset, from_dict
 
 #: the entry ``add`` and ``insert`` create: a hidden layer that fits the ReLU family
 NEW_LAYER: dict[str, Any] = {
@@ -76,12 +76,14 @@ def set_training(
     """A copy with the builder's training settings.
 
     ``train_table`` holds every key the form edits; clipping, ``max_steps``, ``loss``,
-    ``epsilon`` and ``weight_decay`` keys it leaves out are removed (the form writes ``loss`` for
+    ``epsilon``, ``weight_decay`` and ``z_loss`` keys it leaves out are removed (the form writes ``loss`` for
     a regression task only, ``epsilon`` for an optimizer that has one), other keys (``nesterov``)
     are kept.
     """
     data = preset.to_dict()
     data["data"].update(data_table)
+    if data["data"].get("source") is None or data["data"].get("dataset") not in SEQUENCE_DATASETS:
+        data["data"].pop("source", None)  # the text file of the text data set only; none: the stdlib
     dropped = (
         "clipnorm",
         "clipvalue",
@@ -91,6 +93,7 @@ def set_training(
         "loss",
         "epsilon",
         "weight_decay",
+        "z_loss",
     )
     train = {k: v for k, v in data["train"].items() if k not in dropped}
     train.update(train_table)

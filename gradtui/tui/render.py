@@ -83,8 +83,14 @@ def runs_segments(runs: Runs) -> list[Segment]:
     return segments
 
 
-def sparkline_runs(values: Sequence[float], width: int, scale: tuple[float, float] | None) -> Runs:
-    """The runs of :func:`log_sparkline`: one per stretch of one colour."""
+def sparkline_runs(
+    values: Sequence[float], width: int, scale: tuple[float, float] | None, *, log: bool = True
+) -> Runs:
+    """The runs of :func:`log_sparkline`: one per stretch of one colour.
+
+    With ``log=False`` the ``scale`` is in the values' own units and a value at or below its
+    low end is drawn as the lowest block (an entropy of 0 is a value, not a missing one).
+    """
     vals = list(values)[-width:]
     runs: Runs = [(" " * (width - len(vals)), "")]
     if scale is None:
@@ -98,10 +104,10 @@ def sparkline_runs(values: Sequence[float], width: int, scale: tuple[float, floa
     for v in vals:
         if not isfinite(v):
             char, style = "!", "bold red"
-        elif v <= 0:
+        elif v <= 0 and log:
             char, style = "·", RAMP[0]
         else:
-            frac = 0.5 if span <= 0 else (log10(v) - lo) / span
+            frac = 0.5 if span <= 0 else ((log10(v) if log else v) - lo) / span
             level = min(top, max(0, int(frac * top + 0.5)))
             char, style = BLOCKS[level], RAMP[level]
         if style != run_style and run:

@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Button, DataTable, Static
 
 from gradtui.errors import GradtuiError
-from gradtui.preset import Preset
+from gradtui.preset import SEQUENCE_DATASETS, Preset
 from gradtui.text import plain
 from gradtui.tui import edit
 from gradtui.tui.messages import StackChanged
@@ -142,8 +142,14 @@ class BuilderView(Widget):
 
     def _fill_forms(self) -> None:
         if self.forms_ready:
-            self.query_one(LayerForm).show(self.index, self.preset.layers[self.index])
+            self._show_entry(self.index)
             self.query_one(TrainForm).show(self.preset)
+
+    def _show_entry(self, index: int) -> None:
+        """Fill the layer form with entry ``index``."""
+        # a transformer entry without ``causal`` is causal on next-character text (SPEC section 2)
+        causal = self.preset.data.dataset in SEQUENCE_DATASETS
+        self.query_one(LayerForm).show(index, self.preset.layers[index], causal_default=causal)
 
     # ------------------------------------------------------------------ display
 
@@ -185,7 +191,7 @@ class BuilderView(Widget):
         form = self.query_one(LayerForm)
         # a redraw after an edit re-highlights the same row: leave the form as the user typed it
         if index != form.index and 0 <= index < len(self.preset.layers):
-            self.query_one(LayerForm).show(index, self.preset.layers[index])
+            self._show_entry(index)
 
     # ------------------------------------------------------------------ actions
 
@@ -259,6 +265,8 @@ class BuilderView(Widget):
         self.info = stack_info(preset)
         self.table.show(preset, self.info, cursor)
         self.query_one(AdvicePanel).show(preset, self.info)
+        if isinstance(form, LayerForm) and self.forms_ready:
+            self.query_one(TrainForm).follow_stack(preset)  # an output layer made linear: z_loss
         self._title()
         self.post_message(StackChanged(preset))
 

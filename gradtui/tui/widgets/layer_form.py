@@ -3,7 +3,12 @@
 Each type shows only its own fields (``LAYER_KEYS``): units for dense and recurrent entries,
 filters/kernel_size/strides/padding for convolutions, pool_size for pools, the recurrent
 initializer and return_sequences/bidirectional for SimpleRNN/LSTM/GRU, input_dim/output_dim for
-an embedding, epsilon for the normalizations, residual for dense and conv entries.
+an embedding (and its ``positions`` switch), epsilon for the normalizations, residual for dense
+and conv entries, and for a ``transformer`` block heads, key_dim, ffn_units, norm (pre/post), the
+qk_norm and causal switches, dropout and the feed-forward activation (``gelu`` by default).
+
+A field is shown and written when the entry's type takes its key (``LAYER_KEYS``), so the form
+follows the preset loader: a key the loader does not know is never written.
 
 Every change is sent to the app as the entry's TOML table (:class:`LayerForm.Edited`); the app
 validates it through the preset loader, so the form accepts exactly what a preset file does,
@@ -19,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static, Switch
 
 from gradtui.preset import (
     ACTIVATION_PARAMS,
@@ -42,6 +47,14 @@ from gradtui.preset import (
 INIT_NUMBERS = ("scale", "stddev", "mean", "minval", "maxval", "value", "gain")
 BIAS_INITIALIZERS = ("zeros", "ones", "constant", "random_normal", "random_uniform", "glorot_uniform")
 BOOLS = ("false", "true")
+#: a transformer block's LayerNorm places (SPEC section 2): before each sub-layer, or after the residual
+NORMS = ("pre", "post")
+#: the switches of the form: field id -> the entry key it sets
+SWITCHES = {"#f-positions": "positions", "#f-qk-norm": "qk_norm", "#f-causal": "causal"}
+#: a transformer block's sizes: field id -> the entry key it sets
+TRANSFORMER_SIZES = (("#f-heads", "heads"), ("#f-key-dim", "key_dim"), ("#f-ffn-units", "ffn_units"))
+#: a transformer's feed-forward activation when the entry names none (SPEC section 2)
+TRANSFORMER_ACTIVATION = "gelu"
 #: the value a field takes when a new type needs it and it is empty
 TYPE_DEFAULTS = {
     "#f-units": "32",
@@ -51,6 +64,8 @@ TYPE_DEFAULTS = {
     "#f-pool": "2",
     "#f-input-dim": "100",
     "#f-output-dim": "16",
+    "#f-heads": "4",
+    "#f-dropout": "0",
 }
 
 
@@ -102,6 +117,9 @@ class LayerForm(VerticalScroll):
     LayerForm .field > Label { width: 15; padding: 0 1 0 0; text-align: right; color: $text-muted; }
     LayerForm .field > Input { width: 1fr; }
     LayerForm .field > Select { width: 1fr; }
+    LayerForm .field > Switch { border: none; height: 1; padding: 0 1; width: auto; }
+    LayerForm .field > Switch:focus { background-tint: $foreground 10%; }
+    LayerForm .field > Label.switch-state { width: 1fr; text-align: left; padding: 0 0 0 1; }
     LayerForm #form-error { color: $error; height: auto; }
     LayerForm #form-title { text-style: bold; color: $accent; }
     """
@@ -119,6 +137,11 @@ class LayerForm(VerticalScroll):
         self.index = -1
         #: the shown entry's recurrent initializer: parameters the form has no field for are kept
         self._recurrent_init = Spec("orthogonal")
+        #: whether the entry sets ``causal`` itself (or the switch was turned): otherwise the key is
+        #: left out and the data set decides (causal for ``text``), shown as the switch's state
+        self._causal_set = False
+        #: what an unset ``causal`` means for the stack's data set
+        self._causal_default = True
 
     def compose(self) -> ComposeResult:
         """The fields; those that do not apply to the entry's type are hidden."""
@@ -132,6 +155,15 @@ class LayerForm(VerticalScroll):
         yield from self._field("pool_size", Input(id="f-pool"))
         yield from self._field("input_dim", Input(id="f-input-dim", type="integer"))
         yield from self._field("output_dim", Input(id="f-output-dim", type="integer"))
+        yield from self._switch("positions", "f-positions")
+        yield from self._field("heads", Input(id="f-heads", type="integer"))
+        # empty: the loader's default, worked out from the model's width once the input is known
+        yield from self._field("key_dim", Input(id="f-key-dim", type="integer", placeholder="width / heads"))
+        yield from self._field("ffn_units", Input(id="f-ffn-units", type="integer", placeholder="4 × width"))
+        yield from self._field("norm", Select(_options(NORMS), allow_blank=False, id="f-norm"))
+        yield from self._switch("qk_norm", "f-qk-norm")
+        yield from self._switch("causal", "f-causal")
+        yield from self._field("dropout", Input(id="f-dropout"))
         yield from self._field(
             "activation", Select(_options(ACTIVATIONS), allow_blank=False, id="f-activation")
         )
@@ -176,16 +208,29 @@ class LayerForm(VerticalScroll):
             widget.compact = True
             yield widget
 
+    def _switch(self, label: str, id: str) -> ComposeResult:
+        """An on/off key: a switch and the word ``on`` or ``off`` beside it (read without colour)."""
+        with Horizontal(classes="field", id=f"row-{id.removeprefix('f-')}"):
+            yield Label(label)
+            yield Switch(id=id, animate=False)
+            yield Label("off", classes="switch-state")
+
     # ------------------------------------------------------------------ show
 
-    def show(self, index: int, spec: LayerSpec) -> None:
-        """Fill the form with entry ``index`` without sending any change back."""
+    def show(self, index: int, spec: LayerSpec, *, causal_default: bool = True) -> None:
+        """Fill the form with entry ``index`` without sending any change back.
+
+        ``causal_default`` is what a transformer entry without ``causal`` gets from the data set.
+        """
         self.index = index
+        self._causal_default = causal_default
+        self._causal_set = getattr(spec, "causal", None) is not None
         self.query_one("#form-title", Static).update(f"Layer entry {index}  ({spec.type})")
-        with self.prevent(Input.Changed, Select.Changed):
+        with self.prevent(Input.Changed, Select.Changed, Switch.Changed):
             self._set("#f-type", spec.type)
             self._set("#f-units", str(spec.units or ""))
-            act = spec.activation or Spec("linear")
+            default_act = TRANSFORMER_ACTIVATION if spec.type == "transformer" else "linear"
+            act = spec.activation or Spec(default_act)
             self._set("#f-activation", act.name)
             act_params = dict(act.params)
             default = ACTIVATION_PARAMS.get(act.name, {})
@@ -223,8 +268,25 @@ class LayerForm(VerticalScroll):
             self._set("#f-bn-momentum", f"{spec.momentum:g}" if spec.momentum is not None else "0.99")
             self._set("#f-bn-epsilon", f"{spec.epsilon:g}" if spec.epsilon is not None else "0.001")
             self._set("#f-repeat", str(spec.repeat))
+            # the transformer's keys and the embedding's positions (read by name: an entry type
+            # without them leaves the fields as they were, filled when the type changes)
+            for selector, key in TRANSFORMER_SIZES:
+                value = getattr(spec, key, None)
+                self._set(selector, str(value) if value is not None else "")
+            dropout = getattr(spec, "dropout", None)
+            self._set("#f-dropout", f"{dropout:g}" if isinstance(dropout, (int, float)) else "0")
+            self._set("#f-norm", str(getattr(spec, "norm", None) or "pre"))
+            for selector, key in SWITCHES.items():
+                self.query_one(selector, Switch).value = self._switch_value(spec, key)
         self.error = ""
         self._arrange()
+
+    def _switch_value(self, spec: LayerSpec, key: str) -> bool:
+        """The shown state of an on/off key; ``causal`` unset is the data set's default."""
+        value = getattr(spec, key, None)
+        if value is None:
+            return key == "causal" and self._causal_default
+        return bool(value)
 
     def _set(self, selector: str, value: str) -> None:
         widget = self.query_one(selector)
@@ -250,8 +312,9 @@ class LayerForm(VerticalScroll):
             "#row-input-dim": "input_dim" in keys,
             "#row-output-dim": "output_dim" in keys,
             "#row-activation": "activation" in keys,
+            # a recurrent cell or a transformer's feed-forward Dense takes a plain name only
             "#row-act-param": "activation" in keys
-            and kind not in RECURRENT_TYPES
+            and kind not in (*RECURRENT_TYPES, "transformer")
             and act in ACTIVATION_PARAMS,
             "#row-init": kernel,
             "#row-bias": kernel,
@@ -265,12 +328,30 @@ class LayerForm(VerticalScroll):
             "#row-rate": kind == "dropout",
             "#row-bn-momentum": kind == "batch_norm",
             "#row-bn-epsilon": "epsilon" in keys,
+            "#row-positions": "positions" in keys,
+            "#row-heads": "heads" in keys,
+            "#row-key-dim": "key_dim" in keys,
+            "#row-ffn-units": "ffn_units" in keys,
+            "#row-norm": "norm" in keys,
+            "#row-qk-norm": "qk_norm" in keys,
+            "#row-causal": "causal" in keys,
+            "#row-dropout": "dropout" in keys,
         }
         allowed = INITIALIZERS.get(str(init), {})
         for p in (*INIT_NUMBERS, "mode", "distribution"):
             shown[f"#row-init-{p}"] = kernel and p in allowed
         for selector, visible in shown.items():
             self.query_one(selector).display = visible
+        # a transformer's activation is its feed-forward network's, not the block's output
+        self.query_one("#row-activation Label", Label).update(
+            "ffn activation" if "ffn_units" in keys else "activation"
+        )
+        for selector in SWITCHES:
+            on = self.query_one(selector, Switch).value
+            state = "on" if on else "off"
+            if selector == "#f-causal" and not self._causal_set:
+                state += " (auto)"
+            self.query_one(f"#row-{selector.removeprefix('#f-')} .switch-state", Label).update(state)
         if act in ACTIVATION_PARAMS:
             self.query_one("#row-act-param Label", Label).update(next(iter(ACTIVATION_PARAMS[str(act)])))
         first = _first_param(rinit)
@@ -300,7 +381,11 @@ class LayerForm(VerticalScroll):
         out: dict[str, Any] = {"type": kind}
         if "activation" in keys:
             act = val("#f-activation")
-            if kind not in RECURRENT_TYPES and act in ACTIVATION_PARAMS and val("#f-act-param").strip():
+            if (
+                kind not in (*RECURRENT_TYPES, "transformer")
+                and act in ACTIVATION_PARAMS
+                and val("#f-act-param").strip()
+            ):
                 out["activation"] = {
                     "name": act,
                     next(iter(ACTIVATION_PARAMS[act])): _num(val("#f-act-param")),
@@ -335,6 +420,19 @@ class LayerForm(VerticalScroll):
                 out["bias_initializer"] = {"name": "constant", "value": _num(val("#f-bias-value") or "0")}
             else:
                 out["bias_initializer"] = bias
+        if "positions" in keys:
+            out["positions"] = self.query_one("#f-positions", Switch).value
+        for selector, key in TRANSFORMER_SIZES:
+            # key_dim and ffn_units left empty: the loader's default, from the model's width
+            if key in keys and (val(selector).strip() or key == "heads"):
+                out[key] = _num(val(selector))
+        if "norm" in keys:
+            out["norm"] = val("#f-norm")
+        for selector, key in SWITCHES.items():
+            if key in keys and key != "positions" and (key != "causal" or self._causal_set):
+                out[key] = self.query_one(selector, Switch).value
+        if "dropout" in keys:
+            out["dropout"] = _num(val("#f-dropout") or "0")
         if "recurrent_initializer" in keys:
             name = val("#f-rinit")
             shown = self._recurrent_init
@@ -390,7 +488,8 @@ class LayerForm(VerticalScroll):
     def _fill_type_defaults(self, kind: str) -> None:
         """A new type starts with values for the keys it needs that are still empty (a dense
         entry turned into conv2d gets 16 filters and a 3x3 kernel), and a recurrent one with
-        tanh, its own default activation, where the entry had none."""
+        tanh, its own default activation, where the entry had none; a transformer with gelu, its
+        feed-forward network's default."""
         with self.prevent(Input.Changed, Select.Changed):
             for selector, default in TYPE_DEFAULTS.items():
                 field = self.query_one(selector, Input)
@@ -399,6 +498,15 @@ class LayerForm(VerticalScroll):
             act = self.query_one("#f-activation", Select)
             if kind in RECURRENT_TYPES and act.value in ("linear", "softmax", "prelu"):
                 act.value = "tanh"
+            if kind == "transformer":  # the feed-forward's, not the old layer's own activation
+                act.value = TRANSFORMER_ACTIVATION
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        """A switch was turned: send the entry (a turned ``causal`` is written from now on)."""
+        event.stop()
+        if event.switch.id == "f-causal":
+            self._causal_set = True
+        self._changed()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """A value was typed: send the entry."""

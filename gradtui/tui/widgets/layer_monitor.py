@@ -1,4 +1,10 @@
-"""One row per weighted layer: gradient-norm sparkline on one shared log scale, norms, bars."""
+"""One row per weighted layer: gradient-norm sparkline on one shared log scale, norms, bars.
+
+A MultiHeadAttention's query row that carries attention statistics (``attn_logit_max``,
+``attn_entropy``) gets two lines of its own right below it, ``└ qk max`` and ``└ entropy``, each
+a sparkline and its newest value, with a legend under the rows that says what they are and
+their scales. Rows without them (and steps where they were not measured) show nothing extra.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,51 @@ MARK_W = 2
 GRAD_W = 9  # " " + 8
 UPD_W = 9  # " " + 8
 BAR_W = 2 + 6 + 5 + 5  # "  " + bar + " 100%" + " dead"
+#: the attention lines under a query row: their label in the name column
+QK_LABEL = "└ qk max"
+ENTROPY_LABEL = "└ entropy"
+
+
+def fit_name(name: str, width: int) -> str:
+    """``name`` in ``width`` columns: cut at the end, or for a sublayer's path
+    (``block/multi_head_attention/query``) at the start, so its own part shows (``…ion/query``)."""
+    if len(name) <= width:
+        return name
+    if "/" in name and width > 1:
+        return "…" + name[-(width - 1) :]
+    return name[:width]
+
+
+def attention_legend(
+    qk_scale: tuple[float, float] | None, entropy_high: float | None, width: int
+) -> list[str]:
+    """The lines under the rows that say what the attention lines are, as long as ``width`` allows.
+
+    ``qk_scale`` is the qk max lines' shared log10 range, ``entropy_high`` the top of the
+    entropy lines' linear scale (from 0); ``None`` leaves that line out.
+    """
+    lines = []
+    if qk_scale is not None:
+        lo, hi = f"{10 ** qk_scale[0]:.0e}", f"{10 ** qk_scale[1]:.0e}"
+        choices = [
+            f"{QK_LABEL}: largest attention logit |q·k|/√d, one log scale {lo} … {hi}",
+            f"{QK_LABEL}: largest |q·k|/√d, log {lo}…{hi}",
+            f"{QK_LABEL}: max |q·k|/√d, {lo}…{hi}",
+            f"{QK_LABEL}: max |q·k|/√d",
+            QK_LABEL,
+        ]
+        lines.append(next((c for c in choices if len(c) <= width), ""))
+    if entropy_high is not None:
+        hi = f"{entropy_high:.2g}"
+        choices = [
+            f"{ENTROPY_LABEL}: attention entropy in nats (lowest head), scale 0 … {hi}",
+            f"{ENTROPY_LABEL}: nats, lowest head, 0…{hi}",
+            f"{ENTROPY_LABEL}: nats, 0…{hi}",
+            f"{ENTROPY_LABEL}: nats",
+            ENTROPY_LABEL,
+        ]
+        lines.append(next((c for c in choices if len(c) <= width), ""))
+    return lines
 
 
 class Columns:
@@ -124,6 +175,12 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         self._cache: dict[tuple[int, int], Strip] = {}
         self._base: Style | None = None
         self._cols: tuple[tuple[int, int, int], Columns] | None = None
+        #: each line below the header and rule: ``(row index, part)``, part ``row``, ``qk`` or
+        #: ``entropy`` (the attention lines under a query row)
+        self._lines: list[tuple[int, str]] = []
+        self._qk_scale: tuple[float, float] | None = None
+        self._entropy_high: float | None = None
+        self._legend_lines: tuple[tuple[int, object, object], list[str]] | None = None
 
     def on_mount(self) -> None:
         """Title the panel."""
@@ -135,8 +192,21 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         self.diagnoses = diagnoses
         self._scale = log_range([r.grad for r in rows])
         self._status = layer_status(rows, diagnoses)
+        self._lines = []
+        for i, r in enumerate(rows):
+            self._lines.append((i, "row"))
+            if r.attn_logit_max:
+                self._lines.append((i, "qk"))
+            if r.attn_entropy:
+                self._lines.append((i, "entropy"))
+        # one scale per statistic across every attention layer, so the layers compare
+        self._qk_scale = log_range([r.attn_logit_max for r in rows])
+        entropies = [v for r in rows for v in r.attn_entropy if math.isfinite(v)]
+        self._entropy_high = max(max(entropies), 1e-9) if entropies else None
+        if any(r.attn_logit_max for r in rows) and self._qk_scale is None:
+            self._qk_scale = (0.0, 0.0)  # measured, none positive: still say what the line is
         self._cache.clear()
-        size = Size(self.scrollable_content_region.width, len(rows) + 2 if rows else 1)
+        size = Size(self.scrollable_content_region.width, self._line_count if rows else 1)
         if size != self.virtual_size:
             self.virtual_size = size
             self.redraw()
@@ -156,13 +226,30 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         self._cache.clear()
 
     @property
+    def _legend(self) -> list[str]:
+        """The attention legend at the current width (asked for by every line drawn: kept)."""
+        key = (self.scrollable_content_region.width, self._qk_scale, self._entropy_high)
+        if self._legend_lines is None or self._legend_lines[0] != key:
+            width = max(0, key[0] - MARK_W)
+            self._legend_lines = (key, attention_legend(self._qk_scale, self._entropy_high, width))
+        return self._legend_lines[1]
+
+    @property
+    def _line_count(self) -> int:
+        """Header, rule, a line per row and attention line, the legend."""
+        return 2 + len(self._lines) + len(self._legend)
+
+    @property
     def columns(self) -> Columns:
         """The columns that fit the panel's current width (worked out once per width and rows:
         every line of every repaint asks)."""
         width = self.scrollable_content_region.width
         key = (width, len(self.rows), id(self.rows))
         if self._cols is None or self._cols[0] != key:
-            self._cols = (key, Columns(width, [plain(r.name) for r in self.rows]))
+            names = [plain(r.name) for r in self.rows]
+            if any(part != "row" for _, part in self._lines):
+                names += [QK_LABEL, ENTROPY_LABEL]
+            self._cols = (key, Columns(width, names))
         return self._cols[1]
 
     @property
@@ -174,7 +261,7 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         """Line ``y`` of the view: a header line, a rule, or one layer."""
         index = y + self.scroll_offset.y
         width = self.scrollable_content_region.width
-        key = (index if index < len(self.rows) + 2 else -1, width)  # every blank line is one strip
+        key = (index if index < self._line_count else -1, width)  # every blank line is one strip
         strip = self._cache.get(key)
         if strip is None:
             if self._base is None:
@@ -184,7 +271,8 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         return strip
 
     def line_text(self, index: int) -> Text:
-        """The text of line ``index`` (0: header, 1: rule, then one per layer)."""
+        """The text of line ``index`` (0: header, 1: rule, then one per layer and attention line,
+        then the legend)."""
         return runs_text(self.line_runs(index))
 
     def line_runs(self, index: int) -> Runs:
@@ -205,13 +293,22 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
         if index == 1:
             width = name_w + 1 + spark_w + GRAD_W + (UPD_W if cols.upd else 0) + (BAR_W if cols.bar else 0)
             return [("  " + "─" * width, "dim")]
-        if index - 2 >= len(self.rows):
-            return []
-        row = self.rows[index - 2]
+        if index - 2 >= len(self._lines):
+            legend = self._legend
+            at = index - 2 - len(self._lines)
+            if at >= len(legend):
+                return []
+            # padded like a row, so the legend sits on the rows' background
+            width = self.scrollable_content_region.width
+            return [(f"{' ' * MARK_W}{legend[at]:<{width - MARK_W}}", "dim")]
+        i, part = self._lines[index - 2]
+        row = self.rows[i]
         st = self._status.get(row.name, "ok")
+        if part != "row":
+            return self._attention_runs(row, part, st)
         runs: Runs = [
             (STATUS_MARK[st] + " ", STATUS_STYLE[st]),
-            (f"{plain(row.name)[:name_w]:<{name_w}} ", STATUS_STYLE[st] if st != "ok" else ""),
+            (f"{fit_name(plain(row.name), name_w):<{name_w}} ", STATUS_STYLE[st] if st != "ok" else ""),
             *sparkline_runs(row.grad, spark_w, self._scale),
             (" " + fmt_num(row.grad_norm), "bold" if st == "ok" else STATUS_STYLE[st]),
         ]
@@ -223,6 +320,27 @@ class LayerMonitor(DrawnWhenShown, ScrollView):
             runs.append((" sat" if row.act_key == "saturation" else " dead", "dim"))
         return runs
 
+    def _attention_runs(self, row: LayerRow, part: str, status: str) -> Runs:
+        """An attention line under a query row: its label, sparkline and newest value."""
+        cols = self.columns
+        if part == "qk":
+            label, values = QK_LABEL, row.attn_logit_max
+            spark = sparkline_runs(values, cols.spark_w, self._qk_scale)
+        else:
+            label, values = ENTROPY_LABEL, row.attn_entropy
+            high = self._entropy_high or 1.0
+            spark = sparkline_runs(values, cols.spark_w, (0.0, high), log=False)
+        runs: Runs = [
+            (" " * MARK_W, ""),
+            (f"{label[: cols.name_w]:<{cols.name_w}} ", "dim"),
+            *spark,
+            (" " + fmt_num(values[-1]), STATUS_STYLE[status] if status != "ok" else ""),
+        ]
+        # the columns it has no value for, blank on the rows' background
+        used = sum(len(text) for text, _ in runs)
+        runs.append((" " * max(0, self.scrollable_content_region.width - used), ""))
+        return runs
+
     def render_text(self) -> str:
         """Every line as plain text (for tests and screen readers)."""
-        return "\n".join(self.line_text(i).plain for i in range(len(self.rows) + 2))
+        return "\n".join(self.line_text(i).plain for i in range(self._line_count))

@@ -2,8 +2,11 @@
 entry's output shape (``8x8x16``, without the batch axis).
 
 The ``units`` column holds what sizes the entry in its type's words (``16 3x3`` for a conv,
-``/2`` for a pool, ``17→8`` for an embedding); ``BN`` holds its switches (``before``, ``res``
-for residual, ``bi`` for bidirectional, ``seq`` for return_sequences).
+``/2`` for a pool, ``17→8`` for an embedding, ``4h×32 ffn512`` for a transformer block: heads ×
+key_dim and the feed-forward units, ``ffn×4`` when left to the default); ``BN`` holds its
+switches (``before``, ``res`` for residual, ``bi`` for bidirectional, ``seq`` for
+return_sequences, ``pos`` for an embedding's positions; a transformer's norm ``pre``/``post``,
+``qk`` for qk_norm, ``noncausal``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ def _width(spec: LayerSpec) -> str:
         return f"/{_size(spec.pool_size)}"
     if spec.type == "embedding":
         return f"{spec.input_dim}→{spec.output_dim}"
+    if spec.type == "transformer":
+        # key_dim and ffn_units unset are the loader's defaults: width/heads and 4x the width
+        heads, key_dim, ffn = (getattr(spec, k, None) for k in ("heads", "key_dim", "ffn_units"))
+        return f"{heads}h" + (f"×{key_dim}" if key_dim else "") + (f" ffn{ffn}" if ffn else " ffn×4")
     return ""
 
 
@@ -89,13 +96,23 @@ def _flags(spec: LayerSpec) -> str:
         out.append("bi")
     if spec.return_sequences:
         out.append("seq")
+    if getattr(spec, "positions", False):
+        out.append("pos")
+    if spec.type == "transformer":
+        out.append(str(getattr(spec, "norm", None) or "pre"))
+        if getattr(spec, "qk_norm", False):
+            out.append("qk")
+        if getattr(spec, "causal", None) is False:
+            out.append("noncausal")
     return " ".join(out)
 
 
 def _cells(index: int, spec: LayerSpec, info: StackInfo, flagged: set[int]) -> list[Text | str]:
     weighted = spec.type in WEIGHTED_TYPES
     act = spec.activation.label() if spec.activation else ""
-    if spec.type not in ("activation", *WEIGHTED_TYPES):
+    if spec.type == "transformer":
+        act = act or "gelu"  # its feed-forward activation, gelu unless the entry names one
+    elif spec.type not in ("activation", *WEIGHTED_TYPES):
         act = f"rate {spec.rate:g}" if spec.type == "dropout" and spec.rate is not None else ""
     params = info.entry_params.get(index)
     var = info.entry_variance.get(index)

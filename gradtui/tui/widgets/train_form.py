@@ -1,7 +1,10 @@
 """The training settings: data set, optimizer, learning rate, clipping, epochs, batch, seed, monitor.
 
 For the generated regression task (``adding``) the form also shows its ``[data] length`` and the
-``[train] loss`` (mse or mae).
+``[train] loss`` (mse or mae); for the ``text`` data set its context ``length`` and ``source`` (a
+``.txt`` file; empty: the standard library's ``.py`` files). ``z_loss`` (the auxiliary loss on
+the output logits' log Z) shows for a stack whose output layer is linear (its logits), when the
+preset loader knows the key.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from gradtui.preset import (
     REGRESSION_DATASETS,
     REGRESSION_LOSSES,
     SCHEDULES,
+    SEQUENCE_DATASETS,
+    TRAIN_KEYS,
     Preset,
 )
 from gradtui.tui.widgets.layer_form import _num
@@ -73,6 +78,7 @@ class TrainForm(VerticalScroll):
         yield from self._field(
             "  loss", Select([(x, x) for x in REGRESSION_LOSSES], allow_blank=False, id="t-loss")
         )
+        yield from self._field("  source", Input(id="t-source", placeholder="stdlib .py files"))
         yield from self._field(
             "optimizer", Select([(o, o) for o in OPTIMIZERS], allow_blank=False, id="t-optimizer")
         )
@@ -84,6 +90,7 @@ class TrainForm(VerticalScroll):
         yield from self._field(
             "schedule", Select([(x, x) for x in SCHEDULES], allow_blank=False, id="t-schedule")
         )
+        yield from self._field("z-loss", Input(id="t-z_loss", placeholder="0 (off), e.g. 1e-4"))
         yield from self._field(
             "clipping", Select([(c, c) for c in CLIPPING], allow_blank=False, id="t-clipping")
         )
@@ -121,6 +128,8 @@ class TrainForm(VerticalScroll):
             "#t-epsilon": f"{t.epsilon:g}" if t.epsilon is not None else "",
             "#t-weight_decay": f"{t.weight_decay:g}" if t.weight_decay is not None else "",
             "#t-warmup_steps": str(t.warmup_steps),
+            "#t-z_loss": f"{z:g}" if (z := getattr(t, "z_loss", None)) else "",
+            "#t-source": d.source or "",
         }
         with self.prevent(Input.Changed, Select.Changed):
             for selector, value in values.items():
@@ -133,8 +142,17 @@ class TrainForm(VerticalScroll):
         self.query_one("#row-clip").display = clip != "none"
         self.query_one("#row-epsilon").display = t.optimizer in EPSILON_OPTIMIZERS
         self._arrange_regression(d.dataset)
+        self.follow_stack(preset)
         self.error = ""
         self.shown = True
+
+    def follow_stack(self, preset: Preset) -> None:
+        """Show the fields that depend on the layer stack: ``z_loss`` acts on the output layer's
+        logits, so it shows for a linear output layer (or when it is set)."""
+        last = preset.layers[-1] if preset.layers else None
+        logits = last is not None and last.activation_name == "linear"
+        z_loss = getattr(preset.train, "z_loss", None)
+        self.query_one("#row-z_loss").display = "z_loss" in TRAIN_KEYS and (logits or bool(z_loss))
 
     @property
     def error(self) -> str:
@@ -151,10 +169,13 @@ class TrainForm(VerticalScroll):
         def val(name: str) -> str:
             return str(self.query_one(f"#t-{name}", Input).value).strip()
 
-        data = {"dataset": val("dataset"), "validation_split": _num(val("validation_split"))}
+        data: dict[str, Any] = {"dataset": val("dataset"), "validation_split": _num(val("validation_split"))}
         regression = data["dataset"] in REGRESSION_DATASETS
         if regression:
             data["length"] = _num(val("length") or "50")
+        if data["dataset"] in SEQUENCE_DATASETS:
+            data["length"] = _num(val("length") or "64")
+            data["source"] = val("source") or None  # none: the standard library's .py files
         optimizer = str(self.query_one("#t-optimizer", Select).value)
         train: dict[str, Any] = {
             "optimizer": optimizer,
@@ -177,6 +198,8 @@ class TrainForm(VerticalScroll):
             train["weight_decay"] = _num(val("weight_decay"))
         train["warmup_steps"] = _num(val("warmup_steps") or "0")
         train["schedule"] = str(self.query_one("#t-schedule", Select).value)
+        if "z_loss" in TRAIN_KEYS and val("z_loss"):
+            train["z_loss"] = _num(val("z_loss"))
         if regression:
             train["loss"] = str(self.query_one("#t-loss", Select).value)
         return data, train, _num(val("every") or "1")
@@ -197,9 +220,13 @@ class TrainForm(VerticalScroll):
         self.post_message(self.Edited(*self.tables()))
 
     def _arrange_regression(self, dataset: str) -> None:
+        """The data set's own fields: length and loss for regression, context and source for text."""
         regression = dataset in REGRESSION_DATASETS
-        self.query_one("#row-length").display = regression
+        text = dataset in SEQUENCE_DATASETS
+        self.query_one("#row-length").display = regression or text
+        self.query_one("#row-length Label", Label).update("  context" if text else "  length")
         self.query_one("#row-loss").display = regression
+        self.query_one("#row-source").display = text
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """A choice changed: send the settings."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import OptionList
@@ -11,6 +13,33 @@ from gradtui.diagnosis import Diagnosis
 from gradtui.text import plain
 from gradtui.tui.messages import ApplyFix
 from gradtui.tui.render import STATUS_MARK, STATUS_STYLE
+
+
+def _value(value: Any) -> str:
+    """A fix's value as a preset file writes it: ``true``, ``0.0001``, ``he_normal``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])
+    return str(value)
+
+
+def describe_fix(fix: dict[str, Any] | None) -> str:
+    """A fix in words: ``layers[0]: activation=relu, initializer=he_normal; clipnorm=1``,
+    ``layers[1,3]: qk_norm=true``, ``z_loss=0.0001``."""
+    if not isinstance(fix, dict) or not fix:
+        return "nothing to change"
+    # read from a run folder, whatever its shape: a damaged fix is described, never a crash
+    layer_set, entries, train = fix.get("set"), fix.get("entries"), fix.get("train")
+    parts = []
+    if isinstance(entries, list) and entries and isinstance(layer_set, dict) and layer_set:
+        changes = ", ".join(f"{k}={_value(v)}" for k, v in layer_set.items())
+        parts.append(f"layers[{','.join(str(i) for i in entries)}]: {changes}")
+    if isinstance(train, dict) and train:
+        parts.append(", ".join(f"{k}={_value(v)}" for k, v in train.items()))
+    return "; ".join(parts) or "nothing to change"
 
 
 def describe(d: Diagnosis) -> Text:
@@ -27,7 +56,8 @@ def describe(d: Diagnosis) -> Text:
     text.append(plain(d.message, one_line=False) + "\n")
     text.append("→ " + plain(d.advice, one_line=False), "italic")
     if d.fix:
-        text.append("\n  [f] apply this fix to the stack", "dim")
+        # what f sets, in the preset's words (its values come from a run folder: plain text)
+        text.append("\n  [f] " + plain(describe_fix(d.fix), one_line=False), "dim")
     return text
 
 
