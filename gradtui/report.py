@@ -44,7 +44,7 @@ LABEL_SPACING = 1.25
 ZERO_COLOUR = "#3d7fd9"
 
 
-def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
+def _diagnosis_lines(run: Run, width: int = 120, records: int | None = None) -> list[tuple[str, str]]:
     """``(text, colour)`` lines: each diagnosis's message and advice, wrapped."""
     out: list[tuple[str, str]] = []
     for d in run.summary.get("diagnoses", []):
@@ -64,7 +64,7 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
     if run.note:  # what the reader skipped, first: an unreadable summary.json hides its diagnoses
         wrapped = textwrap.wrap(f"not shown: {run.note}", width)
         out[:0] = [(for_matplotlib(x if i == 0 else "    " + x), "#b00020") for i, x in enumerate(wrapped)]
-    if not run.records:
+    if not (records if records is not None else run.records):
         out.insert(0, ("no records: stats.jsonl holds no recorded step", "#555555"))
     if not run.summary.get("diagnoses") and not unread:
         if run.status == "incomplete":
@@ -194,15 +194,24 @@ def figure_data(run: Run, names: list[str] | None = None) -> FigureData:
     steps_of = [_step(r, i) for i, r in ((0, recs[0]), (len(recs) - 1, recs[-1]))] if recs else []
     data = FigureData(names, *(steps_of or [None, None]))
     keys = ("grad_norm", *LINE_FIELDS)
+    empty: dict[str, Any] = {}
     for lo in range(0, len(recs), BLOCK):
         block = recs[lo : lo + BLOCK]
         steps = np.array([_step(r, lo + i) for i, r in enumerate(block)], dtype=float)
         losses = np.array([_num(r.get("loss")) for r in block], dtype=float)
-        fields = {}
-        for key in keys:
-            rows = [[_num(r.get("layers", {}).get(n, {}).get(key)) for n in names] for r in block]
-            fields[key] = np.array(rows, dtype=float).reshape(len(block), len(names))
-        data.add(steps, losses, fields)
+        values = np.full((len(keys), len(block), len(names)), np.nan)
+        for i, rec in enumerate(block):
+            layers = rec.get("layers")
+            if not isinstance(layers, dict):
+                continue
+            for j, name in enumerate(names):
+                row = layers.get(name, empty)
+                if not isinstance(row, dict):
+                    continue
+                for k, key in enumerate(keys):
+                    if key in row:
+                        values[k, i, j] = _num(row[key])
+        data.add(steps, losses, dict(zip(keys, values, strict=True)))
     return data
 
 
@@ -230,7 +239,7 @@ def make_figure(run: Run, data: FigureData | None = None) -> Any:
     data = data if data is not None else figure_data(run)
     names = data.names
     recorded = data.records
-    diag = _diagnosis_lines(run)
+    diag = _diagnosis_lines(run, records=recorded)
     n_layers = max(1, len(names))
     heat_h = min(7.0, max(2.4, 0.28 * n_layers + 1.2))
     diag_h = max(0.8, 0.22 * len(diag) + 0.5)
