@@ -49,9 +49,10 @@ def stream(run_dir: Path) -> tuple[Run, FigureData]:
         last = json.loads(fh.read().splitlines()[-1])
     data = FigureData(names, float(first["step"]), float(last["step"]))
     keys = ("grad_norm", *LINE_FIELDS)
+    block = max(64, BLOCK * 13 // max(13, len(names)))  # parsed records are large: ~1 kB a layer
     with open(stats, "rb") as fh:
         while True:
-            lines = [line for _, line in zip(range(BLOCK), fh, strict=False)]
+            lines = [line for _, line in zip(range(block), fh, strict=False)]
             if not lines:
                 break
             recs = [json.loads(line) for line in lines]

@@ -358,6 +358,7 @@ def make_figure(run: Run, data: FigureData | None = None) -> Any:
         if high > 0 and high / low > 100:  # an avalanche of loss: log scale shows both ends
             ax.set_yscale("log")
     ax.set_xlabel("step")
+    _plain_steps(ax)
     ax.set_ylabel("loss")
     ax.set_title("loss per recorded step", loc="left", fontsize=10)
     acc_keys = [k for k in ("accuracy", "val_accuracy") if isinstance(final.get(k), (int, float))]
@@ -394,6 +395,7 @@ def make_figure(run: Run, data: FigureData | None = None) -> Any:
         )
         _empty(ax, why)
     ax.set_xlabel("step")
+    _plain_steps(ax)
 
     # --- saturation and dead fractions
     for col, key, label in (
@@ -406,6 +408,7 @@ def make_figure(run: Run, data: FigureData | None = None) -> Any:
         highest = f", highest {data.finite_max[key]:.2f}" if data.finite_any[key] else ""
         ax.set_title(f"fraction of {label}{highest}", loc="left", fontsize=10)
         ax.set_xlabel("step")
+        _plain_steps(ax)
         if not shown:
             _empty(ax, f"no layer records {key}")
 
@@ -495,6 +498,15 @@ def _time_plot(ax: Any, layer: str, measured: list[TimeCurve]) -> None:
     )
     ax.set_xlabel("time step of the input sequence")
     ax.legend(fontsize=7, loc="best")
+
+
+def _plain_steps(ax: Any) -> None:
+    """Steps written out (1000000, not 1.0 with "1e6" in the corner, where the note on the
+    spans is written)."""
+    from matplotlib.ticker import ScalarFormatter
+
+    if isinstance(ax.xaxis.get_major_formatter(), ScalarFormatter):
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
 
 
 def _spans(cells: Buckets) -> bool:
