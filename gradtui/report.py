@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from gradtui.envelope import Buckets, Envelope, envelope, thin_labels
 from gradtui.errors import GradtuiError
 from gradtui.history import TimeCurve, time_curves
 from gradtui.runlog import Run, atomic_write
@@ -29,20 +31,20 @@ DPI = 110
 TIME_CURVES = 5
 #: recurrent layers drawn side by side in the figure's row of curves through time
 TIME_COLUMNS = 3
+#: spans of steps drawn across the heatmap and across a half-width plot: about their width in
+#: pixels (a longer run is drawn as each span's min / max / mean, see :mod:`gradtui.envelope`)
+HEAT_BUCKETS = int(WIDTH_IN * DPI * 0.85)
+LINE_BUCKETS = int(WIDTH_IN * DPI * 0.42)
+#: the layer names' font size on the heatmap (points), and the room a label takes (x the size)
+LABEL_PT = 8
+LABEL_SPACING = 1.25
 
 
 #: the heatmap's colour for a gradient of exactly 0 (white is "not recorded")
 ZERO_COLOUR = "#3d7fd9"
 
 
-def _array(rows: list[list[float]], width: int) -> Any:
-    """``[record][layer]`` as a 2-D array (also with no record or no layer)."""
-    import numpy as np
-
-    return np.array(rows, dtype=float).reshape(len(rows), width)
-
-
-def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
+def _diagnosis_lines(run: Run, width: int = 120, records: int | None = None) -> list[tuple[str, str]]:
     """``(text, colour)`` lines: each diagnosis's message and advice, wrapped."""
     out: list[tuple[str, str]] = []
     for d in run.summary.get("diagnoses", []):
@@ -62,7 +64,7 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
     if run.note:  # what the reader skipped, first: an unreadable summary.json hides its diagnoses
         wrapped = textwrap.wrap(f"not shown: {run.note}", width)
         out[:0] = [(for_matplotlib(x if i == 0 else "    " + x), "#b00020") for i, x in enumerate(wrapped)]
-    if not run.records:
+    if not (records if records is not None else run.records):
         out.insert(0, ("no records: stats.jsonl holds no recorded step", "#555555"))
     if not run.summary.get("diagnoses") and not unread:
         if run.status == "incomplete":
@@ -74,16 +76,170 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
     return out
 
 
-def make_figure(run: Run) -> Any:
-    """The report's figure (a :class:`matplotlib.figure.Figure`)."""
+#: per-layer fields drawn as lines (log scale: only positive values are drawn)
+LINE_FIELDS = {"update_ratio": True, "saturation": False, "dead": False}
+#: records read from the run at once
+BLOCK = 4096
+
+
+class FigureData:
+    """What the figure draws of a run, fed in blocks of records, in memory bounded by the
+    figure's size (not by the run's length): the gradient norms as :data:`HEAT_BUCKETS` spans
+    of steps, the loss and the per-layer lines as :data:`LINE_BUCKETS` spans, and the few
+    numbers the panels say (highest fraction, exact zeros, positive range of the loss).
+
+    A run of at most :data:`HEAT_BUCKETS` records is kept as it is (one cell and one point a
+    record); a longer one is reduced as it is fed, over ``first`` .. ``last`` step when they are
+    given (else the spans double as the steps go on).
+    """
+
+    def __init__(self, names: list[str], first: float | None = None, last: float | None = None) -> None:
+        self.names = list(names)
+        self.first, self.last = first, last
+        self.records = 0
+        self.last_step = math.nan
+        self._raw: list[tuple[Any, Any, dict[str, Any]]] | None = []
+        self._env: dict[str, Envelope] = {}
+        self.loss_finite = False
+        self.loss_pos = (math.inf, -math.inf)
+        self.finite_any = dict.fromkeys(LINE_FIELDS, False)
+        self.finite_max = dict.fromkeys(LINE_FIELDS, -math.inf)
+        self.zeros = {k: [False] * len(self.names) for k in LINE_FIELDS}
+
+    def add(self, steps: Any, losses: Any, fields: dict[str, Any]) -> None:
+        """Feed records: ``steps`` and ``losses`` ``(m,)``; ``fields[key]`` ``(m, layers)`` for
+        ``grad_norm`` and :data:`LINE_FIELDS` (NaN where a layer lacks it)."""
+        import numpy as np
+
+        steps = np.asarray(steps, dtype=float)
+        if not len(steps):
+            return
+        losses = np.asarray(losses, dtype=float)
+        self.records += len(steps)
+        self.last_step = float(steps[-1])
+        fin = np.isfinite(losses)
+        if fin.any():
+            self.loss_finite = True
+            pos = losses[fin & (losses > 0)]
+            if pos.size:
+                self.loss_pos = (
+                    min(self.loss_pos[0], float(pos.min())),
+                    max(self.loss_pos[1], float(pos.max())),
+                )
+        for key, log in LINE_FIELDS.items():
+            v = fields[key]
+            finite = np.isfinite(v)
+            if finite.any():
+                self.finite_any[key] = True
+                self.finite_max[key] = max(self.finite_max[key], float(v[finite].max()))
+            if log:
+                zero = (finite & (v == 0)).any(axis=0)
+                self.zeros[key] = [a or bool(b) for a, b in zip(self.zeros[key], zero, strict=True)]
+        if self._raw is not None:
+            self._raw.append((steps, losses, fields))
+            if self.records <= HEAT_BUCKETS:
+                return
+            raw, self._raw = self._raw, None  # too long to keep: reduce from here on
+            for block in raw:
+                self._reduce(*block)
+            return
+        self._reduce(steps, losses, fields)
+
+    def _reduce(self, steps: Any, losses: Any, fields: dict[str, Any]) -> None:
+        import numpy as np
+
+        if not self._env:
+            c = len(self.names)
+            first = self.first if self.first is not None else float(steps[0])
+
+            def make(buckets: int, columns: int) -> Envelope:
+                if self.last is None or not self.last > first:
+                    return Envelope(buckets, columns, start=first)
+                return Envelope(
+                    buckets, columns, start=first, width=(self.last - first) / buckets * (1 + 1e-9)
+                )
+
+            self._env = {"grad_norm": make(HEAT_BUCKETS, c), "loss": make(LINE_BUCKETS, 1)}
+            self._env.update({k: make(LINE_BUCKETS, c) for k in LINE_FIELDS})
+        self._env["grad_norm"].add(steps, fields["grad_norm"])
+        self._env["loss"].add(steps, losses)
+        for key, log in LINE_FIELDS.items():
+            v = fields[key]
+            self._env[key].add(steps, np.where(np.isfinite(v) & (v > 0), v, np.nan) if log else v)
+
+    def spans(self, key: str) -> Buckets:
+        """``key``'s spans (``grad_norm``, ``loss`` or one of :data:`LINE_FIELDS`); lines drop
+        what a log scale cannot draw."""
+        import numpy as np
+
+        if self._raw is None:
+            return self._env[key].result()
+        blocks = self._raw
+        steps = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0)
+        if key == "loss":
+            return envelope(steps, np.concatenate([b[1] for b in blocks]) if blocks else steps, LINE_BUCKETS)
+        c = len(self.names)
+        v = np.concatenate([b[2][key] for b in blocks]) if blocks else np.zeros((0, c))
+        if LINE_FIELDS.get(key):
+            v = np.where(np.isfinite(v) & (v > 0), v, np.nan)
+        return envelope(steps, v.reshape(len(steps), c), HEAT_BUCKETS if key == "grad_norm" else LINE_BUCKETS)
+
+
+def figure_data(run: Run, names: list[str] | None = None) -> FigureData:
+    """A run's :class:`FigureData`, read from its records :data:`BLOCK` at a time."""
+    import numpy as np
+
+    names = names if names is not None else run.layer_names()
+    recs = run.records
+    steps_of = [_step(r, i) for i, r in ((0, recs[0]), (len(recs) - 1, recs[-1]))] if recs else []
+    data = FigureData(names, *(steps_of or [None, None]))
+    keys = ("grad_norm", *LINE_FIELDS)
+    empty: dict[str, Any] = {}
+    for lo in range(0, len(recs), BLOCK):
+        block = recs[lo : lo + BLOCK]
+        steps = np.array([_step(r, lo + i) for i, r in enumerate(block)], dtype=float)
+        losses = np.array([_num(r.get("loss")) for r in block], dtype=float)
+        values = np.full((len(keys), len(block), len(names)), np.nan)
+        for i, rec in enumerate(block):
+            layers = rec.get("layers")
+            if not isinstance(layers, dict):
+                continue
+            for j, name in enumerate(names):
+                row = layers.get(name, empty)
+                if not isinstance(row, dict):
+                    continue
+                for k, key in enumerate(keys):
+                    if key in row:
+                        values[k, i, j] = _num(row[key])
+        data.add(steps, losses, dict(zip(keys, values, strict=True)))
+    return data
+
+
+def _step(record: dict[str, Any], i: int) -> float:
+    try:
+        return float(record.get("step", i))
+    except (TypeError, ValueError):
+        return float(i)
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def make_figure(run: Run, data: FigureData | None = None) -> Any:
+    """The report's figure (a :class:`matplotlib.figure.Figure`); ``data``: the run's
+    :class:`FigureData` when the caller read it (default: from ``run.records``)."""
     import numpy as np
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    names = run.layer_names()
-    steps = np.array(run.steps(), dtype=float)
-    grads = _array(run.field("grad_norm", names), len(names))
-    diag = _diagnosis_lines(run)
+    data = data if data is not None else figure_data(run)
+    names = data.names
+    recorded = data.records
+    diag = _diagnosis_lines(run, records=recorded)
     n_layers = max(1, len(names))
     heat_h = min(7.0, max(2.4, 0.28 * n_layers + 1.2))
     diag_h = max(0.8, 0.22 * len(diag) + 0.5)
@@ -95,25 +251,30 @@ def make_figure(run: Run) -> Any:
     grid = fig.add_gridspec(len(heights), 6, height_ratios=heights)
     final = run.summary.get("final") or {}
     # names read from files: no matplotlib math ($...$), no control characters
-    title = f"{for_matplotlib(run.name)} - {for_matplotlib(run.status)}, {len(run.records)} recorded steps"
+    title = f"{for_matplotlib(run.name)} - {for_matplotlib(run.status)}, {recorded} recorded steps"
     if run.summary.get("steps"):
         title += f" of {run.summary['steps']}"
     fig.suptitle(title, fontsize=13, fontweight="bold")
 
     # --- heatmap: layers (input at the top, as in the TUI and the tables) x steps
     ax = fig.add_subplot(grid[0, :])
-    if len(steps) and names:
-        data = np.ma.masked_where(~np.isfinite(grads) | (grads <= 0), grads).T
-        positive = grads[np.isfinite(grads) & (grads > 0)]
-        edges = _edges(steps)
+    if recorded and names:
+        # a long run: one column a span of steps, coloured by the span's largest norm (a spike of
+        # one step, the start of an explosion, stays visible; a vanishing layer is low throughout,
+        # so its largest norm is low too); a NaN/Inf anywhere in the span marks the cell
+        cells = data.spans("grad_norm")
+        top = cells.hi
+        edges = cells.edges()
+        shade = np.ma.masked_where(~np.isfinite(top) | (top <= 0), top).T
+        positive = top[np.isfinite(top) & (top > 0)]
         if positive.size:
             norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max()))
             mesh = ax.pcolormesh(
-                edges, np.arange(n_layers + 1), data, norm=norm, cmap="magma", shading="flat"
+                edges, np.arange(n_layers + 1), shade, norm=norm, cmap="magma", shading="flat"
             )
             cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
-            cbar.set_label("gradient norm (log)")
-        zero = np.isfinite(grads) & (grads == 0)
+            cbar.set_label("gradient norm (log)" + (", largest of each span" if _spans(cells) else ""))
+        zero = np.isfinite(top) & (top == 0)  # every finite norm of the span exactly 0
         zero_legend = None
         if zero.any():
             # exactly 0 (a dead layer, an underflow) is a finding, not missing data: its own
@@ -124,11 +285,11 @@ def make_figure(run: Run) -> Any:
             ax.pcolormesh(
                 edges,
                 np.arange(n_layers + 1),
-                np.ma.masked_where(~zero, np.ones_like(grads)).T,
+                np.ma.masked_where(~zero, np.ones_like(top)).T,
                 cmap=ListedColormap([ZERO_COLOUR]),
                 shading="flat",
             )
-            ax.legend(
+            zero_legend = ax.legend(
                 handles=[
                     Patch(color=ZERO_COLOUR, label="exactly 0"),
                     Patch(color="white", label="not recorded"),
@@ -136,18 +297,23 @@ def make_figure(run: Run) -> Any:
                 loc="upper left",
                 fontsize=8,
             )
-        bad = ~np.isfinite(grads)
+        bad = cells.nonfinite > 0
         if bad.any():
             r, c = np.nonzero(bad)
-            ax.scatter(steps[r], c + 0.5, marker="x", color="cyan", s=12, label="NaN/Inf")
+            ax.scatter(cells.x[r], c + 0.5, marker="x", color="cyan", s=12, label="NaN/Inf")
             ax.legend(loc="upper right", fontsize=8)
             if zero_legend is not None:  # the NaN legend replaced the zeros' one: keep both
                 ax.add_artist(zero_legend)
         ax.set_ylim(n_layers, 0)
-        ax.set_yticks(np.arange(n_layers) + 0.5)
-        ax.set_yticklabels([for_matplotlib(n) for n in names], fontsize=8 if n_layers <= 24 else 6)
+        # as many names as fit at the heatmap's height, the first and last always
+        size = LABEL_PT if n_layers <= 24 else 6
+        shown = thin_labels(n_layers, _heat_axes_pt(heat_h), size, LABEL_SPACING)
+        ax.set_yticks(np.array(shown) + 0.5)
+        ax.set_yticklabels([for_matplotlib(names[i]) for i in shown], fontsize=size)
+        if len(shown) < n_layers:
+            ax.set_ylabel(f"{len(shown)} of {n_layers} layers named", fontsize=8, color="#555555")
     else:
-        empty = "no recorded steps" if not len(steps) else "no layer statistics recorded"
+        empty = "no recorded steps" if not recorded else "no layer statistics recorded"
         ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_title("gradient norm per layer (input at the top)", loc="left", fontsize=10)
@@ -156,8 +322,8 @@ def make_figure(run: Run) -> Any:
 
     # --- loss, with the final metrics
     ax = fig.add_subplot(grid[1, :3])
-    losses = np.array(run.losses(), dtype=float)
-    if len(losses) and not np.isfinite(losses).any():
+    losses = recorded and data.loss_finite
+    if recorded and not data.loss_finite:
         ax.text(
             0.5,
             0.5,
@@ -168,49 +334,68 @@ def make_figure(run: Run) -> Any:
             color="#777777",
             fontsize=9,
         )
-        losses = np.array([])
-    if len(losses):
-        ax.plot(steps, losses, color="#1f4e99", lw=1.2, label="loss (batch)")
-        pos = losses[np.isfinite(losses) & (losses > 0)]
-        if pos.size and pos.max() / pos.min() > 100:  # an avalanche of loss: log scale shows both ends
+    if losses:
+        spans = data.spans("loss")
+        if _spans(spans):  # more steps than the plot has pixels: the band each span covers
+            most = int(spans.records.max())
+            ax.fill_between(
+                spans.x, spans.lo[:, 0], spans.hi[:, 0], color="#9db8e0", lw=0, label="loss (batch): min-max"
+            )
+            ax.plot(spans.x, spans.mean[:, 0], color="#1f4e99", lw=1.0, label=f"mean of up to {most:,} steps")
+        else:
+            ax.plot(spans.x, spans.mean[:, 0], color="#1f4e99", lw=1.2, label="loss (batch)")
+        bad = spans.nonfinite[:, 0] > 0
+        if bad.any():  # NaN/Inf: off the scale; a mark at the top where they happened
+            ax.plot(
+                spans.x[bad],
+                np.full(int(bad.sum()), 0.97),
+                "x",
+                color="#b00020",
+                transform=ax.get_xaxis_transform(),
+                label="loss NaN/Inf",
+            )
+        low, high = data.loss_pos
+        if high > 0 and high / low > 100:  # an avalanche of loss: log scale shows both ends
             ax.set_yscale("log")
     ax.set_xlabel("step")
+    _plain_steps(ax)
     ax.set_ylabel("loss")
     ax.set_title("loss per recorded step", loc="left", fontsize=10)
     acc_keys = [k for k in ("accuracy", "val_accuracy") if isinstance(final.get(k), (int, float))]
-    if "val_loss" in final and len(steps):
+    if "val_loss" in final and recorded:
         ax.plot(
-            [steps[-1]],
+            [data.last_step],
             [final["val_loss"]],
             "o",
             color="#d9822b",
             label=f"final val_loss {final['val_loss']:.3g}",
         )
-    if acc_keys and len(steps):
+    if acc_keys and recorded:
         twin = ax.twinx()
         for k, marker in zip(acc_keys, ("s", "D"), strict=False):
-            twin.plot([steps[-1]], [final[k]], marker, color="#2e8b57", label=f"final {k} {final[k]:.3g}")
+            twin.plot(
+                [data.last_step], [final[k]], marker, color="#2e8b57", label=f"final {k} {final[k]:.3g}"
+            )
         twin.set_ylim(0, 1.05)
         twin.set_ylabel("accuracy (end of training)")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = twin.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
-    elif len(losses):
+    elif losses:
         ax.legend(fontsize=8, loc="upper right")
 
     # --- update ratios
     ax = fig.add_subplot(grid[1, 3:])
-    upd = _array(run.field("update_ratio", names), len(names))
     ax.set_title("update ratio ||dw|| / ||w|| per layer", loc="left", fontsize=10)
-    if not _lines(ax, steps, upd, names, colours, log=True):
-        finite = upd[np.isfinite(upd)] if upd.size else upd
+    if not _lines(ax, data, "update_ratio", colours):
         why = (
             "every update ratio is exactly 0 (no weight moved)"
-            if finite.size
+            if data.finite_any["update_ratio"]
             else "no layer records update_ratio"
         )
         _empty(ax, why)
     ax.set_xlabel("step")
+    _plain_steps(ax)
 
     # --- saturation and dead fractions
     for col, key, label in (
@@ -218,13 +403,12 @@ def make_figure(run: Run) -> Any:
         (1, "dead", "dead units (ReLU family)"),
     ):
         ax = fig.add_subplot(grid[2, 3 * col : 3 * col + 3])
-        vals = _array(run.field(key, names), len(names))
-        shown = _lines(ax, steps, vals, names, colours, log=False, note=False)
+        shown = _lines(ax, data, key, colours, note=False)
         ax.set_ylim(-0.02, 1.02)
-        finite = vals[np.isfinite(vals)] if vals.size else vals
-        highest = f", highest {finite.max():.2f}" if finite.size else ""
+        highest = f", highest {data.finite_max[key]:.2f}" if data.finite_any[key] else ""
         ax.set_title(f"fraction of {label}{highest}", loc="left", fontsize=10)
         ax.set_xlabel("step")
+        _plain_steps(ax)
         if not shown:
             _empty(ax, f"no layer records {key}")
 
@@ -316,14 +500,24 @@ def _time_plot(ax: Any, layer: str, measured: list[TimeCurve]) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
-def _edges(steps: Any) -> Any:
-    """Cell edges around each recorded step (``every`` > 1 leaves gaps that cells should cover)."""
-    import numpy as np
+def _plain_steps(ax: Any) -> None:
+    """Steps written out (1000000, not 1.0 with "1e6" in the corner, where the note on the
+    spans is written)."""
+    from matplotlib.ticker import ScalarFormatter
 
-    if len(steps) == 1:
-        return np.array([steps[0] - 0.5, steps[0] + 0.5])
-    mid = (steps[1:] + steps[:-1]) / 2
-    return np.concatenate([[steps[0] - (mid[0] - steps[0])], mid, [steps[-1] + (steps[-1] - mid[-1])]])
+    if isinstance(ax.xaxis.get_major_formatter(), ScalarFormatter):
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+
+
+def _spans(cells: Buckets) -> bool:
+    """Whether a span holds more than one record (the run was downsampled)."""
+    return bool(len(cells.records) and cells.records.max() > 1)
+
+
+def _heat_axes_pt(heat_h: float) -> float:
+    """The heatmap's plot height in points, for a row ``heat_h`` inches high: what its title,
+    tick labels and x label leave (about 0.8 inch)."""
+    return max(0.5, heat_h - 0.8) * 72
 
 
 def _empty(ax: Any, why: str) -> None:
@@ -339,23 +533,38 @@ def _layer_colours(n: int) -> list[Any]:
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
-def _lines(
-    ax: Any, steps: Any, vals: Any, names: list[str], colours: list[Any], *, log: bool, note: bool = True
-) -> int:
-    """One line a layer (colour by depth, input dark); a legend when few. Returns lines drawn."""
-    import numpy as np
+def _lines(ax: Any, data: FigureData, key: str, colours: list[Any], *, note: bool = True) -> int:
+    """One line a layer (colour by depth, input dark); a legend when few. Returns lines drawn.
 
+    A longer run than the plot has pixels: each layer's line is the mean of each span of steps,
+    with its min-max band when at most 8 layers are drawn."""
+    log = LINE_FIELDS[key]
+    names = data.names
+    spans = data.spans(key)
     drawn = 0
     gaps = False
+    many = _spans(spans)
+    has = (spans.count > 0).any(axis=0) if len(spans.x) else [False] * len(names)
+    band = many and int(sum(bool(h) for h in has)) <= 8  # a band a layer only where few are drawn
     for j, name in enumerate(names):
-        v = vals[:, j] if vals.size else np.array([])
-        ok = np.isfinite(v) & ((v > 0) if log else True)
-        if not ok.any():
+        if not has[j]:
             continue
-        gaps = gaps or bool(log and (np.isfinite(v) & (v == 0)).any())
+        gaps = gaps or data.zeros[key][j]
+        if band:
+            ax.fill_between(spans.x, spans.lo[:, j], spans.hi[:, j], color=colours[j], alpha=0.25, lw=0)
         # NaN where a value cannot be drawn: the line breaks there instead of being drawn across
-        ax.plot(steps, np.where(ok, v, np.nan), color=colours[j], lw=1.0, label=for_matplotlib(name))
+        ax.plot(spans.x, spans.mean[:, j], color=colours[j], lw=1.0, label=for_matplotlib(name))
         drawn += 1
+    if many and drawn:
+        ax.text(
+            1.0,
+            -0.22,
+            f"mean of up to {int(spans.records.max()):,} steps a point" + (", band: min-max" if band else ""),
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=7,
+            color="#555555",
+        )
     if log and drawn:
         ax.set_yscale("log")
         if gaps:
