@@ -62,7 +62,7 @@ def _diagnosis_lines(run: Run, width: int = 120) -> list[tuple[str, str]]:
     if run.note:  # what the reader skipped, first: an unreadable summary.json hides its diagnoses
         wrapped = textwrap.wrap(f"not shown: {run.note}", width)
         out[:0] = [(for_matplotlib(x if i == 0 else "    " + x), "#b00020") for i, x in enumerate(wrapped)]
-    if not run.records:
+    if not run.count:
         out.insert(0, ("no records: stats.jsonl holds no recorded step", "#555555"))
     if not run.summary.get("diagnoses") and not unread:
         if run.status == "incomplete":
@@ -95,7 +95,7 @@ def make_figure(run: Run) -> Any:
     grid = fig.add_gridspec(len(heights), 6, height_ratios=heights)
     final = run.summary.get("final") or {}
     # names read from files: no matplotlib math ($...$), no control characters
-    title = f"{for_matplotlib(run.name)} - {for_matplotlib(run.status)}, {len(run.records)} recorded steps"
+    title = f"{for_matplotlib(run.name)} - {for_matplotlib(run.status)}, {run.count} recorded steps"
     if run.summary.get("steps"):
         title += f" of {run.summary['steps']}"
     fig.suptitle(title, fontsize=13, fontweight="bold")
@@ -263,7 +263,7 @@ def make_figure(run: Run) -> Any:
 def _time_curves(run: Run) -> dict[str, list[TimeCurve]]:
     """Per recurrent layer, every curve through time the run recorded, oldest first."""
     out: dict[str, list[TimeCurve]] = {}
-    for record in run.records:
+    for record in run.time_curves(TIME_CURVES):  # a few records, read from the run's index
         if "time_grads" in record:
             for curve in time_curves(record):
                 out.setdefault(curve.layer, []).append(curve)
@@ -392,8 +392,8 @@ def html_page(run: Run, png: bytes) -> str:
     final = summary.get("final") or {}
     rows = [
         ("status", run.status),
-        ("steps", summary.get("steps", len(run.records))),
-        ("recorded steps", len(run.records)),
+        ("steps", summary.get("steps", run.count)),
+        ("recorded steps", run.count),
         ("device", summary.get("device", "-")),
     ]
     rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in final.items()]
@@ -409,7 +409,7 @@ def html_page(run: Run, png: bytes) -> str:
     diag_html = f"<ul>{''.join(diags)}</ul>" if diags else "<p>No diagnoses.</p>"
     if run.note:
         diag_html = f"<p class='note'>Not shown: {html.escape(run.note)}</p>" + diag_html
-    if not run.records:
+    if not run.count:
         diag_html = "<p>No records: stats.jsonl holds no recorded step.</p>" + diag_html
     data = base64.b64encode(png).decode("ascii")
     name = html.escape(run.name)
