@@ -316,6 +316,8 @@ class RunSource:
     ) -> None:
         # checks the folder now, before any screen opens; the records are fed on, never kept
         self.reader = RunReader(path, keep=False)
+        import gradtui.runindex  # noqa: F401 - NumPy loaded here, not in the reading thread
+
         self.path = self.reader.path
         self.follow = follow
         self.interval = interval
