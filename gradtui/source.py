@@ -465,7 +465,11 @@ class RunSource:
         if "stats.jsonl" in reader.skip.files:
             return
 
+        began = self.clock()
+
         def progress(done: int, total: int) -> None:
+            if self.clock() - began < 0.5:  # said only when it takes a while
+                return
             emit(
                 Status(
                     f"indexing {plain(self.path.name)}/stats.jsonl (once, for every later reading): "
