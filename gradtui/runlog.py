@@ -242,16 +242,13 @@ class RunDir:
         self.closed = False
         #: the first failed append to ``stats.jsonl``, if any (records were lost)
         self.error: RunDirError | None = None
-        #: ``stats.idx`` (gradtui.runindex), kept beside ``stats.jsonl`` by :meth:`append_block`;
-        #: ``None`` when it cannot be written (readers then build it)
+        #: ``stats.idx`` (gradtui.runindex), kept beside ``stats.jsonl`` by :meth:`append_block`
+        #: from its first drain; ``None`` before, or when it cannot be written (readers build it)
         self._index: Any = None
-        try:
-            from gradtui.runindex import NAME, IndexWriter
-
-            if os.fstat(self._fd).st_size == 0:
-                self._index = IndexWriter.create(self.path / NAME)
-        except OSError:
-            self._index = None
+        #: whether this writer keeps the index (not after lines were appended without rows)
+        self._indexing = os.fstat(self._fd).st_size == 0
+        #: set by :meth:`append_block` while its lines are written (their rows follow)
+        self._rows_follow = False
 
     def write_preset(self, toml_text: str) -> None:
         """Write the fully resolved preset (atomically)."""
@@ -274,13 +271,15 @@ class RunDir:
         """
         if self.closed or not text:
             return
-        if self._index is not None:  # lines without rows: the index would skip them; readers rebuild it
-            from gradtui.runindex import NAME
+        if not self._rows_follow:  # lines without rows: the index would skip them; readers rebuild it
+            self._indexing = False
+            if self._index is not None:
+                from gradtui.runindex import NAME
 
-            self._index.close()
-            self._index = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path / NAME)
+                self._index.close()
+                self._index = None
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path / NAME)
         data = text.encode("utf-8")
         try:
             if os.fstat(self._fd).st_nlink == 0:
@@ -303,10 +302,22 @@ class RunDir:
         """
         if self.closed or not len(block):
             return
-        data = block.to_jsonl().encode("utf-8")
+        text = block.to_jsonl()
+        data = text.encode("utf-8")
+        if self._index is None and self._indexing:
+            from gradtui.runindex import NAME, IndexWriter
+
+            try:  # created before the first lines: a reader never takes the run for an old one
+                self._index = IndexWriter.create(self.path / NAME)
+            except OSError:
+                self._indexing = False
         index = self._index
         base = os.fstat(self._fd).st_size if index is not None else 0
-        self._write_bytes(data)
+        self._rows_follow = True
+        try:
+            self.append_lines(text)
+        finally:
+            self._rows_follow = False
         if index is not None:
             from gradtui.runindex import block_rows
 
@@ -319,21 +330,11 @@ class RunDir:
                 # the record is stats.jsonl: a reader builds what the index lacks
                 index.close()
                 self._index = None
+                self._indexing = False
                 from gradtui.runindex import NAME
 
                 with contextlib.suppress(OSError):
                     os.unlink(self.path / NAME)
-
-    def _write_bytes(self, data: bytes) -> None:
-        try:
-            if os.fstat(self._fd).st_nlink == 0:
-                raise FileNotFoundError(2, "deleted")
-            while data:  # a short write (signal, full pipe) continues where it stopped
-                data = data[os.write(self._fd, data) :]
-        except OSError as exc:
-            error = _write_error(self.path, "stats.jsonl", exc)
-            self.error = self.error or error
-            raise error from None
 
     def write_text(self, name: str, text: str) -> None:
         """Write another file of the run (atomically), e.g. ``traceback.txt``."""

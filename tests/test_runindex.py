@@ -64,9 +64,17 @@ def layers_of(run: Path) -> tuple[list[Tracked], np.ndarray, np.ndarray]:
     return tracked, stats, losses
 
 
-def synth(run_dir: Path, n: int, src: Path = REAL, block: int = 5000, summary: bool = True) -> Path:
+def synth(
+    run_dir: Path,
+    n: int,
+    src: Path = REAL,
+    block: int = 5000,
+    summary: bool = True,
+    writer: list | None = None,
+) -> Path:
     """A run of ``n`` records written by the training's writer (``stats.jsonl`` and
-    ``stats.idx``), its values drawn around a real run's."""
+    ``stats.idx``), its values drawn around a real run's; ``writer`` receives the writer, left
+    open (the training goes on)."""
     tracked, stats, losses = layers_of(src)
     rng = np.random.default_rng(0)
     out = RunDir(run_dir)
@@ -84,7 +92,10 @@ def synth(run_dir: Path, n: int, src: Path = REAL, block: int = 5000, summary: b
         out.append_block(rec)
     if summary:
         out.write_summary(json.loads((src / "summary.json").read_text()) | {"steps": n})
-    out.close()
+    if writer is not None:
+        writer.append(out)
+    else:
+        out.close()
     return run_dir
 
 
@@ -350,20 +361,19 @@ def test_envelope_of_chunks_is_that_of_the_whole() -> None:
 
 
 def test_follow_sees_what_is_appended_after_the_index(tmp_path: Path) -> None:
-    run = synth(tmp_path / "run", 500, summary=False)
+    writer: list[RunDir] = []
+    run = synth(tmp_path / "run", 500, summary=False, writer=writer)
     src = RunSource(run, follow=True, interval=0.05)
     done = []
     thread = threading.Thread(target=lambda: done.append(src.run(lambda e: None)), daemon=True)
     thread.start()
     while src.history.loss.count < 500:
         thread.join(0.05)
-    synth_more = RunDir.__new__(RunDir)  # the same writer goes on: append a drain
     tracked, stats, losses = layers_of(REAL)
-    fd = os.open(run / "stats.jsonl", os.O_WRONLY | os.O_APPEND)
-    synth_more.path, synth_more._fd, synth_more.closed, synth_more.error = run, fd, False, None
-    synth_more._index = runindex.IndexWriter.reopen(run / NAME)
-    synth_more.append_block(Records(np.arange(500, 520), losses[:20], stats[:20], 1, tracked))
-    synth_more.close()
+    writer[0].append_block(
+        Records(np.arange(500, 520), losses[:20], stats[:20], 1, tracked)
+    )  # the next drain
+    writer[0].close()
     (run / "summary.json").write_text(json.dumps({"name": "x", "status": "completed", "steps": 520}))
     thread.join(10)
     assert done and done[0].followed
