@@ -321,19 +321,36 @@ class History:
         last_time = -1
         at = 0
         names = index.columns
+        total = index.count if stop is None else min(stop, index.count)
+        # the stride the series reach after ``total`` points, taken at once (halving a series
+        # as it fills gives the same buckets: means of equal blocks)
+        stride = 1
+        while total >= self.size * stride:
+            stride *= 2
+
+        def fresh(s: Series) -> Series:
+            if not s.count and not s.values and stride > s.stride:
+                s.stride = stride
+            return s
+
+        fresh(self.loss)
         for rows in index.chunks(0, stop):
             steps = rows["step"]
             self.loss.extend_array(
                 steps, np.where(rows["flags"] & LOSS, rows["loss"].astype(np.float64), np.nan)
             )
-            bits = rows["v"].view(np.uint32)
-            values = rows["v"]
+            values = np.ascontiguousarray(index.plain(rows).T)  # a column a row
+            bits = values.view(np.uint32)
+            absent = (bits == ABSENT).any(axis=1)
             for j, (layer, key) in enumerate(names):
-                present = bits[:, j] != ABSENT
-                if present.all():
-                    self._series(self._layer(layer), key).extend_array(steps, values[:, j])
-                elif present.any():
-                    self._series(self._layer(layer), key).extend_array(steps[present], values[present, j])
+                if not absent[j]:
+                    fresh(self._series(self._layer(layer), key)).extend_array(steps, values[j])
+                    continue
+                present = bits[j] != ABSENT
+                if present.any():
+                    fresh(self._series(self._layer(layer), key)).extend_array(
+                        steps[present], values[j][present]
+                    )
             timed = np.flatnonzero(rows["flags"] & TIME)
             if len(timed):
                 last_time = at + int(timed[-1])

@@ -389,21 +389,28 @@ class RunIndex:
         for a in range(start, stop, size):
             yield self.rows(a, min(stop, a + size))
 
+    @staticmethod
+    def plain(rows: np.ndarray) -> np.ndarray:
+        """The value columns of rows as a plain ``(rows, columns)`` float32 array (a view)."""
+        words = rows.dtype.itemsize // 4
+        return np.ascontiguousarray(rows).view(np.float32).reshape(len(rows), words)[:, 8:]
+
     def values(self, rows: np.ndarray, columns: list[int | None]) -> np.ndarray:
         """``(rows, len(columns))`` float64 values, NaN where absent (or no such column)."""
+        v = self.plain(rows)
+        have = [j for j, c in enumerate(columns) if c is not None]
         out = np.full((len(rows), len(columns)), np.nan)
-        for j, c in enumerate(columns):
-            if c is not None:
-                out[:, j] = rows["v"][:, c]
+        if have:
+            out[:, have] = v[:, [columns[j] for j in have]]
         return out
 
     def present(self, rows: np.ndarray, columns: list[int | None]) -> np.ndarray:
         """Which of ``values`` were recorded (a recorded NaN included)."""
+        bits = self.plain(rows).view(np.uint32)
+        have = [j for j, c in enumerate(columns) if c is not None]
         out = np.zeros((len(rows), len(columns)), bool)
-        bits = rows["v"].view(np.uint32)
-        for j, c in enumerate(columns):
-            if c is not None:
-                out[:, j] = bits[:, c] != ABSENT
+        if have:
+            out[:, have] = bits[:, [columns[j] for j in have]] != ABSENT
         return out
 
     def field(self, key: str, names: list[str], start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -969,6 +976,12 @@ class IndexedRun:
     ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
         """Every record, a chunk at a time: ``(steps, losses, {key: (rows, layers)})``, NaN where a
         value is absent or the loss ``null``."""
+        for steps, losses, values, _ in self._stream(keys, names):
+            yield steps, losses, values
+
+    def _stream(
+        self, keys: list[str], names: list[str]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]]:
         idx = self.index
         cols = {k: [idx.column(n, k) for n in names] for k in keys}
         for rows in idx.chunks():
@@ -976,6 +989,7 @@ class IndexedRun:
                 rows["step"],
                 np.where(rows["flags"] & LOSS, rows["loss"].astype(np.float64), np.nan),
                 {k: idx.values(rows, c) for k, c in cols.items()},
+                rows["flags"],
             )
 
     def _envelopes(self, names: list[str]) -> dict[str, Any]:
@@ -986,12 +1000,14 @@ class IndexedRun:
             envs = {k: Envelope(n, self.buckets, len(names)) for k in keys}
             loss = Envelope(n, self.buckets, 1)
             at = 0
-            for steps, losses, vals in self.stream(keys, names):
+            timed = []
+            for steps, losses, vals, flags in self._stream(keys, names):
                 for k in keys:
                     envs[k].add(at, steps, vals[k])
                 loss.add(at, steps, losses.reshape(-1, 1))
+                timed.append(np.flatnonzero(flags & TIME) + at)
                 at += len(steps)
-            self._cache = {"names": key, "envs": envs, "loss": loss}
+            self._cache = {"names": key, "envs": envs, "loss": loss, "timed": np.concatenate(timed or [[]])}
         return self._cache
 
     def _pairs(self, env: Envelope) -> np.ndarray:
@@ -1033,7 +1049,8 @@ class IndexedRun:
 
     def time_curves(self, per_layer: int = 5) -> list[dict[str, Any]]:
         """A few records with ``time_grads``, spread over the run (the newest among them)."""
-        rows = self.index.flagged(TIME)
+        cached = self._cache.get("timed")
+        rows = cached.astype(np.int64) if cached is not None else self.index.flagged(TIME)
         if not len(rows):
             return []
         picks = sorted(
