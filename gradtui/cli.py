@@ -384,15 +384,38 @@ def report(
     typer.echo(f"wrote {plain(write_report(run, out))}")
 
 
+def _index_progress(run_dir: Path) -> Any:
+    """Progress of a first reading that builds a run's index (``stats.idx``), on stderr: said
+    only when it takes a while (a long run written without it)."""
+    import time
+
+    began = time.monotonic()
+    said = [False]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - began < 1.0 and not said[0]:
+            return
+        said[0] = True
+        pct = 100 * done // max(total, 1)
+        end = "\n" if done >= total else "\r"
+        sys.stderr.write(f"gradtui: indexing {plain(run_dir / 'stats.jsonl')} (once): {pct}%{end}")
+        sys.stderr.flush()
+
+    return progress
+
+
 def _read_runs(run_dirs: list[Path]) -> list[Any]:
     """Read run directories for a command; what was skipped is said in one line on stderr.
 
     Raises:
         GradtuiError: one of them is not a run directory, or holds nothing readable.
     """
-    from gradtui.runlog import read_usable
+    from gradtui.runindex import read_indexed
 
-    runs = [read_usable(d) for d in run_dirs]
+    runs = [read_indexed(d, _index_progress(d)) for d in run_dirs]
+    for r in runs:
+        if r.index.where != "stats.idx":
+            sys.stderr.write(f"gradtui: {plain(r.path)}: its index is kept in {r.index.where}\n")
     notes = [f"{plain(r.path)}: {r.note}" if len(runs) > 1 else r.note for r in runs if r.note]
     if notes:
         sys.stderr.write(f"gradtui: {plain('; '.join(notes))}\n")
@@ -506,9 +529,9 @@ def export(
     run = _read_runs([run_dir])[0]
     if tensorboard.exists() and not tensorboard.is_dir():
         raise GradtuiError("exists and is not a folder", file=str(tensorboard), key="--tensorboard")
-    from gradtui.tensorboard import export_run
+    from gradtui.tensorboard import export_index
 
-    sink = export_run(run, tensorboard)
+    sink = export_index(run, tensorboard)
     where = plain(sink.logdir)
     typer.echo(
         f"wrote {sink.rows} steps of {plain(run.name)} to {where}; see it with: tensorboard --logdir {where}"

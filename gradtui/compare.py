@@ -33,8 +33,9 @@ SHORT = {
 
 
 def recent(run: Run, key: str, names: list[str]) -> dict[str, float]:
-    """The median of each layer's ``key`` over the run's last :data:`RECENT` records."""
-    rows = run.field(key, names)[-RECENT:]
+    """The median of each layer's ``key`` over the run's last :data:`RECENT` records (read from
+    the end of the run: its index, :mod:`gradtui.runindex`, never the whole file)."""
+    rows = run.tail(key, names, RECENT).tolist()
     out = {}
     for j, name in enumerate(names):
         vals = [r[j] for r in rows if not math.isnan(r[j])]
@@ -134,7 +135,7 @@ def compare_table(runs: list[Run]) -> Group:
     for i, run in enumerate(runs):
         final = run.summary.get("final") or {}
         # names and paths read from files: plain text (no markup, no terminal control sequence)
-        line = f"{_tag(i)}  {plain(run.name)} [{plain(run.status)}] {len(run.records)} records"
+        line = f"{_tag(i)}  {plain(run.name)} [{plain(run.status)}] {run.count} records"
         if "loss" in final:
             line += f", loss {fmt(final['loss'])}"
         if "val_accuracy" in final:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gradtui.diagnosis import Diagnosis
 from gradtui.history import History, TimeCurve
-from gradtui.runlog import Run, read_run
+from gradtui.runlog import Run
 from gradtui.stack import LayerInfo
 
 #: points of each layer's gradient-norm series sent to the screen
@@ -237,9 +237,16 @@ def snapshot_from_records(
 
 
 def snapshot_from_run(path: str | Path) -> Snapshot:
-    """A snapshot of a finished (or incomplete) run directory."""
-    run: Run = read_run(path)
-    return snapshot_from_records(run.records, run.summary, out=str(run.path))
+    """A snapshot of a finished (or incomplete) run directory, read through its index (memory
+    bounded whatever the run's length; see :class:`gradtui.source.RunSource`)."""
+    from gradtui.source import RunSource
+
+    source = RunSource(path)
+    ended = source.run(lambda event: None)
+    if ended.snapshot is not None:
+        return ended.snapshot
+    run: Run = source.reader.run
+    return snapshot_from_records([], run.summary, out=str(run.path))
 
 
 class Clock:

@@ -98,6 +98,48 @@ class Series:
                 self._sum = 0.0
                 self._n = 0
 
+    def extend_array(self, steps: Any, values: Any) -> None:
+        """Add raw points given as NumPy arrays: the series :meth:`extend` makes (each bucket the
+        mean of its points; sums in NumPy's order, so the last bits may differ), at a few NumPy
+        operations a call whatever the number of points (a run read back through its index)."""
+        import numpy as np
+
+        n = len(values)
+        if not n:
+            return
+        values = np.asarray(values, dtype=np.float64)
+        self.count += n
+        self._last = float(values[-1])
+        i = 0
+        while i < n:
+            stride = self.stride
+            if self._n:  # complete the partial bucket
+                take = min(stride - self._n, n - i)
+                self._sum += float(values[i : i + take].sum())
+                self._n += take
+                i += take
+                if self._n >= stride:
+                    self._push(self._acc_step, self._sum / self._n)
+                    self._sum = 0.0
+                    self._n = 0
+                continue
+            whole = min((n - i) // stride, self.size - len(self.values))
+            if whole:
+                end = i + whole * stride
+                self.steps.extend(np.asarray(steps[i:end:stride]).tolist())
+                block = values[i:end]
+                self.values.extend(
+                    block.tolist() if stride == 1 else block.reshape(whole, stride).mean(axis=1).tolist()
+                )
+                i = end
+                if len(self.values) >= self.size:
+                    self._halve()
+                continue
+            self._acc_step = int(steps[i])
+            self._sum = float(values[i:].sum())
+            self._n = n - i
+            i = n
+
     def _push(self, step: int, value: float) -> None:
         self.steps.append(step)
         self.values.append(value)
@@ -266,6 +308,60 @@ class History:
             if len(measured):
                 i = int(measured[-1])
                 self.time[name] = TimeCurve(name, steps[i], tuple(starts), tuple(norms[i].tolist()))
+
+    def add_index(self, index: Any, stop: int | None = None) -> None:
+        """Add the records of a run's index (:class:`gradtui.runindex.RunIndex`), a chunk of rows
+        at a time: the series :meth:`extend` makes with those records, in memory bounded by the
+        series' size whatever the run's length. The newest curve through time of each recurrent
+        layer is read from its line."""
+        import numpy as np
+
+        from gradtui.runindex import ABSENT, LOSS, TIME
+
+        last_time = -1
+        at = 0
+        names = index.columns
+        total = index.count if stop is None else min(stop, index.count)
+        # the stride the series reach after ``total`` points, taken at once (halving a series
+        # as it fills gives the same buckets: means of equal blocks)
+        stride = 1
+        while total >= self.size * stride:
+            stride *= 2
+
+        def fresh(s: Series) -> Series:
+            if not s.count and not s.values and stride > s.stride:
+                s.stride = stride
+            return s
+
+        fresh(self.loss)
+        for rows in index.chunks(0, stop):
+            steps = rows["step"]
+            self.loss.extend_array(
+                steps, np.where(rows["flags"] & LOSS, rows["loss"].astype(np.float64), np.nan)
+            )
+            values = np.ascontiguousarray(index.plain(rows).T)  # a column a row
+            bits = values.view(np.uint32)
+            absent = (bits == ABSENT).any(axis=1)
+            for j, (layer, key) in enumerate(names):
+                if not absent[j]:
+                    fresh(self._series(self._layer(layer), key)).extend_array(steps, values[j])
+                    continue
+                present = bits[j] != ABSENT
+                if present.any():
+                    fresh(self._series(self._layer(layer), key)).extend_array(
+                        steps[present], values[j][present]
+                    )
+            timed = np.flatnonzero(rows["flags"] & TIME)
+            if len(timed):
+                last_time = at + int(timed[-1])
+            at += len(rows)
+            self.last_step = int(steps[-1])
+            self.last_epoch = int(rows["epoch"][-1])
+        if last_time >= 0:
+            record = index.record(last_time)
+            if record is not None:
+                for curve in time_curves(record):
+                    self.time[curve.layer] = curve
 
     def series(self, layer: str, key: str) -> Series | None:
         """One layer's series of one statistic, if recorded."""

@@ -234,7 +234,7 @@ class Monitor:
                     self.initial_loss = float(known[0])
                 self.last_loss = float(known[-1])
             if self.run is not None:
-                self.run.append_lines(block.to_jsonl())
+                self.run.append_block(block)  # stats.jsonl and its index (gradtui.runindex)
             self.history.add_block(block)
             if block.time_grads:
                 block.extra["time_ratio"] = self._time_ratio(block)

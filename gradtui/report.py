@@ -64,7 +64,7 @@ def _diagnosis_lines(run: Run, width: int = 120, records: int | None = None) -> 
     if run.note:  # what the reader skipped, first: an unreadable summary.json hides its diagnoses
         wrapped = textwrap.wrap(f"not shown: {run.note}", width)
         out[:0] = [(for_matplotlib(x if i == 0 else "    " + x), "#b00020") for i, x in enumerate(wrapped)]
-    if not (records if records is not None else run.records):
+    if not (records if records is not None else run.count):
         out.insert(0, ("no records: stats.jsonl holds no recorded step", "#555555"))
     if not run.summary.get("diagnoses") and not unread:
         if run.status == "incomplete":
@@ -186,33 +186,29 @@ class FigureData:
 
 
 def figure_data(run: Run, names: list[str] | None = None) -> FigureData:
-    """A run's :class:`FigureData`, read from its records :data:`BLOCK` at a time."""
-    import numpy as np
-
+    """A run's :class:`FigureData`, fed a chunk of records at a time by the run's own
+    ``stream`` (a :class:`gradtui.runindex.IndexedRun` reads them from its index on disk, a
+    :class:`gradtui.runlog.Run` from its records)."""
     names = names if names is not None else run.layer_names()
-    recs = run.records
-    steps_of = [_step(r, i) for i, r in ((0, recs[0]), (len(recs) - 1, recs[-1]))] if recs else []
-    data = FigureData(names, *(steps_of or [None, None]))
-    keys = ("grad_norm", *LINE_FIELDS)
-    empty: dict[str, Any] = {}
-    for lo in range(0, len(recs), BLOCK):
-        block = recs[lo : lo + BLOCK]
-        steps = np.array([_step(r, lo + i) for i, r in enumerate(block)], dtype=float)
-        losses = np.array([_num(r.get("loss")) for r in block], dtype=float)
-        values = np.full((len(keys), len(block), len(names)), np.nan)
-        for i, rec in enumerate(block):
-            layers = rec.get("layers")
-            if not isinstance(layers, dict):
-                continue
-            for j, name in enumerate(names):
-                row = layers.get(name, empty)
-                if not isinstance(row, dict):
-                    continue
-                for k, key in enumerate(keys):
-                    if key in row:
-                        values[k, i, j] = _num(row[key])
-        data.add(steps, losses, dict(zip(keys, values, strict=True)))
+    first, last = _step_range(run)
+    data = FigureData(names, first, last)
+    keys = ["grad_norm", *LINE_FIELDS]
+    for steps, losses, values in run.stream(keys, names):
+        data.add(steps, losses, values)
     return data
+
+
+def _step_range(run: Run) -> tuple[float | None, float | None]:
+    """The first and last recorded step, read without reading the run."""
+    index = getattr(run, "index", None)
+    if index is not None:
+        if not index.count:
+            return None, None
+        return float(index.rows(0, 1)["step"][0]), float(index.rows(index.count - 1, index.count)["step"][0])
+    recs = run.records
+    if not recs:
+        return None, None
+    return _step(recs[0], 0), _step(recs[-1], len(recs) - 1)
 
 
 def _step(record: dict[str, Any], i: int) -> float:
@@ -231,7 +227,7 @@ def _num(value: Any) -> float:
 
 def make_figure(run: Run, data: FigureData | None = None) -> Any:
     """The report's figure (a :class:`matplotlib.figure.Figure`); ``data``: the run's
-    :class:`FigureData` when the caller read it (default: from ``run.records``)."""
+    :class:`FigureData` when the caller read it (default: streamed from the run)."""
     import numpy as np
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
@@ -447,7 +443,7 @@ def make_figure(run: Run, data: FigureData | None = None) -> Any:
 def _time_curves(run: Run) -> dict[str, list[TimeCurve]]:
     """Per recurrent layer, every curve through time the run recorded, oldest first."""
     out: dict[str, list[TimeCurve]] = {}
-    for record in run.records:
+    for record in run.time_curves(TIME_CURVES):  # a few records, read from the run's index
         if "time_grads" in record:
             for curve in time_curves(record):
                 out.setdefault(curve.layer, []).append(curve)
@@ -601,8 +597,8 @@ def html_page(run: Run, png: bytes) -> str:
     final = summary.get("final") or {}
     rows = [
         ("status", run.status),
-        ("steps", summary.get("steps", len(run.records))),
-        ("recorded steps", len(run.records)),
+        ("steps", summary.get("steps", run.count)),
+        ("recorded steps", run.count),
         ("device", summary.get("device", "-")),
     ]
     rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in final.items()]
@@ -618,7 +614,7 @@ def html_page(run: Run, png: bytes) -> str:
     diag_html = f"<ul>{''.join(diags)}</ul>" if diags else "<p>No diagnoses.</p>"
     if run.note:
         diag_html = f"<p class='note'>Not shown: {html.escape(run.note)}</p>" + diag_html
-    if not run.records:
+    if not run.count:
         diag_html = "<p>No records: stats.jsonl holds no recorded step.</p>" + diag_html
     data = base64.b64encode(png).decode("ascii")
     name = html.escape(run.name)

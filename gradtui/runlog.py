@@ -112,7 +112,15 @@ WORDING = {
 
 
 #: the files gradtui writes into a run directory: what ``--overwrite`` may remove
-RUN_FILES = ("stats.jsonl", "summary.json", "preset.toml", "traceback.txt", "report.html", "report.png")
+RUN_FILES = (
+    "stats.jsonl",
+    "summary.json",
+    "preset.toml",
+    "traceback.txt",
+    "report.html",
+    "report.png",
+    "stats.idx",
+)
 
 
 #: the temporary file of one of :data:`RUN_FILES` (see :func:`_create_temp`)
@@ -234,6 +242,13 @@ class RunDir:
         self.closed = False
         #: the first failed append to ``stats.jsonl``, if any (records were lost)
         self.error: RunDirError | None = None
+        #: ``stats.idx`` (gradtui.runindex), kept beside ``stats.jsonl`` by :meth:`append_block`
+        #: from its first drain; ``None`` before, or when it cannot be written (readers build it)
+        self._index: Any = None
+        #: whether this writer keeps the index (not after lines were appended without rows)
+        self._indexing = os.fstat(self._fd).st_size == 0
+        #: set by :meth:`append_block` while its lines are written (their rows follow)
+        self._rows_follow = False
 
     def write_preset(self, toml_text: str) -> None:
         """Write the fully resolved preset (atomically)."""
@@ -256,6 +271,15 @@ class RunDir:
         """
         if self.closed or not text:
             return
+        if not self._rows_follow:  # lines without rows: the index would skip them; readers rebuild it
+            self._indexing = False
+            if self._index is not None:
+                from gradtui.runindex import NAME
+
+                self._index.close()
+                self._index = None
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path / NAME)
         data = text.encode("utf-8")
         try:
             if os.fstat(self._fd).st_nlink == 0:
@@ -268,6 +292,49 @@ class RunDir:
             error = _write_error(self.path, "stats.jsonl", exc)
             self.error = self.error or error
             raise error from None
+
+    def append_block(self, block: Any) -> None:
+        """Append a drain's records (a :class:`gradtui.probe.Records`) to ``stats.jsonl``, then
+        their rows to ``stats.idx`` (the lines first: a row never points past what was written).
+
+        Raises:
+            RunDirGone, RunDirError: as :meth:`append_lines`.
+        """
+        if self.closed or not len(block):
+            return
+        text = block.to_jsonl()
+        data = text.encode("utf-8")
+        if self._index is None and self._indexing:
+            from gradtui.runindex import NAME, IndexWriter
+
+            try:  # created before the first lines: a reader never takes the run for an old one
+                self._index = IndexWriter.create(self.path / NAME)
+            except OSError:
+                self._indexing = False
+        index = self._index
+        base = os.fstat(self._fd).st_size if index is not None else 0
+        self._rows_follow = True
+        try:
+            self.append_lines(text)
+        finally:
+            self._rows_follow = False
+        if index is not None:
+            from gradtui.runindex import block_rows
+
+            try:
+                rows = block_rows(block, data, base, index)
+                if rows is None:
+                    raise ValueError("lines and rows do not pair up")
+                index.append(rows)
+            except (OSError, ValueError):
+                # the record is stats.jsonl: a reader builds what the index lacks
+                index.close()
+                self._index = None
+                self._indexing = False
+                from gradtui.runindex import NAME
+
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path / NAME)
 
     def write_text(self, name: str, text: str) -> None:
         """Write another file of the run (atomically), e.g. ``traceback.txt``."""
@@ -300,9 +367,11 @@ class RunDir:
                 self.path.rmdir()  # only if empty
 
     def close(self) -> None:
-        """Close ``stats.jsonl``."""
+        """Close ``stats.jsonl`` (and ``stats.idx``)."""
         if not self.closed:
             os.close(self._fd)
+            if self._index is not None:
+                self._index.close()
             self.closed = True
 
 
@@ -339,6 +408,35 @@ class Run:
                 if key.strip() == "name" and value.strip().startswith('"'):
                     return value.strip().strip('"')
         return self.path.name
+
+    @property
+    def count(self) -> int:
+        """Records read."""
+        return len(self.records)
+
+    def tail(self, key: str, names: list[str], n: int) -> Any:
+        """``(rows, layers)`` of the last ``n`` records' ``key`` (a list of lists); NaN where
+        absent."""
+        import numpy as np
+
+        rows = [[_number(r.get("layers", {}).get(x, {}).get(key)) for x in names] for r in self.records[-n:]]
+        return np.array(rows, dtype=float).reshape(len(rows), len(names))
+
+    def stream(self, keys: list[str], names: list[str]) -> Any:
+        """Every record in one chunk: ``(steps, losses, {key: (rows, layers)})`` as arrays (see
+        :meth:`gradtui.runindex.IndexedRun.stream`)."""
+        import numpy as np
+
+        n = len(self.records)
+        yield (
+            np.array(self.steps(), dtype=np.int64),
+            np.array(self.losses(), dtype=float),
+            {k: np.array(self.field(k, names), dtype=float).reshape(n, len(names)) for k in keys},
+        )
+
+    def time_curves(self, per_layer: int = 5) -> list[dict[str, Any]]:
+        """The records with ``time_grads``."""
+        return [r for r in self.records if "time_grads" in r]
 
     def layer_names(self) -> list[str]:
         """Every layer key of the records, in the order they first appear (model order)."""
@@ -719,11 +817,16 @@ class RunReader:
 
     Args:
         path: the run directory (checked with :func:`check_run_dir`).
+        keep (bool): keep the records read in :attr:`run` (``Run.records``). Defaults to True;
+            a follower that feeds them on (bounded memory) passes False and counts them.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, keep: bool = True) -> None:
         self.path = check_run_dir(path)
         self.run = Run(self.path, "incomplete")
+        self.keep = keep
+        #: records read so far (kept or not)
+        self.count = 0
         self.offset = 0
         self.partial = b""
         self.skip = Skipped()
@@ -743,7 +846,7 @@ class RunReader:
 
     def usable(self) -> bool:
         """Whether anything was read: a record, or a ``summary.json``."""
-        return bool(self.run.records) or self.finished and bool(self.run.summary)
+        return bool(self.count) or self.finished and bool(self.run.summary)
 
     def poll(self) -> list[dict[str, Any]]:
         """New records since the last poll; also reads ``summary.json`` and ``preset.toml``
@@ -856,7 +959,9 @@ class RunReader:
             record = clean_record(raw, self.skip)
             if record is not None:
                 new.append(record)
-        self.run.records.extend(new)
+        self.count += len(new)
+        if self.keep:
+            self.run.records.extend(new)
         return new
 
 

@@ -287,8 +287,16 @@ def _whole(record: dict[str, Any]) -> bool:
     )
 
 
+#: records of a run without ``summary.json`` that the rules read when it is opened (its last
+#: ones: the rules' windows and plateaus are a few hundred steps; ``stats.idx`` seeks to them)
+LIVE_DIAGNOSED = 2000
+
+
 class RunSource:
     """A recorded run directory, read once or followed while another process writes it.
+
+    Memory does not grow with the run's length: the history is a fixed-size downsampling buffer
+    filled from the run's index (``stats.idx``), and following reads only the bytes appended.
 
     Args:
         path: the run directory (a folder that is not a run raises :class:`GradtuiError`).
@@ -306,7 +314,10 @@ class RunSource:
         interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.reader = RunReader(path)  # checks the folder now, before any screen opens
+        # checks the folder now, before any screen opens; the records are fed on, never kept
+        self.reader = RunReader(path, keep=False)
+        import gradtui.runindex  # noqa: F401 - NumPy loaded here, not in the reading thread
+
         self.path = self.reader.path
         self.follow = follow
         self.interval = interval
@@ -317,8 +328,11 @@ class RunSource:
         #: an error that ended the reading (see :meth:`run`)
         self.error: str | None = None
         #: diagnoses of the records read so far, for a run with no ``summary.json`` yet (one being
-        #: written, or killed): the same rules as the training's, fed as the lines arrive
+        #: written, or killed): the same rules as the training's, fed its last
+        #: :data:`LIVE_DIAGNOSED` records, then the lines as they arrive
         self._diagnoser: Any = None
+        #: where the run's index lives (``stats.idx``, or a temporary file: a read-only folder)
+        self.where = ""
 
     def stop(self) -> None:
         """Stop following (from any thread)."""
@@ -375,14 +389,7 @@ class RunSource:
         new = self.reader.poll()
         if new:
             self.history.extend(new)
-            if not self.reader.finished and self._diagnoser is not False:
-                try:
-                    diagnoser = self._live_diagnoser()
-                    whole = [r for r in new if _whole(r)]
-                    if whole:
-                        diagnoser.feed_all(whole)
-                except Exception:  # noqa: BLE001 - the reading goes on without live diagnoses
-                    self._diagnoser = False
+            self._diagnose(new)
         return bool(new)
 
     def _live_diagnoser(self) -> Any:
@@ -424,6 +431,8 @@ class RunSource:
             out.append(note)
         if self.error:
             out.append(self.error)
+        if self.where and self.where != "stats.idx":
+            out.append(f"{self.path}: its index is kept in {self.where}")
         return [plain(x) for x in out]
 
     def run(self, emit: Emit) -> Ended:
@@ -446,7 +455,60 @@ class RunSource:
                 emit(ended)
             return ended
 
+    def _load_index(self, emit: Emit) -> None:
+        """Read what the run holds now through its index (:mod:`gradtui.runindex`): the history
+        from its columns, a chunk at a time; the reader then goes on from the last line indexed.
+        A run written without an index gets it built, once, with its progress on the screen."""
+        from gradtui.runindex import open_index
+
+        reader = self.reader
+        if "stats.jsonl" in reader.skip.files:
+            return
+
+        began = self.clock()
+
+        def progress(done: int, total: int) -> None:
+            if self.clock() - began < 0.5:  # said only when it takes a while
+                return
+            emit(
+                Status(
+                    f"indexing {plain(self.path.name)}/stats.jsonl (once, for every later reading): "
+                    f"{100 * done // max(total, 1)}%"
+                )
+            )
+
+        index = open_index(self.path, progress)
+        try:
+            self.where = index.where
+            self.history.add_index(index)
+            reader.offset = index.covered
+            reader.count = index.count
+            for k, v in index.skip.lines.items():
+                reader.skip.lines[k] = reader.skip.lines.get(k, 0) + v
+            for k, v in index.skip.fields.items():
+                reader.skip.fields[k] = reader.skip.fields.get(k, 0) + v
+            reader.skip.files.update(index.skip.files)
+            reader.poll()  # the summary, the preset, and lines written since
+            if not reader.finished and index.count:
+                # no summary yet (a run being written, or killed): its last records diagnosed
+                # (bounded: not a million records fed to the rules again)
+                self._diagnose(index.tail_records(LIVE_DIAGNOSED))
+        finally:
+            index.close()
+
+    def _diagnose(self, records: list[dict[str, Any]]) -> None:
+        if self.reader.finished or self._diagnoser is False or not records:
+            return
+        try:
+            diagnoser = self._live_diagnoser()
+            whole = [r for r in records if _whole(r)]
+            if whole:
+                diagnoser.feed_all(whole)
+        except Exception:  # noqa: BLE001 - the reading goes on without live diagnoses
+            self._diagnoser = False
+
     def _run(self, emit: Emit) -> Ended:
+        self._load_index(emit)
         self._read()
         emit(Started(self.snapshot()))
         saw_end = False

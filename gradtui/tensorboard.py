@@ -434,3 +434,185 @@ class Tee:
                 fn(*args)
 
         return call
+
+
+# ---------------------------------------------------------------------- export of long runs
+
+#: bytes of event records built at once by :func:`framed_events` (bounded memory)
+EVENT_BYTES = 32 << 20
+
+
+def _crc_table() -> np.ndarray:
+    """CRC-32C (Castagnoli, reflected 0x82F63B78) byte table."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0x82F63B78), table >> 1).astype(np.uint32)
+    return table
+
+
+_TABLE = _crc_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C of ``data`` (the TFRecord checksum), for the constant parts of a layout."""
+    crc = 0xFFFFFFFF
+    table = _TABLE.tolist()
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(crc: Any) -> Any:
+    """TFRecord's masked CRC, for an int or a uint32 array."""
+    if isinstance(crc, np.ndarray):
+        crc = crc.astype(np.uint64)
+        return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+_SHIFTS: dict[int, np.ndarray] = {}
+
+
+def _shift_tables(length: int) -> np.ndarray:
+    """``U[k][b]``: what byte ``b`` followed by ``k`` zero bytes adds to a CRC-32C register
+    (CRC is linear: a message's CRC is its template's XOR what each byte that differs adds),
+    for ``k < length``; ``(length, 256)`` uint32."""
+    got = _SHIFTS.get(length)
+    if got is None or len(got) < length:
+        out = np.empty((length, 256), np.uint32)
+        reg = _TABLE.copy()
+        for k in range(length):
+            out[k] = reg
+            reg = _TABLE[reg & 0xFF] ^ (reg >> 8)
+        _SHIFTS.clear()  # one layout at a time is enough
+        _SHIFTS[length] = got = out
+    return got
+
+
+def framed_events(
+    wall: float, steps: np.ndarray, values: np.ndarray, present: np.ndarray, prefixes: list[bytes]
+) -> bytes:
+    """TFRecord-framed ``Event`` protos, one a row: ``Event{wall_time, step, summary}`` whose
+    summary holds ``prefixes[j]`` + the float32 of ``values[i, j]`` for each present ``j``;
+    built for all rows of one layout at once (NumPy), the checksums by CRC's linearity from the
+    layout's constant bytes and the bytes that differ (the step and the values).
+
+    The same bytes as :class:`TensorBoardSink`'s ``add_rows`` writes through
+    ``RecordWriter`` (a test checks it)."""
+    n = len(steps)
+    if not n:
+        return b""
+    u = np.asarray(steps, dtype=np.int64).view(np.uint64)
+    nbytes = np.ones(n, np.int64)
+    for k in range(1, 10):
+        nbytes += (u >> np.uint64(7 * k)) > 0
+    floats = np.ascontiguousarray(values, dtype="<f4").view(np.uint8).reshape(n, -1, 4)
+    keys = np.concatenate([present.astype(np.uint8), nbytes.astype(np.uint8).reshape(-1, 1)], axis=1)
+    # rows of one layout (which values, how long the step) share everything but those bytes
+    uniq, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for g, key in enumerate(uniq):
+        rows = np.flatnonzero(group == g)
+        cols = np.flatnonzero(key[:-1])
+        k = int(key[-1])
+        summary_len = sum(len(prefixes[j]) + 4 for j in cols)
+        head = b"\x09" + struct.pack("<d", wall) + b"\x10"
+        mid = b"\x2a" + _varint(summary_len)
+        body = bytearray(head + b"\x00" * k + mid)
+        at_step = len(head)
+        at_vals = []
+        for j in cols:
+            body += prefixes[j]
+            at_vals.append(len(body))
+            body += b"\x00\x00\x00\x00"
+        length = len(body)
+        header = struct.pack("<Q", length)
+        header += struct.pack("<I", _masked(crc32c(header)))
+        rec = np.empty((len(rows), 12 + length + 4), np.uint8)
+        rec[:, :12] = np.frombuffer(header, np.uint8)
+        rec[:, 12 : 12 + length] = np.frombuffer(bytes(body), np.uint8)
+        var_pos = []
+        su = u[rows]
+        for b in range(k):
+            byte = ((su >> np.uint64(7 * b)) & np.uint64(0x7F)).astype(np.uint8)
+            if b < k - 1:
+                byte |= 0x80
+            rec[:, 12 + at_step + b] = byte
+            var_pos.append(at_step + b)
+        if len(cols):
+            pos = np.array(at_vals)[:, None] + np.arange(4)  # (values, 4)
+            rec[:, 12 + pos.reshape(-1)] = floats[rows][:, cols, :].reshape(len(rows), -1)
+            var_pos.extend(pos.reshape(-1).tolist())
+        # the checksum: the template's, XOR what each differing byte adds
+        crc = np.full(len(rows), crc32c(bytes(body)) ^ 0xFFFFFFFF ^ 0xFFFFFFFF, np.uint32)
+        shifts = _shift_tables(length)
+        data = rec[:, 12 : 12 + length]
+        for p in var_pos:
+            delta = data[:, p] ^ body[p]
+            crc ^= shifts[length - 1 - p][delta] ^ shifts[length - 1 - p][0]
+        rec[:, 12 + length :] = _masked(crc).astype("<u4").view(np.uint8).reshape(-1, 4)
+        parts[g] = (rows, rec)
+    if len(uniq) == 1:
+        return parts[0][1].tobytes()
+    # several layouts (a statistic a layer has only sometimes): the rows in their order
+    where = np.empty(n, np.int64)
+    for _g, (rows, _) in parts.items():
+        where[rows] = np.arange(len(rows))
+    out = []
+    for i in range(n):
+        out.append(parts[int(group[i])][1][where[i]].tobytes())
+    return b"".join(out)
+
+
+def export_index(run: Any, logdir: str | os.PathLike[str], progress: Any = None) -> TensorBoardSink:
+    """:func:`export_run` for a run read through its index (:class:`gradtui.runindex.IndexedRun`):
+    every recorded step streamed a chunk at a time, in constant memory."""
+    from gradtui.errors import GradtuiError
+    from gradtui.runindex import LOSS
+    from gradtui.text import plain
+
+    target = export_dir(run, logdir)
+    sink = None
+    try:
+        sink = TensorBoardSink(target, temporary=True)
+        names = run.layer_names()
+        idx = run.index
+        prefixes = [_value_prefix("loss")] + [_value_prefix(tag(n, k)) for k in SCALAR_KEYS for n in names]
+        cols = [idx.column(n, k) for k in SCALAR_KEYS for n in names]
+        width = len(prefixes)
+        per_chunk = max(1, EVENT_BYTES // max(1, sum(len(p) + 4 for p in prefixes) + 40))
+        done = 0
+        t0 = time.perf_counter()
+        for rows in idx.chunks():
+            for a in range(0, len(rows), per_chunk):
+                part = rows[a : a + per_chunk]
+                values = np.empty((len(part), width), np.float32)
+                values[:, 0] = part["loss"]
+                present = np.empty((len(part), width), bool)
+                present[:, 0] = (part["flags"] & LOSS) != 0
+                values[:, 1:] = idx.values(part, cols)
+                present[:, 1:] = idx.present(part, cols)
+                data = framed_events(time.time(), part["step"], values, present, prefixes)
+                sink._writer._file.write(data)
+                sink.rows += len(part)
+                sink.last_step = int(part["step"][-1])
+            done += len(rows)
+            if progress is not None:
+                progress(done, idx.count)
+        sink.seconds += time.perf_counter() - t0
+        final = run.summary.get("final") or {}
+        sink.add_scalars(sink.last_step, {f"final/{k}": v for k, v in final.items()})
+        sink.add_diagnoses(run.summary.get("diagnoses", []))
+        sink.close()
+    except OSError as exc:
+        if sink is not None:
+            sink._writer.discard()
+        raise GradtuiError(
+            f"cannot write the event file: {exc.strerror or exc}", file=plain(target), key="--tensorboard"
+        ) from None
+    except BaseException:
+        if sink is not None:
+            sink._writer.discard()
+        raise
+    return sink

@@ -398,13 +398,13 @@ def test_follow_stops_when_the_run_folder_is_deleted(tmp_path: Path) -> None:
     (run / "summary.json").unlink()
     shutil.copy(BASE / "stats.jsonl", run / "stats.jsonl")
     source, thread, done = follow(run)
-    wait_for(lambda: len(source.reader.run.records) == 30)
+    wait_for(lambda: source.reader.count == 30)
     shutil.rmtree(run)
     thread.join(10)
     assert not thread.is_alive() and done, "follow waits forever on a deleted run"
     assert "was deleted" in done[0].error or "was removed" in done[0].error  # rmtree: files, then folder
     assert "deleted" in " ".join(source.notes())
-    assert len(source.reader.run.records) == 30
+    assert source.reader.count == 30 and source.history.loss.count == 30
 
 
 def test_follow_stops_when_the_run_is_replaced_and_never_mixes(tmp_path: Path) -> None:
@@ -412,7 +412,7 @@ def test_follow_stops_when_the_run_is_replaced_and_never_mixes(tmp_path: Path) -
     shutil.copytree(BASE, run)
     (run / "summary.json").unlink()
     source, thread, done = follow(run)
-    wait_for(lambda: len(source.reader.run.records) == 30)
+    wait_for(lambda: source.reader.count == 30)
     # --overwrite: the old files removed, a new stats.jsonl, then the new run's summary
     (run / "stats.jsonl").unlink()
     (run / "stats.jsonl").write_text(
@@ -422,8 +422,9 @@ def test_follow_stops_when_the_run_is_replaced_and_never_mixes(tmp_path: Path) -
     thread.join(10)
     assert not thread.is_alive() and done
     assert "stopped following" in done[0].error
-    records = source.reader.run.records
-    assert len(records) == 30 and all("new" not in r["layers"] for r in records)
+    # the records are fed to the history, not kept (bounded memory): nothing of the new run there
+    assert source.reader.count == 30 and source.history.loss.count == 30
+    assert "new" not in source.history.layers
     assert source.reader.run.summary == {}  # the new run's summary is not taken for the old run's
 
 

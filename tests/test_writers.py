@@ -135,7 +135,13 @@ def test_run_overwrite_leaves_no_report_or_traceback_of_the_old_run(tmp_path: Pa
         app, ["run", str(preset), "--out", str(out), "--max-steps", "3", "--overwrite", "-q"]
     )
     assert second.exit_code == 0, second.output
-    assert sorted(p.name for p in out.iterdir()) == ["preset.toml", "stats.jsonl", "summary.json"]
+    # stats.idx: the index of stats.jsonl (gradtui.runindex)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "preset.toml",
+        "stats.idx",
+        "stats.jsonl",
+        "summary.json",
+    ]
     run = read_run(out)
     assert run.status == "completed" and run.summary["steps"] == 3 and len(run.records) == 3
 

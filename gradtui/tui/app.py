@@ -361,7 +361,8 @@ class GradtuiApp(App[int]):
 
     def on_training_status(self, message: TrainingStatus) -> None:
         """Progress before the first step."""
-        if self.session is not None and not self._quitting:
+        # a recorded run says so too while its index is built (a long run written without one)
+        if (self.session is not None or self.reading) and not self._quitting:
             self.query_one(RunStatus).set_state("starting", message.text)
 
     def on_training_started(self, message: TrainingStarted) -> None:
