@@ -79,6 +79,9 @@ class Diagnoser:
         #: the optimizer's name (``adam``, ``sgd``...; lower case) and its epsilon where it has one,
         #: from the optimizer itself (a ``gradtui.watch``) or the preset's ``[train]``
         self.optimizer_name, self.epsilon = optimizer_facts(optimizer, train)
+        #: the largest learning rate the optimizer steps with (``None``: unknown), the pace
+        #: an adaptive optimizer's updates keep (see :mod:`gradtui.rules.exploding`)
+        self.peak_lr = peak_learning_rate(optimizer, train)
         #: advice in Keras terms rather than preset keys (a ``gradtui.watch`` of the user's own code)
         self.keras_terms = keras_terms
         #: each layer's weight norm before any update (the reference of weight growth)
@@ -440,6 +443,25 @@ def optimizer_facts(optimizer: Any, train: TrainSpec | None) -> tuple[str | None
             return name, float(train.epsilon) if train.epsilon is not None else KERAS_EPSILON
         return name, None
     return None, None
+
+
+def peak_learning_rate(optimizer: Any, train: TrainSpec | None) -> float | None:
+    """The learning rate (a schedule's initial or peak one) of a Keras optimizer object, else
+    ``[train] learning_rate`` (warm-up and cosine decay never exceed it); ``None`` if unknown."""
+    if optimizer is not None:
+        inner = getattr(optimizer, "inner_optimizer", None)
+        opt = inner if inner is not None else optimizer
+        lr = getattr(opt, "learning_rate", None)
+        for attr in ("target_learning_rate", "initial_learning_rate"):
+            lr = getattr(lr, attr, lr) if not isinstance(lr, (int, float)) else lr
+        try:
+            value = float(lr)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) and value > 0 else None
+    if train is not None and train.learning_rate:
+        return float(train.learning_rate)
+    return None
 
 
 def diagnose(

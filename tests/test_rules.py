@@ -296,3 +296,18 @@ def test_every_kind_has_a_row_in_the_readme_and_a_module_docstring() -> None:
         assert (importlib.import_module(f"gradtui.rules.{kind}").__doc__ or "").startswith(f"``{kind}``"), (
             kind
         )
+
+
+@pytest.mark.parametrize(("optimizer", "exploding"), [("adam", False), ("sgd", True)])
+def test_weights_moved_at_adams_pace_are_not_exploding(optimizer: str, exploding: bool) -> None:
+    """transformer-qk-norm at lr 0.03 (issue 22): the embedding's weight norm grew 3.25 -> 32.7
+    in 14 steps under Adam, each element moved ~lr a step from a +-0.05 start; under SGD such
+    growth is an explosion. Here: 3.25 -> 50 in 40 steps, within lr x sqrt(2048) x steps."""
+    lr = 0.03
+    records = []
+    for step in range(41):
+        w = 3.25 + (50 - 3.25) * step / 40  # lr x sqrt(2048) = 1.36 a step
+        records.append(trec(step, weight_norm={"embedding": w}))
+    train = TrainSpec(optimizer=optimizer, learning_rate=lr)
+    got = {d.kind for d in diagnose(records, transformer_infos(), train=train)}
+    assert ("exploding" in got) is exploding

@@ -57,6 +57,13 @@ def check(dx: Diagnoser, v: Views) -> Found:
         one_step = (
             np.isfinite(ur1) & (ur1 > ONE_STEP_RATIO) & ((np.isfinite(g1) & (g1 > t.exploding_norm)) | thrown)
         )
+    # an adaptive optimizer moves each weight by about its learning rate a step whatever the
+    # gradient (m / sqrt(v)): weights that grew no faster than that pace since the start were
+    # moved by the step size (``learning_rate``'s to judge), not thrown by a gradient
+    paced = adam_paced(dx, d, v)
+    w_grew &= ~paced
+    thrown &= ~paced
+    one_step &= ~(paced & ~(np.isfinite(g1) & (g1 > t.exploding_norm)))
     # weights thrown far from their initial norm hold at every row, as the weights stay there
     w_grew = w_grew | thrown
     holds = (
@@ -122,6 +129,25 @@ def check(dx: Diagnoser, v: Views) -> Found:
         )
 
     return holds, build
+
+
+def adam_paced(dx: Diagnoser, d: np.ndarray, v: Views) -> np.ndarray:
+    """``(rows, depth layers)``: under an adaptive optimizer, whether a layer's weight norm
+    is within what steps of the learning rate per element could give it since the start:
+    ‖w‖ - ‖w0‖ <= lr x sqrt(parameters) x steps. False where the optimizer, the rate or the
+    layer's size is unknown."""
+    from gradtui.rules.learning_rate import ADAPTIVE
+
+    shape = (len(v), len(d))
+    if dx.optimizer_name not in ADAPTIVE or not dx.peak_lr or dx.step0 is None or not len(dx.params):
+        return np.zeros(shape, bool)
+    w0 = w_ref(dx, d)
+    n = dx.params[d]
+    w1 = v.last[:, d, COL["weight_norm"]]
+    steps = (v.steps - dx.step0 + 1).astype(float)[:, None]
+    with np.errstate(invalid="ignore"):
+        pace = dx.peak_lr * np.sqrt(n)[None, :] * steps
+        return np.isfinite(w1) & np.isfinite(w0)[None, :] & np.isfinite(pace) & (w1 - w0[None, :] <= pace)
 
 
 def w_ref(dx: Diagnoser, d: np.ndarray) -> np.ndarray:
