@@ -114,60 +114,94 @@ def _scale_of(change: Any, g: Any) -> Any:
     return None
 
 
-def attention_stats(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> Any:
-    """An attention layer's two numbers from the query and key its softmax's logits are made of:
-    the largest |logit| (q.k / sqrt(key_dim), positions the mask hides left out) and the
-    entropy in nats of the attention distribution, averaged over the queries that see any
-    position, of the head where it is lowest. Computed in float32 whatever the layer's dtype.
+#: what TensorFlow's ``dot_product_attention`` puts at the positions a mask hides (float32)
+_LARGE_NEGATIVE = 3.38953e38 * -0.7
 
-    For a sequence (query ``(B, T, N, H)``), the logits are formed as TensorFlow's own
-    ``dot_product_attention`` forms them (same einsum, same scale), so that in a compiled step
-    TensorFlow's common-subexpression pass can share them with the layer's."""
+
+def _sequence_logits(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> tuple[Any, Any, Any]:
+    """Query ``(B, T, N, H)`` and key ``(B, S, N, H)``: the logits ``(B, N, T, S)`` in float32,
+    with the masked positions at a large negative value, and the mask (or ``None``).
+
+    The ops are those of Keras's TensorFlow ``dot_product_attention`` (the layer's own path when
+    its dropout is 0), einsum in the layer's compute dtype then float32, the same scale, the
+    same mask ops: in a compiled step TensorFlow's common-subexpression pass (or XLA's) then
+    computes them, and the softmax, once for the layer and the recorder."""
     import tensorflow as tf
 
-    q, k = _f32(tf.stop_gradient(query)), _f32(tf.stop_gradient(key))
-    scale = kc.attention_scale(layer)
-    if q.shape.rank == 4:
-        logits = tf.multiply(tf.einsum("BTNH,BSNH->BNTS", q, k, optimize="optimal"), scale)
-        n_axes = 1
-    else:
-        equation, n_axes = kc.attention_equation(layer)
-        logits = tf.einsum(equation, k, tf.multiply(q, scale))
-    valid = None
+    dtype = query.dtype if query.dtype == key.dtype else tf.float32
+    query, key = tf.cast(query, dtype), tf.cast(key, dtype)
+    logits = tf.cast(tf.einsum("BTNH,BSNH->BNTS", query, key, optimize="optimal"), tf.float32)
+    logits = tf.multiply(logits, tf.cast(kc.attention_scale(layer), tf.float32))
+    if mask is None and not causal:
+        return logits, logits, None
+    valid = tf.ones_like(logits, dtype="bool")
     if mask is not None:
-        valid = tf.cast(tf.stop_gradient(mask), tf.bool)
-        while valid.shape.rank < logits.shape.rank:
-            valid = tf.expand_dims(valid, -2 * n_axes - 1)
+        mask = tf.cast(mask, "bool")
+        for _ in range(4 - mask.shape.rank):
+            mask = tf.expand_dims(mask, axis=-3)
+        valid = tf.logical_and(valid, mask)
     if causal:
         shape = tf.shape(logits)
-        band = tf.linalg.band_part(tf.ones((shape[-2], shape[-1]), tf.bool), -1, 0)
-        valid = band if valid is None else tf.logical_and(valid, band)
-    if n_axes != 1 or logits.shape.rank != 4:  # several attention axes: (batch, N, T, S) flat
-        shape = tf.shape(logits)
-        r = logits.shape.rank
-        flat = tf.stack(
-            [
-                -1,
-                shape[r - 2 * n_axes - 1],
-                tf.reduce_prod(shape[r - 2 * n_axes : r - n_axes]),
-                tf.reduce_prod(shape[r - n_axes :]),
-            ]
-        )
-        if valid is not None:
-            valid = tf.reshape(tf.broadcast_to(valid, shape), flat)
-        logits = tf.reshape(logits, flat)
-    if valid is None:
-        top = tf.maximum(tf.reduce_max(logits), -tf.reduce_min(logits))
-        probs = tf.nn.softmax(logits, axis=-1)
-        per_head = tf.reduce_mean(-tf.reduce_sum(tf.math.xlogy(probs, probs), -1), [0, 2])
+        band = tf.linalg.band_part(tf.ones((shape[2], shape[3]), "bool"), -1, 0)
+        valid = tf.logical_and(valid, band[None, None, :, :])
+    return logits, tf.where(valid, logits, tf.constant(_LARGE_NEGATIVE, tf.float32)), valid
+
+
+def _general_logits(layer: Any, query: Any, key: Any, mask: Any) -> tuple[Any, Any, Any]:
+    """:func:`_sequence_logits` for several attention axes (the layer's own einsum), flattened
+    to ``(batch, N, T, S)``."""
+    import tensorflow as tf
+
+    equation, n_axes = kc.attention_equation(layer)
+    logits = tf.einsum(equation, _f32(key), tf.multiply(_f32(query), kc.attention_scale(layer)))
+    shape, r = tf.shape(logits), logits.shape.rank
+    flat = tf.stack(
+        [
+            -1,
+            shape[r - 2 * n_axes - 1],
+            tf.reduce_prod(shape[r - 2 * n_axes : r - n_axes]),
+            tf.reduce_prod(shape[r - n_axes :]),
+        ]
+    )
+    logits = tf.reshape(logits, flat)
+    if mask is None:
+        return logits, logits, None
+    valid = tf.cast(mask, tf.bool)
+    while valid.shape.rank < r:
+        valid = tf.expand_dims(valid, -2 * n_axes - 1)
+    valid = tf.reshape(tf.broadcast_to(valid, shape), flat)
+    return logits, tf.where(valid, logits, tf.constant(_LARGE_NEGATIVE, tf.float32)), valid
+
+
+def attention_stats(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> Any:
+    """An attention layer's two numbers from the query and key its softmax's logits are made of:
+    the largest |logit| (q.k / sqrt(key_dim), the positions a mask hides left out) and the
+    entropy in nats of the attention distribution, averaged over the queries that see any
+    position, of the head where it is lowest; reduced in float32.
+
+    Four passes over the logits besides the logits and the softmax themselves (which a
+    compiled step shares with the layer, see :func:`_sequence_logits`): per query the largest
+    logit ``m`` and the largest probability ``p_max``, the sum of ``p * logit``, and the
+    smallest logit of all; the entropy is ``log Z - sum(p * logit)`` with
+    ``log Z = m - log(p_max)``."""
+    import tensorflow as tf
+
+    if query.shape.rank == 4:
+        logits, padded, valid = _sequence_logits(layer, query, key, mask, causal)
     else:
-        valid = tf.broadcast_to(valid, tf.shape(logits))
-        top = tf.reduce_max(tf.where(valid, tf.abs(logits), 0.0))
-        probs = tf.nn.softmax(tf.where(valid, logits, tf.float32.max * -0.7), axis=-1)
-        entropy = -tf.reduce_sum(tf.math.xlogy(probs, probs), -1)  # (batch, N, T)
+        logits, padded, valid = _general_logits(layer, query, key, mask)
+    probs = tf.nn.softmax(padded, axis=-1)
+    m = tf.reduce_max(padded, -1)  # (batch, N, T)
+    entropy = m - tf.math.log(tf.reduce_max(probs, -1)) - tf.reduce_sum(probs * padded, -1)
+    if valid is None:
+        low = tf.reduce_min(logits)
+        per_head = tf.reduce_mean(entropy, [0, 2])
+    else:
+        low = tf.reduce_min(tf.where(valid, logits, tf.constant(tf.float32.max, tf.float32)))
         seen = tf.cast(tf.reduce_any(valid, -1), tf.float32)  # a query that sees no position: left out
         per_head = tf.reduce_sum(entropy * seen, [0, 2]) / tf.maximum(tf.reduce_sum(seen, [0, 2]), 1.0)
-    return tf.stack([top, tf.reduce_min(per_head)])
+    top = tf.maximum(tf.maximum(tf.reduce_max(m), -low), 0.0)
+    return tf.stop_gradient(tf.stack([top, tf.reduce_min(per_head)]))
 
 
 def logz_stats(logits: Any) -> Any:
