@@ -309,13 +309,24 @@ def make_callback(
                 self._batches = 0
                 flush("batch")
 
+        @property
+        def drained(self) -> bool:
+            """Whether no training batch ended since the last drain this callback made."""
+            return self._batches == 0
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            flush("epoch")
+            # no training batch since the last drain: nothing new to read (validation records
+            # nothing), and an empty drain still costs a read of the ring
+            if self._batches:
+                self._batches = 0
+                flush("epoch")
             if on_epoch is not None:
                 on_epoch(self._offset + epoch, dict(logs or {}))
 
         def on_train_end(self, logs: dict | None = None) -> None:
             self.train_seconds += time.monotonic() - self._began
-            flush("end")
+            if self._batches:
+                self._batches = 0
+                flush("end")
 
     return GradtuiCallback()

@@ -1009,25 +1009,37 @@ class Recorder:
     def drain(self, epoch: int = 0) -> Records:
         """The rows written since the last drain, oldest first (empty when there are none).
 
-        One read of the ring is one snapshot: its count ``c`` and the rows. Every row numbered
-        below ``c`` was written with its count (:meth:`_write`), so rows ``read_count .. c-1``
-        are each either in their slot, or were overwritten by a row ``capacity`` or more later
-        (the ring overflowed between two drains: counted in :attr:`lost`). A slot holding an
-        older row than expected cannot happen; it would stop the drain there, to be read again."""
-        if self._count_now() <= self.read_count:  # nothing new: the ring is not copied
+        The count ``c`` of rows written is read first (the ring's last row, alone), then only
+        the slots of the rows ``read_count .. c-1`` (one gather; the last ``capacity`` of them
+        when more were written: the older ones are overwritten). Every row numbered below
+        ``c`` was written with its count (:meth:`_write`), and a scatter and a gather of the
+        ring exclude each other, so each wanted slot holds either that row, or a row written
+        ``capacity`` or more later (the ring overflowed: counted in :attr:`lost`). A slot
+        holding an older row than expected cannot happen; it would stop the drain there, to be
+        read again."""
+        count = self._count_now()
+        if count <= self.read_count:  # nothing new: nothing else is read
             return self._records(np.zeros((0, self.width), np.float32), epoch)
-        rows = self.buffer.numpy()  # a later snapshot: its count is at least the one just read
-        count = _count_of(rows, self.capacity)
-        wanted = np.arange(self.read_count, count, dtype=np.int64)
+        first = max(self.read_count, count - self.capacity)
+        wanted = np.arange(first, count, dtype=np.int64)
         slots = wanted % self.capacity
-        seqs = rows[slots, SEQ].view(np.int32).astype(np.int64)
+        rows = self._read_slots(slots)
+        seqs = rows[:, SEQ].view(np.int32).astype(np.int64)
         behind = np.flatnonzero(seqs < wanted)
         if len(behind):  # not written yet: read from there next time
-            wanted, slots, seqs = wanted[: behind[0]], slots[: behind[0]], seqs[: behind[0]]
+            wanted, rows, seqs = wanted[: behind[0]], rows[: behind[0]], seqs[: behind[0]]
         present = seqs == wanted
-        self.lost += int(len(wanted) - present.sum())
-        self.read_count += len(wanted)
-        return self._records(rows[slots[present]], epoch)
+        self.lost += int(first - self.read_count) + int(len(wanted) - present.sum())
+        self.read_count = first + len(wanted)
+        return self._records(rows[present], epoch)
+
+    def _read_slots(self, slots: np.ndarray) -> np.ndarray:
+        """These rows of the ring, as one read (a gather of just them where the variable
+        allows it from here; the whole ring otherwise, a distributed variable)."""
+        try:
+            return np.asarray(self.buffer.sparse_read(slots.astype(np.int32)))
+        except Exception:
+            return self.buffer.numpy()[slots]
 
     def rows_received(self) -> list[int]:
         """Indices (into :attr:`tracked`) of the rows whose variables the optimizer receives: a
