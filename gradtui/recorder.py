@@ -193,6 +193,7 @@ def attention_stats(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -
     probs = tf.nn.softmax(padded, axis=-1)
     m = tf.reduce_max(padded, -1)  # (batch, N, T)
     entropy = m - tf.math.log(tf.reduce_max(probs, -1)) - tf.reduce_sum(probs * padded, -1)
+    entropy = tf.maximum(entropy, 0.0)  # huge logits: a few float32 ulps of m below 0
     if valid is None:
         low = tf.reduce_min(logits)
         per_head = tf.reduce_mean(entropy, [0, 2])
