@@ -211,9 +211,10 @@ def test_no_logz_on_a_softmax_or_a_regression_output(tmp_path: Path) -> None:
 def test_the_training_is_the_same_with_and_without_watch(tmp_path: Path) -> None:
     x, y = data()
     plain, watched = make_model(), make_model()
-    gradtui.watch(watched, out=tmp_path / "run")
+    monitor = gradtui.watch(watched, out=tmp_path / "run")
     h_plain = plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     h_watched = watched.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    monitor.close()
     np.testing.assert_allclose(h_plain.history["loss"], h_watched.history["loss"], rtol=1e-6)
     for a, b in zip(plain.get_weights(), watched.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
