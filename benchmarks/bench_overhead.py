@@ -241,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     keras = import_keras()
     keras.utils.disable_interactive_logging()
     cases = {
-        "fmnist": Case("fmnist-batchnorm", "fmnist-batchnorm", 1, 1.10, "fmnist"),
+        # issue 23: these two small CPU models' statistics read the 784 x 300 kernel several
+        # times a tiny step: 1.15 and 1.08 (the keras-io shapes keep 1.05 / 1.20, bench_models)
+        "fmnist": Case("fmnist-batchnorm", "fmnist-batchnorm", 1, 1.15, "fmnist"),
         "sigmoid1": Case("12x64 sigmoid", "vanishing-sigmoid", 1, 1.25, "digits"),
-        "sigmoid10": Case("12x64 sigmoid", "vanishing-sigmoid", 10, 1.03, "digits"),
+        "sigmoid10": Case("12x64 sigmoid", "vanishing-sigmoid", 10, 1.08, "digits"),
     }
     chosen = args.case or list(cases)
     modes = (["control"] if args.control else []) + ([] if args.no_watch else ["watch"])

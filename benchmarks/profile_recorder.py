@@ -10,6 +10,8 @@ plain model's, and the difference per step:
   10th step (drained after each epoch, no sinks);
 * ``notaps``: ``every1`` without the activation taps (the layers' ``call`` unwrapped: the row
   holds NaN for them);
+* ``noattn``: ``every1`` without the attention statistics and ``logz_mean`` (their taps taken
+  off: the row holds NaN for them);
 * ``nostats``: the optimizer's wrapper kept, the statistics gone (``_apply`` calls through);
 * ``smartcond``: ``every1`` traced with ``tf.cond`` on a constant predicate evaluated at trace
   time (since session 5 the step has no condition at every = 1 but the NaN count's, whose
@@ -37,7 +39,7 @@ import bench_models as bm  # noqa: E402
 import bench_overhead as bo  # noqa: E402
 import numpy as np  # noqa: E402
 
-VARIANTS = ("plain", "every1", "every10", "notaps", "nostats", "smartcond")
+VARIANTS = ("plain", "every1", "every10", "notaps", "noattn", "nostats", "smartcond")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             if v == "notaps":
                 for _, t in rec.taps:  # no output reaches the recorder: the row holds NaN for them
                     kc.unwrap_method(t.act_source, "call")
+            if v == "noattn":  # no attention layer or logits output reaches the recorder
+                for _, t in rec.attn:
+                    kc.untap_attention(t.attention, rec)
+                for _, t in rec.logz:
+                    kc.unwrap_method(t.layer, "call", rec)
             if v == "nostats":
                 rec._apply = lambda orig, grads, variables: orig(grads, variables)
         tf.cond = smart_cond if v == "smartcond" else real_cond

@@ -32,6 +32,15 @@ What is wrapped, and why there:
   ``variable_capturing_scope``: whether the trace being built has created variables, in which
   case TensorFlow traces the function again and never runs this trace (see
   :func:`discarded_trace`).
+- ``MultiHeadAttention._compute_attention(query, key, value, attention_mask, training, ...,
+  use_causal_mask)``: where the layer turns its projected query and key into attention, after
+  whatever a subclass does to them (a qk-norm that overrides it and calls ``super()``). Its
+  query/key/mask are what the softmax's logits are made of, on either of Keras's paths (the
+  explicit scores, or ``ops.dot_product_attention``, which never materialises them). Wrapped
+  on the class (a subclass's ``super()`` call does not pass through an instance attribute),
+  dispatching to the instances tapped (see :func:`tap_attention`); the layer's
+  ``_dot_product_equation`` and ``_attention_axes`` say how to contract them for other ranks
+  than ``(B, T, N, H)``.
 - TensorFlow's ``_lower_using_switch_merge`` attribute of an ``If`` op (set with the private
   ``Operation._set_attr``): whether the runtime turns a ``tf.cond`` into ``Switch``/``Merge``
   nodes (see :func:`functional_cond`).
@@ -39,6 +48,9 @@ What is wrapped, and why there:
 
 from __future__ import annotations
 
+import inspect
+import math
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -115,6 +127,10 @@ def missing_hooks(model: Any, optimizer: Any) -> list[str]:
             missing.append("CallContext.get_value")
     except ImportError:
         missing.append("keras.src.layers.layer.CallContext")
+    if attention_layers(model):
+        params = inspect.signature(getattr(attention_class(), ATTENTION, None) or (lambda: None)).parameters
+        if not {"query", "key", "attention_mask"} <= set(params):
+            missing.append(f"MultiHeadAttention.{ATTENTION}(query, key, attention_mask)")
     import tensorflow as tf
 
     interim = getattr(getattr(getattr(tf, "__internal__", None), "distribute", None), "interim", None)
@@ -292,3 +308,130 @@ def discarded_trace() -> bool:
                     return bool(value)
             return False
     return False
+
+
+# ---------------------------------------------------------------------------- attention
+
+#: the method of ``keras.layers.MultiHeadAttention`` that turns projected q/k/v into attention
+ATTENTION = "_compute_attention"
+#: per tapped instance, the taps ``[(owner, fn)]`` (an attribute of the instance)
+_ATTENTION_TAPS = "__gradtui_attention_taps"
+#: the instances tapped now; the class's own method while any is (``None``: not wrapped)
+_TAPPED: weakref.WeakSet[Any] = weakref.WeakSet()
+_ORIGINAL_ATTENTION: list[Any] = []
+
+
+def attention_class() -> Any:
+    """``keras.layers.MultiHeadAttention``."""
+    import keras
+
+    return keras.layers.MultiHeadAttention
+
+
+def attention_layers(model: Any) -> list[Any]:
+    """Every ``MultiHeadAttention`` (subclasses included) inside a model, at any depth, once each,
+    in the model's order."""
+    cls = attention_class()
+    out: list[Any] = []
+    seen: set[int] = set()
+
+    def walk(layer: Any) -> None:
+        for sub in sublayers(layer):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if isinstance(sub, cls):
+                out.append(sub)
+            walk(sub)
+
+    walk(model)
+    return out
+
+
+def attention_query(layer: Any) -> Any:
+    """A ``MultiHeadAttention``'s query projection (``query_dense``; ``_query_dense`` before it
+    was public)."""
+    try:
+        return layer.query_dense
+    except AttributeError:
+        return getattr(layer, "_query_dense", None)
+
+
+def attention_scale(layer: Any) -> float:
+    """The factor a ``MultiHeadAttention`` multiplies q.k by: 1/sqrt(key_dim), as it computes it."""
+    return 1.0 / math.sqrt(float(layer.key_dim))
+
+
+def attention_equation(layer: Any) -> tuple[str, int]:
+    """The einsum ``(key, query) -> scores`` a built ``MultiHeadAttention`` contracts with, and
+    its number of attention axes (1 for sequences)."""
+    return layer._dot_product_equation, len(layer._attention_axes)
+
+
+def _attention_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any, bool]:
+    """``(query, key, attention_mask, use_causal_mask)`` of a ``_compute_attention`` call."""
+    bound = _ATTENTION_SIGNATURE[0].bind_partial(None, *args, **kwargs).arguments
+    return (
+        bound.get("query"),
+        bound.get("key"),
+        bound.get("attention_mask"),
+        bool(bound.get("use_causal_mask", False)),
+    )
+
+
+_ATTENTION_SIGNATURE: list[inspect.Signature] = []
+
+
+def _dispatching(original: Any) -> Any:
+    def _compute_attention(self: Any, *args: Any, **kwargs: Any) -> Any:
+        taps = vars(self).get(_ATTENTION_TAPS)
+        if taps:
+            query, key, mask, causal = _attention_arguments(args, kwargs)
+            for _, fn in list(taps):
+                fn(query, key, mask, causal)
+        return original(self, *args, **kwargs)
+
+    _compute_attention.__wrapped__ = original  # type: ignore[attr-defined]
+    _compute_attention.__doc__ = original.__doc__
+    _compute_attention.__name__ = original.__name__
+    _compute_attention.__qualname__ = original.__qualname__
+    return _compute_attention
+
+
+def tap_attention(layer: Any, fn: Callable[[Any, Any, Any, bool], None], owner: Any) -> None:
+    """Call ``fn(query, key, attention_mask, use_causal_mask)`` whenever this layer's attention
+    is computed (``MultiHeadAttention._compute_attention``, reached from its ``call`` or from a
+    subclass's ``super()``), before it is: the projected query ``(B, T, N, H)`` and key
+    ``(B, S, N, H)`` the layer's logits are made of, its boolean mask ``(B, T, S)`` or ``None``,
+    and whether a causal mask applies on top (Keras's native causal path). Other instances pass
+    straight through; :func:`untap_attention` gives the class back its own method once no
+    instance is tapped."""
+    cls = attention_class()
+    if not _ORIGINAL_ATTENTION:
+        original = cls.__dict__[ATTENTION]
+        _ORIGINAL_ATTENTION.append(original)
+        _ATTENTION_SIGNATURE[:] = [inspect.signature(original)]
+        setattr(cls, ATTENTION, _dispatching(original))
+    taps = vars(layer).get(_ATTENTION_TAPS)
+    if taps is None:
+        taps = []
+        object.__setattr__(layer, _ATTENTION_TAPS, taps)
+    taps.append((owner, fn))
+    _TAPPED.add(layer)
+
+
+def untap_attention(layer: Any, owner: Any) -> None:
+    """Take ``owner``'s taps off ``layer`` (see :func:`tap_attention`)."""
+    taps = vars(layer).get(_ATTENTION_TAPS)
+    if taps is not None:
+        taps[:] = [(o, f) for o, f in taps if o is not owner]
+        if not taps:
+            object.__delattr__(layer, _ATTENTION_TAPS)
+            _TAPPED.discard(layer)
+    if not len(_TAPPED) and _ORIGINAL_ATTENTION:
+        setattr(attention_class(), ATTENTION, _ORIGINAL_ATTENTION.pop())
+
+
+def attention_tapped() -> bool:
+    """Whether ``MultiHeadAttention._compute_attention`` is wrapped now (some instance tapped)."""
+    return bool(_ORIGINAL_ATTENTION)

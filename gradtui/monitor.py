@@ -365,11 +365,18 @@ class Monitor:
         }
 
     def finish(
-        self, status: str, *, error: str | None = None, params: dict[str, int] | None = None
+        self,
+        status: str,
+        *,
+        error: str | None = None,
+        params: dict[str, int] | None = None,
+        drained: bool = False,
     ) -> dict[str, Any]:
-        """Drain what is left and write ``summary.json``; returns the summary."""
+        """Drain what is left (unless ``drained``: the caller knows nothing is) and write
+        ``summary.json``; returns the summary."""
         try:
-            self.flush("finish")
+            if not drained:
+                self.flush("finish")
         except Exception:  # the model may be in a broken state after a failure
             pass
         summary = self.summary(status, error=error, params=params)
@@ -692,7 +699,10 @@ def _watched_fit(monitor: Watch, original_fit: Any) -> Any:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            monitor.finish(status, error=error)
+            # a completed fit's callback drained after its last batch (on_train_end): an empty
+            # drain more would cost a read of the ring per fit
+            drained = status == "completed" and monitor.callback.drained
+            monitor.finish(status, error=error, drained=drained)
 
     return fit
 

@@ -27,8 +27,9 @@ __all__ = ["COLUMNS", "K", "RECORD_FIELDS", "Records", "Tracked", "make_callback
 #: per-layer statistics of a recorded step, the last axis of :attr:`Records.stats`: gradient norm
 #: (input kernel and bias for a recurrent layer), largest gradient magnitude, weight norm, update
 #: norm, NaN/Inf count in the gradients, the activation statistic (fraction saturated or dead)
-#: and the mean of the tapped output, and the recurrent kernel's gradient norm; NaN where a layer
-#: has no such statistic
+#: and the mean of the tapped output, the recurrent kernel's gradient norm, an attention layer's
+#: largest |logit| and lowest head's entropy (on its query projection's row) and the output
+#: logits' mean log-partition (on the output layer's row); NaN where a layer has no such statistic
 COLUMNS = (
     "grad_norm",
     "grad_max",
@@ -38,12 +39,20 @@ COLUMNS = (
     "act",
     "act_mean",
     "recurrent_grad_norm",
+    "attn_logit_max",
+    "attn_entropy",
+    "logz_mean",
 )
 K = len(COLUMNS)
 #: the per-layer fields of a ``stats.jsonl`` record, in the order they are written (a layer with
 #: an activation tap adds ``saturation`` or ``dead`` and ``act_mean``; a recurrent layer adds
-#: ``recurrent_grad_norm``)
+#: ``recurrent_grad_norm``; an attention layer's query projection ``attn_logit_max`` and
+#: ``attn_entropy``; the output layer of a model on logits ``logz_mean``)
 RECORD_FIELDS = ("grad_norm", "grad_max", "weight_norm", "update_ratio", "nonfinite")
+#: the fields of an attention layer's query projection row
+ATTENTION_FIELDS = ("attn_logit_max", "attn_entropy")
+#: the fields only some rows have (besides the activation and recurrent ones)
+OPTIONAL = (*ATTENTION_FIELDS, "logz_mean")
 
 
 @dataclass
@@ -90,7 +99,9 @@ class Records:
     def fields(self, t: Tracked) -> tuple[str, ...]:
         """The fields one layer's entry of a record has, in order."""
         extra: tuple[str, ...] = (t.act_kind, "act_mean") if t.act_kind else ()
-        return RECORD_FIELDS + extra + (("recurrent_grad_norm",) if t.recurrent else ())
+        extra += ("recurrent_grad_norm",) if t.recurrent else ()
+        extra += ATTENTION_FIELDS if t.attention is not None else ()
+        return RECORD_FIELDS + extra + (("logz_mean",) if t.logits else ())
 
     def field(self, key: str) -> np.ndarray:
         """One ``stats.jsonl`` field for every row and layer, ``(n, layers)``; NaN where a layer
@@ -135,7 +146,7 @@ class Records:
         cols = [self.steps.astype(np.float64), np.full(len(self), float(self.epoch)), self.losses]
         fields = {
             key: self.field(key)
-            for key in (*RECORD_FIELDS, "saturation", "dead", "act_mean", "recurrent_grad_norm")
+            for key in (*RECORD_FIELDS, "saturation", "dead", "act_mean", "recurrent_grad_norm", *OPTIONAL)
         }
         for li, t in enumerate(self.layers):
             cols.extend(fields[key][:, li] for key in self.fields(t))
@@ -298,13 +309,24 @@ def make_callback(
                 self._batches = 0
                 flush("batch")
 
+        @property
+        def drained(self) -> bool:
+            """Whether no training batch ended since the last drain this callback made."""
+            return self._batches == 0
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            flush("epoch")
+            # no training batch since the last drain: nothing new to read (validation records
+            # nothing), and an empty drain still costs a read of the ring
+            if self._batches:
+                self._batches = 0
+                flush("epoch")
             if on_epoch is not None:
                 on_epoch(self._offset + epoch, dict(logs or {}))
 
         def on_train_end(self, logs: dict | None = None) -> None:
             self.train_seconds += time.monotonic() - self._began
-            flush("end")
+            if self._batches:
+                self._batches = 0
+                flush("end")
 
     return GradtuiCallback()

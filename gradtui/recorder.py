@@ -7,7 +7,9 @@ mixed precision and ``tf.distribute`` are all recorded by the same code, and tra
 they would without gradtui:
 
 - a layer's ``call`` in a training forward pass leaves its output with the recorder (nothing is
-  computed there);
+  computed there); a ``MultiHeadAttention``'s attention computation leaves its projected query
+  and key (and mask), from which the recorder takes the largest |logit| and the lowest head's
+  entropy (:func:`attention_stats`), and a model on logits leaves its output logits;
 - the optimizer's ``_backend_apply_gradients`` (gradients unscaled, before clipping; under
   ``tf.distribute`` the replicas' sum) runs the update, then, every ``every`` steps, reduces each
   variable's gradient, weight and update and each tapped output to a few numbers and writes them
@@ -112,6 +114,114 @@ def _scale_of(change: Any, g: Any) -> Any:
     return None
 
 
+#: what TensorFlow's ``dot_product_attention`` puts at the positions a mask hides (float32)
+_LARGE_NEGATIVE = 3.38953e38 * -0.7
+
+
+def _sequence_logits(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> tuple[Any, Any, Any]:
+    """Query ``(B, T, N, H)`` and key ``(B, S, N, H)``: the logits ``(B, N, T, S)`` in float32,
+    with the masked positions at a large negative value, and the mask (or ``None``).
+
+    The ops are those of Keras's TensorFlow ``dot_product_attention`` (the layer's own path when
+    its dropout is 0), einsum in the layer's compute dtype then float32, the same scale, the
+    same mask ops: in a compiled step TensorFlow's common-subexpression pass (or XLA's) then
+    computes them, and the softmax, once for the layer and the recorder."""
+    import tensorflow as tf
+
+    dtype = query.dtype if query.dtype == key.dtype else tf.float32
+    query, key = tf.cast(query, dtype), tf.cast(key, dtype)
+    logits = tf.cast(tf.einsum("BTNH,BSNH->BNTS", query, key, optimize="optimal"), tf.float32)
+    logits = tf.multiply(logits, tf.cast(kc.attention_scale(layer), tf.float32))
+    if mask is None and not causal:
+        return logits, logits, None
+    valid = tf.ones_like(logits, dtype="bool")
+    if mask is not None:
+        mask = tf.cast(mask, "bool")
+        for _ in range(4 - mask.shape.rank):
+            mask = tf.expand_dims(mask, axis=-3)
+        valid = tf.logical_and(valid, mask)
+    if causal:
+        shape = tf.shape(logits)
+        band = tf.linalg.band_part(tf.ones((shape[2], shape[3]), "bool"), -1, 0)
+        valid = tf.logical_and(valid, band[None, None, :, :])
+    return logits, tf.where(valid, logits, tf.constant(_LARGE_NEGATIVE, tf.float32)), valid
+
+
+def _general_logits(layer: Any, query: Any, key: Any, mask: Any) -> tuple[Any, Any, Any]:
+    """:func:`_sequence_logits` for several attention axes (the layer's own einsum), flattened
+    to ``(batch, N, T, S)``."""
+    import tensorflow as tf
+
+    equation, n_axes = kc.attention_equation(layer)
+    logits = tf.einsum(equation, _f32(key), tf.multiply(_f32(query), kc.attention_scale(layer)))
+    shape, r = tf.shape(logits), logits.shape.rank
+    flat = tf.stack(
+        [
+            -1,
+            shape[r - 2 * n_axes - 1],
+            tf.reduce_prod(shape[r - 2 * n_axes : r - n_axes]),
+            tf.reduce_prod(shape[r - n_axes :]),
+        ]
+    )
+    logits = tf.reshape(logits, flat)
+    if mask is None:
+        return logits, logits, None
+    valid = tf.cast(mask, tf.bool)
+    while valid.shape.rank < r:
+        valid = tf.expand_dims(valid, -2 * n_axes - 1)
+    valid = tf.reshape(tf.broadcast_to(valid, shape), flat)
+    return logits, tf.where(valid, logits, tf.constant(_LARGE_NEGATIVE, tf.float32)), valid
+
+
+def attention_stats(layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> Any:
+    """An attention layer's two numbers from the query and key its softmax's logits are made of:
+    the largest |logit| (q.k / sqrt(key_dim), the positions a mask hides left out) and the
+    entropy in nats of the attention distribution, averaged over the queries that see any
+    position, of the head where it is lowest; reduced in float32.
+
+    Four passes over the logits besides the logits and the softmax themselves (which a
+    compiled step shares with the layer, see :func:`_sequence_logits`): per query the largest
+    logit ``m`` and the largest probability ``p_max``, the sum of ``p * logit``, and the
+    smallest logit of all; the entropy is ``log Z - sum(p * logit)`` with
+    ``log Z = m - log(p_max)``."""
+    import tensorflow as tf
+
+    if query.shape.rank == 4:
+        logits, padded, valid = _sequence_logits(layer, query, key, mask, causal)
+    else:
+        logits, padded, valid = _general_logits(layer, query, key, mask)
+    probs = tf.nn.softmax(padded, axis=-1)
+    m = tf.reduce_max(padded, -1)  # (batch, N, T)
+    entropy = m - tf.math.log(tf.reduce_max(probs, -1)) - tf.reduce_sum(probs * padded, -1)
+    entropy = tf.maximum(entropy, 0.0)  # huge logits: a few float32 ulps of m below 0
+    if valid is None:
+        low = tf.reduce_min(logits)
+        per_head = tf.reduce_mean(entropy, [0, 2])
+    else:
+        low = tf.reduce_min(tf.where(valid, logits, tf.constant(tf.float32.max, tf.float32)))
+        seen = tf.cast(tf.reduce_any(valid, -1), tf.float32)  # a query that sees no position: left out
+        per_head = tf.reduce_sum(entropy * seen, [0, 2]) / tf.maximum(tf.reduce_sum(seen, [0, 2]), 1.0)
+    top = tf.maximum(tf.maximum(tf.reduce_max(m), -low), 0.0)
+    return tf.stop_gradient(tf.stack([top, tf.reduce_min(per_head)]))
+
+
+def logz_stats(logits: Any) -> Any:
+    """The mean over the batch (and positions) of logsumexp over the last axis, in float32."""
+    import tensorflow as tf
+
+    return tf.reshape(tf.reduce_mean(tf.reduce_logsumexp(_f32(tf.stop_gradient(logits)), axis=-1)), [1])
+
+
+def _combine_attention(values: list[Any]) -> Any:
+    """Several calls of one attention layer in a step: the largest |logit|, the lowest entropy."""
+    import tensorflow as tf
+
+    if len(values) == 1:
+        return values[0]
+    both = tf.stack(values)
+    return tf.stack([tf.reduce_max(both[:, 0]), tf.reduce_min(both[:, 1])])
+
+
 class Recorder:
     """Records per-layer statistics of every step an optimizer applies to a model's weights.
 
@@ -184,6 +294,13 @@ class Recorder:
         self.taps = [(li, t) for li, t in enumerate(self.tracked) if t.act_kind and t.act_source is not None]
         self._tap_of = {id(t.act_source): k for k, (_, t) in enumerate(self.taps)}
         self._act_layers = np.array([li for li, _ in self.taps], dtype=np.int64)
+        # attention layers (on their query projection's row) and the output logits
+        self.attn = [(li, t) for li, t in enumerate(self.tracked) if t.attention is not None]
+        self.logz = [(li, t) for li, t in enumerate(self.tracked) if t.logits]
+        self._attn_layers = np.array([li for li, _ in self.attn], dtype=np.int64)
+        self._logz_layers = np.array([li for li, _ in self.logz], dtype=np.int64)
+        #: values of a row for them: two per attention layer, then one per logits output
+        self.n_extra = 2 * len(self.attn) + len(self.logz)
         # recurrent layers over a sequence of known length: the gradient reaching each time step
         self.time_rows: list[tuple[int, Tracked, int]] = []  # (layer index, row, sequence length)
         for li, t in enumerate(self.tracked):
@@ -191,9 +308,10 @@ class Recorder:
             if shape is not None and len(shape) >= 3 and shape[1] is not None and int(shape[1]) > 1:
                 self.time_rows.append((li, t, int(shape[1])))
         self.time_buckets = [min(TIME_BUCKETS, n) for _, _, n in self.time_rows]
-        # one row: HEAD, VAR_COLUMNS per variable, (fraction, mean) per tap, NaN/Inf per
-        # variable, then the spans of time of each recurrent layer
-        self._time_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps) + v
+        # one row: HEAD, VAR_COLUMNS per variable, (fraction, mean) per tap, the attention and
+        # logits values, NaN/Inf per variable, then the spans of time of each recurrent layer
+        self._extra_at = HEAD + len(VAR_COLUMNS) * v + 2 * len(self.taps)
+        self._time_at = self._extra_at + self.n_extra + v
         self.width = self._time_at + sum(self.time_buckets)
         self.strategy = kc.distribution_strategy(model)
         # The ring: ``capacity`` rows, then one row whose first value is the count of rows
@@ -258,6 +376,10 @@ class Recorder:
             kc.wrap_method(
                 t.layer, "call", lambda orig, k=k, t=t, n=length: self._wrap_time(orig, k, t, n), self
             )
+        for k, (_, t) in enumerate(self.attn):
+            kc.tap_attention(t.attention, functools.partial(self._seen_attention, k, t.attention), self)
+        for k, (_, t) in enumerate(self.logz):
+            kc.wrap_method(t.layer, "call", lambda orig, k=k, t=t: self._wrap_logits(orig, k, t), self)
         self._attached = True
         # A step compiled before now does not pass through the wrappers: compile it again.
         if getattr(self.model, "train_function", None) is not None:
@@ -273,6 +395,10 @@ class Recorder:
         for _, t in self.taps:
             kc.unwrap_method(t.act_source, "call", self)
         for _, t, _ in self.time_rows:
+            kc.unwrap_method(t.layer, "call", self)
+        for _, t in self.attn:
+            kc.untap_attention(t.attention, self)
+        for _, t in self.logz:
             kc.unwrap_method(t.layer, "call", self)
         self._attached = False
         if getattr(self.model, "train_function", None) is not None:
@@ -300,14 +426,17 @@ class Recorder:
                 got = self._stash[key] = {"acts": {}}
             return got
 
-    def _take(self) -> tuple[dict[int, Any], Any, dict[int, Any]]:
+    def _take(self) -> tuple[dict[int, Any], Any, dict[int, Any], dict[str, dict[int, Any]]]:
         """What this step's forward and backward passes left with the recorder (the taps, the
-        loss, the spans of time), the stash emptied for the next step traced in this graph."""
+        loss, the spans of time, the attention layers' and the logits' inputs or values), the
+        stash emptied for the next step traced in this graph."""
         slot = self._slot()
         acts, loss, times = slot.get("acts", {}), slot.pop("loss", None), slot.pop("time", {})
+        seen = {"attn": slot.pop("attn", {}), "logz": slot.pop("logz", {})}
         slot["acts"] = {}
         slot["trained"] = set()
-        return acts, loss, times
+        slot.pop("seen", None)
+        return acts, loss, times, seen
 
     def _wrap_call(self, orig: Any, t: Tracked) -> Any:
         """A tapped layer's ``call`` that leaves its output with the recorder: reduced at once
@@ -338,6 +467,74 @@ class Recorder:
             return out
 
         return call
+
+    def _keep(self, kind: str, k: int, layer: Any, value: Any, combine: bool) -> None:
+        """Leave what an attention layer or the output layer saw in this pass with the recorder:
+        a training pass is preferred, else (inside a traced step only) the last inference pass,
+        as for the activation taps. ``combine``: a layer called again in the same training
+        pass adds to what it left (an attention layer shared by several blocks)."""
+        import tensorflow as tf
+
+        slot = self._slot()
+        training = kc.training_call(layer)
+        seen = slot.setdefault("seen", {}).setdefault(kind, {})
+        if not training and (seen.get(k) or tf.executing_eagerly()):
+            return
+        kept = slot.setdefault(kind, {})
+        if training and seen.get(k) and combine:
+            kept[k].append(value)
+        else:
+            kept[k] = [value]
+        seen[k] = seen.get(k) or training
+
+    def _seen_attention(self, k: int, layer: Any, query: Any, key: Any, mask: Any, causal: bool) -> None:
+        """An attention layer is about to compute its attention from ``query`` and ``key``: its
+        two numbers at once when every step is recorded, else its inputs, for the step's one
+        condition."""
+        import tensorflow as tf
+
+        if not isinstance(query, tf.Tensor) or not isinstance(key, tf.Tensor):
+            return
+        value = (
+            attention_stats(layer, query, key, mask, causal)
+            if self.every == 1
+            else (query, key, mask, causal)
+        )
+        self._keep("attn", k, layer, value, combine=True)
+
+    def _wrap_logits(self, orig: Any, k: int, t: Tracked) -> Any:
+        """The output layer's ``call``: its logits' mean log-partition (or the logits)."""
+        import tensorflow as tf
+
+        @functools.wraps(orig)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = orig(*args, **kwargs)
+            if isinstance(out, tf.Tensor):
+                self._keep("logz", k, t.layer, logz_stats(out) if self.every == 1 else out, combine=False)
+            return out
+
+        return call
+
+    def _extras(self, seen: dict[str, dict[int, Any]], raw: bool) -> list[Any]:
+        """The attention layers' and the logits' values of a row (NaN where not seen);
+        ``raw``: from the inputs they left (not every step recorded)."""
+        import tensorflow as tf
+
+        out = []
+        for k, (_, t) in enumerate(self.attn):
+            got = seen["attn"].get(k)
+            if not got:
+                out.append(tf.fill([2], tf.constant(math.nan, tf.float32)))
+                continue
+            values = [attention_stats(t.attention, *v) for v in got] if raw else got
+            out.append(_combine_attention(values))
+        for k in range(len(self.logz)):
+            got = seen["logz"].get(k)
+            if not got:
+                out.append(tf.fill([1], tf.constant(math.nan, tf.float32)))
+                continue
+            out.append(logz_stats(got[-1]) if raw else got[-1])
+        return out
 
     def _due(self, period: int | None = None) -> Any:
         """Whether the step running now is recorded (every ``period`` steps; defaults to
@@ -510,7 +707,7 @@ class Recorder:
                 reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, present) if in_replica else present
             it = iter(reduced)
             grads = [None if g is None else next(it) for g in grads]
-        acts, loss, times = self._take()
+        acts, loss, times, seen = self._take()
         if loss is not None and replicas > 1 and in_replica:
             # each replica's loss is its share (scaled by 1 / replicas): their sum is the step's
             loss = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, loss)
@@ -527,19 +724,23 @@ class Recorder:
                     self._tap_stats(t, acts[k]) if k in acts else tf.fill([2], math.nan)
                     for k, (_, t) in enumerate(self.taps)
                 ]
+                parts += self._extras(seen, raw=True)
             return tf.concat(parts, 0)
 
         if self.histograms:
             self._snapshot(step, grads, columns)
         if due is None:  # every step recorded: no condition
-            kc.merge_call(self._write, self.strategy, self._row(step, loss, after(), acts, times), step, None)
+            extras = self._extras(seen, raw=False)
+            row = self._row(step, loss, after(), acts, times, extras)
+            kc.merge_call(self._write, self.strategy, row, step, None)
             return result
         v = self.n_vars
 
         def row() -> Any:
-            stats = after()  # the taps' two numbers each come last
+            stats = after()  # the taps' two numbers each come last, then the extras
             taps = {k: stats[6 * v + 2 * k : 6 * v + 2 * k + 2] for k in range(len(self.taps))}
-            return self._row(step, loss, stats[: 6 * v], taps, times)
+            extras = [stats[6 * v + 2 * len(self.taps) :]]
+            return self._row(step, loss, stats[: 6 * v], taps, times, extras)
 
         if not tf.distribute.has_strategy():
             # one condition that computes and writes the row: a step not recorded costs one node
@@ -686,10 +887,19 @@ class Recorder:
             updates += tf.square(tf.stack(scales)) * grad_stats[:v]
         return tf.concat([tf.stack(w_sq), updates], 0)
 
-    def _row(self, step: Any, loss: Any, stats: Any, acts: dict[int, Any], times: dict[int, Any]) -> Any:
+    def _row(
+        self,
+        step: Any,
+        loss: Any,
+        stats: Any,
+        acts: dict[int, Any],
+        times: dict[int, Any],
+        extras: list[Any],
+    ) -> Any:
         """One row of the ring (see ``width``) from the step's pieces: ``stats`` holds
         ``g_sq, g_hi, g_lo, nonfinite, w_sq, u_sq``, a block of ``n_vars`` each; ``acts`` the
-        taps' two numbers; ``times`` the spans of time measured."""
+        taps' two numbers; ``times`` the spans of time measured; ``extras`` the attention
+        layers' and logits' values (:meth:`_extras`)."""
         import tensorflow as tf
 
         v = self.n_vars
@@ -708,8 +918,11 @@ class Recorder:
             tf.reshape(_f32(times[k]), [n]) if k in times else tf.fill([n], math.nan)
             for k, n in enumerate(self.time_buckets)
         ]
-        # row order: head, g_sq g_hi g_lo w_sq u_sq, taps, nonfinite, spans
-        return tf.concat([head, stats[: 3 * v], stats[4 * v :], *taps, stats[3 * v : 4 * v], *spans], 0)
+        extras = [tf.reshape(_f32(x), [-1]) for x in extras]
+        # row order: head, g_sq g_hi g_lo w_sq u_sq, taps, extras, nonfinite, spans
+        return tf.concat(
+            [head, stats[: 3 * v], stats[4 * v :], *taps, *extras, stats[3 * v : 4 * v], *spans], 0
+        )
 
     def _tap_stats(self, t: Tracked, a: Any) -> Any:
         """A tap's two numbers: the fraction of saturated or dead units, and the mean output."""
@@ -797,25 +1010,37 @@ class Recorder:
     def drain(self, epoch: int = 0) -> Records:
         """The rows written since the last drain, oldest first (empty when there are none).
 
-        One read of the ring is one snapshot: its count ``c`` and the rows. Every row numbered
-        below ``c`` was written with its count (:meth:`_write`), so rows ``read_count .. c-1``
-        are each either in their slot, or were overwritten by a row ``capacity`` or more later
-        (the ring overflowed between two drains: counted in :attr:`lost`). A slot holding an
-        older row than expected cannot happen; it would stop the drain there, to be read again."""
-        if self._count_now() <= self.read_count:  # nothing new: the ring is not copied
+        The count ``c`` of rows written is read first (the ring's last row, alone), then only
+        the slots of the rows ``read_count .. c-1`` (one gather; the last ``capacity`` of them
+        when more were written: the older ones are overwritten). Every row numbered below
+        ``c`` was written with its count (:meth:`_write`), and a scatter and a gather of the
+        ring exclude each other, so each wanted slot holds either that row, or a row written
+        ``capacity`` or more later (the ring overflowed: counted in :attr:`lost`). A slot
+        holding an older row than expected cannot happen; it would stop the drain there, to be
+        read again."""
+        count = self._count_now()
+        if count <= self.read_count:  # nothing new: nothing else is read
             return self._records(np.zeros((0, self.width), np.float32), epoch)
-        rows = self.buffer.numpy()  # a later snapshot: its count is at least the one just read
-        count = _count_of(rows, self.capacity)
-        wanted = np.arange(self.read_count, count, dtype=np.int64)
+        first = max(self.read_count, count - self.capacity)
+        wanted = np.arange(first, count, dtype=np.int64)
         slots = wanted % self.capacity
-        seqs = rows[slots, SEQ].view(np.int32).astype(np.int64)
+        rows = self._read_slots(slots)
+        seqs = rows[:, SEQ].view(np.int32).astype(np.int64)
         behind = np.flatnonzero(seqs < wanted)
         if len(behind):  # not written yet: read from there next time
-            wanted, slots, seqs = wanted[: behind[0]], slots[: behind[0]], seqs[: behind[0]]
+            wanted, rows, seqs = wanted[: behind[0]], rows[: behind[0]], seqs[: behind[0]]
         present = seqs == wanted
-        self.lost += int(len(wanted) - present.sum())
-        self.read_count += len(wanted)
-        return self._records(rows[slots[present]], epoch)
+        self.lost += int(first - self.read_count) + int(len(wanted) - present.sum())
+        self.read_count = first + len(wanted)
+        return self._records(rows[present], epoch)
+
+    def _read_slots(self, slots: np.ndarray) -> np.ndarray:
+        """These rows of the ring, as one read (a gather of just them where the variable
+        allows it from here; the whole ring otherwise, a distributed variable)."""
+        try:
+            return np.asarray(self.buffer.sparse_read(slots.astype(np.int32)))
+        except Exception:
+            return self.buffer.numpy()[slots]
 
     def rows_received(self) -> list[int]:
         """Indices (into :attr:`tracked`) of the rows whose variables the optimizer receives: a
@@ -862,7 +1087,7 @@ class Recorder:
         """Per-layer statistics ``[n_rows, n_layers, K]`` (see :data:`gradtui.probe.COLUMNS`)."""
         v, n, t = self.n_vars, len(rows), len(self.taps)
         blocks = rows[:, HEAD : HEAD + 5 * v].astype(np.float64).reshape(n, 5, v)
-        nonfinite = rows[:, HEAD + 5 * v + 2 * t : self._time_at].astype(np.float64)
+        nonfinite = rows[:, self._extra_at + self.n_extra : self._time_at].astype(np.float64)
         out = np.full((n, self.n_layers, K), math.nan)
         col = {name: i for i, name in enumerate(COLUMNS)}
         if v:
@@ -887,6 +1112,12 @@ class Recorder:
             taps = rows[:, HEAD + 5 * v : HEAD + 5 * v + 2 * t].astype(np.float64).reshape(n, t, 2)
             out[:, self._act_layers, col["act"]] = taps[:, :, 0]
             out[:, self._act_layers, col["act_mean"]] = taps[:, :, 1]
+        if self.n_extra:
+            at, a = self._extra_at, len(self.attn)
+            attn = rows[:, at : at + 2 * a].astype(np.float64).reshape(n, a, 2)
+            out[:, self._attn_layers, col["attn_logit_max"]] = attn[:, :, 0]
+            out[:, self._attn_layers, col["attn_entropy"]] = attn[:, :, 1]
+            out[:, self._logz_layers, col["logz_mean"]] = rows[:, at + 2 * a : at + self.n_extra]
         return out
 
 

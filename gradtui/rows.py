@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gradtui.keras_compat import sublayers
+from gradtui.keras_compat import attention_layers, attention_query, sublayers
 from gradtui.stack import SATURATING, LayerInfo
 
 #: layers that only apply a function (their output is the activation of the row before them)
@@ -51,6 +51,9 @@ class Tracked:
         layer: the Keras layer object.
         act_source: the Keras layer whose output is tapped.
         channels_first: the tapped output has its channels on axis 1.
+        attention: the ``MultiHeadAttention`` whose query projection this row is (it carries
+            that layer's ``attn_logit_max`` and ``attn_entropy``), else ``None``.
+        logits: the output layer of a model that outputs logits (it carries ``logz_mean``).
     """
 
     name: str
@@ -65,6 +68,8 @@ class Tracked:
     layer: Any = field(default=None, repr=False, compare=False)
     act_source: Any = field(default=None, repr=False, compare=False)
     channels_first: bool = False
+    attention: Any = field(default=None, repr=False, compare=False)
+    logits: bool = False
 
 
 def activation_name(layer: Any) -> str:
@@ -170,7 +175,43 @@ def rows_of(model: Any) -> list[Tracked]:
         out = depth[-1]
         out.is_output = True
         out.act_kind = out.act_layer = out.act_source = None
+        out.logits = outputs_logits(model, out)
+    by_layer = {id(r.layer): r for r in rows}
+    for mha in attention_layers(model):
+        row = by_layer.get(id(attention_query(mha)))
+        if row is not None:
+            row.attention = mha
     return rows
+
+
+def outputs_logits(model: Any, row: Tracked) -> bool:
+    """Whether the output row gives logits over its last axis: a linear ``Dense`` (or
+    ``EinsumDense``) of more than one unit, unless the model was compiled with a loss that is
+    not a classification's (a regression's linear output is no logits)."""
+    if row.activation != "linear" or row.type not in ("Dense", "EinsumDense"):
+        return False
+    try:
+        units = row.layer.output.shape[-1]
+    except Exception:
+        units = getattr(row.layer, "units", None)
+    if units is None or int(units) < 2:
+        return False
+    loss = getattr(model, "loss", None)
+    losses = (
+        list(loss.values()) if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple)) else [loss]
+    )
+    losses = [x for x in losses if x is not None]
+    if not losses:
+        return True  # a custom training loop: a linear multi-unit output is read as logits
+    for x in losses:
+        name = (
+            x if isinstance(x, str) else getattr(x, "name", None) or getattr(x, "__name__", type(x).__name__)
+        )
+        if any(k in str(name).lower().replace("_", "") for k in ("crossentropy", "kldivergence", "kld")):
+            return True
+        if getattr(x, "from_logits", False):
+            return True
+    return False
 
 
 def _snake(name: str) -> str:

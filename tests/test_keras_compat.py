@@ -4,6 +4,7 @@ gradtui relies on, on the Keras version installed; pyproject.toml allows the rel
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
@@ -273,3 +274,39 @@ def test_a_cli_run_names_a_missing_hook_and_records_nothing(
     )
     run = read_run(out)
     assert run.status == "failed" and run.records == []
+
+
+def test_attention_tap_sees_the_query_and_key_and_gives_the_class_back() -> None:
+    """``MultiHeadAttention._compute_attention`` (wrapped on the class, dispatching per instance)
+    receives the projected query (B, T, N, H) and key, the mask and the causal flag; its
+    ``_dot_product_equation``/``_attention_axes`` exist; untapped, the class has its own method."""
+    import keras
+    import numpy as np
+
+    gc.collect()  # models of earlier tests whose watch was never closed
+    cls = keras.layers.MultiHeadAttention
+    own = cls.__dict__[kc.ATTENTION]
+    own = getattr(own, "__wrapped__", own)
+    before = kc.attention_tapped()  # another live watch of an attention layer keeps the wrap
+    tapped, other = cls(num_heads=2, key_dim=4), cls(num_heads=2, key_dim=4)
+    x = np.random.default_rng(0).random((3, 5, 6)).astype("float32")
+    tapped(x, x), other(x, x)  # built
+    seen: list[tuple] = []
+    owner = object()
+    kc.tap_attention(tapped, lambda q, k, mask, causal: seen.append((q.shape, k.shape, mask, causal)), owner)
+    try:
+        assert kc.attention_tapped() and cls.__dict__[kc.ATTENTION] is not own
+        tapped(x, x, use_causal_mask=True)
+        other(x, x)
+        assert seen == [((3, 5, 2, 4), (3, 5, 2, 4), None, True)]
+        tapped(x, x, attention_mask=np.ones((3, 5, 5), bool))
+        assert tuple(seen[-1][2].shape) == (3, 5, 5) and seen[-1][3] is False
+        equation, axes = kc.attention_equation(tapped)
+        assert isinstance(equation, str) and axes == 1
+        assert kc.attention_query(tapped) is tapped.query_dense
+        assert kc.attention_scale(tapped) == 0.5
+    finally:
+        kc.untap_attention(tapped, owner)
+    assert kc.attention_tapped() is before
+    assert before or cls.__dict__[kc.ATTENTION] is own
+    assert "__gradtui_attention_taps" not in vars(tapped)
