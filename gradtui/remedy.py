@@ -97,6 +97,8 @@ def _show(value: Any) -> str:
     if isinstance(value, dict) and "name" in value:
         rest = ", ".join(f"{k}={v!r}" for k, v in value.items() if k != "name")
         return f"{value['name']!r}" + (f" ({rest})" if rest else "")
+    if isinstance(value, bool):  # as the preset file writes it
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     return repr(value)

@@ -314,7 +314,7 @@ def test_the_three_fixes_apply() -> None:
     assert remedy.preset.layers[1].qk_norm
     assert (remedy.preset.train.z_loss, remedy.preset.train.epsilon) == (1e-4, 1e-10)
     assert remedy.changes == [
-        "layers[1] (transformer).qk_norm: False -> True (attention_logit_growth)",
+        "layers[1] (transformer).qk_norm: false -> true (attention_logit_growth)",
         "train.epsilon: (unset) -> 1e-10 (adam_epsilon)",
         "train.z_loss: (unset) -> 0.0001 (output_logit_divergence)",
     ]
