@@ -126,6 +126,10 @@ class Records:
         if key in ("saturation", "dead"):
             has = np.array([t.act_kind == key for t in self.layers], bool)
             return np.where(has, s[:, :, COLUMNS.index("act")], math.nan)
+        if key in ATTENTION_FIELDS or key == "logz_mean":
+            # as in the records: a row without that statistic does not have it
+            has = np.array([key in self.fields(t) for t in self.layers], bool)
+            return np.where(has, s[:, :, COLUMNS.index(key)], math.nan)
         return s[:, :, COLUMNS.index(key)]
 
     def time_spans(self, i: int) -> dict[str, dict[str, list]]:
