@@ -7,12 +7,14 @@ the same statistics and diagnoses into the same run directory layout, through th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +220,7 @@ class Monitor:
         return last
 
     def _flush_part(self, rec: Recorder, diagnoser: Diagnoser) -> Records:
-        with self._lock:
+        with self._lock, interrupts_deferred():
             block = rec.drain(getattr(self.callback, "epoch", 0))
             pending: list[Diagnosis] = []
             if rec is self.instrument:  # the epoch-end verdicts (bn_statistics) are the model's
@@ -435,6 +437,29 @@ class Monitor:
             self.close("interrupted")
         else:
             self.close("failed", error=f"{exc_type.__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """A Ctrl-C during a drain waits for it to end: the rows taken from the ring are written
+    (``stats.jsonl`` and its index) before ``KeyboardInterrupt`` is raised, so an interrupted
+    run loses no record it counted. Only the main thread receives signals; elsewhere, and under
+    a handler that is not Python's (or one that ignores them), nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):  # SIG_IGN, SIG_DFL, or a handler installed from C
+        yield
+        return
+    caught: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(signal.SIGINT, caught[0])
 
 
 def _with_rows(planned: list[LayerInfo], described: list[LayerInfo]) -> list[LayerInfo]:

@@ -34,10 +34,12 @@ async def test_open_a_custom_loop_run_with_null_losses(tmp_path: Path) -> None:
 async def test_an_error_in_the_feed_worker_reaches_the_screen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: History, records: object) -> None:
+    def broken(self: History, *args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug while reading")
 
+    # the reading fills the history from the run's index (add_index), a follow from new lines
     monkeypatch.setattr(History, "extend", broken)
+    monkeypatch.setattr(History, "add_index", broken)
     app = open_app(damaged("loss-null", tmp_path), state=tmp_path / "state")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: not app.reading)  # before: "reading" forever

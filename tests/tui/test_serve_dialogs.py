@@ -143,8 +143,12 @@ async def test_a_preset_named_with_markup_saves_and_loads(make_app, tmp_path: Pa
         await pilot.press("o")
         await _type(pilot, app.screen, "#load-path", f"{name}.toml", "#load-ok")
         assert not isinstance(app.screen, LoadDialog) and app.return_code is None
-        await pilot.pause(0.1)
-        notes = [str(n.message) for n in app._notifications]
+        notes: list[str] = []
+        for _ in range(100):  # the load ends in a worker: up to 10 s on a loaded machine
+            await pilot.pause(0.1)
+            notes = [str(n.message) for n in app._notifications]
+            if f"loaded {name}.toml" in notes:
+                break
         assert f"loaded {name}.toml" in notes, notes
 
 
