@@ -204,10 +204,9 @@ def test_a_ctrl_c_during_a_drain_waits_for_its_records_to_be_written() -> None:
     from gradtui.monitor import interrupts_deferred
 
     written = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the signal is handled here, between bytecodes
-            written.append("lines")
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the signal is handled here, between bytecodes
+        written.append("lines")
     assert written == ["lines"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
