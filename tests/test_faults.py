@@ -204,9 +204,14 @@ def test_a_ctrl_c_during_a_drain_waits_for_its_records_to_be_written() -> None:
     from gradtui.monitor import interrupts_deferred
 
     written = []
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the signal is handled here, between bytecodes
-        written.append("lines")
-    assert written == ["lines"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, whatever an earlier test left (an in-process CLI's SIG_IGN)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is handled here, between bytecodes
+            written.append("lines")
+        assert written == ["lines"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
