@@ -4,6 +4,7 @@ another process is writing (``--follow``); ``compare --tui``. Run files are writ
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +127,10 @@ async def test_follow_draws_lines_as_they_arrive_and_says_when_the_run_finished(
         live = app.query_one(WarningsPanel).diagnoses
         assert app.reading and [d.kind for d in live] == ["vanishing"] and live[0].layer == "dense"
         assert "BatchNormalization" in live[0].advice
-        (run / "summary.json").write_text(json.dumps(SUMMARY))
+        # as the training writes it: whole, by a rename (a reader polling every 0.05 s saw the
+        # empty file write_text creates first: "summary.json: not JSON", in CI)
+        (run / "summary.json.tmp").write_text(json.dumps(SUMMARY))
+        os.replace(run / "summary.json.tmp", run / "summary.json")
         await wait_until(pilot, lambda: not app.reading)
         assert app.finished_note == "the run finished: completed after 6 steps"
         assert app.query_one(RunStatus).state == "completed"
