@@ -63,6 +63,15 @@ ALL_REDUCE = "_all_reduce_sum_gradients"
 ASSIGNS = ("assign", "assign_add", "assign_sub")
 
 
+def installed_versions() -> tuple[str, str]:
+    """The installed Keras and TensorFlow versions, whose internals this module names
+    (:mod:`gradtui.versions` judges them against the tested releases)."""
+    import keras
+    import tensorflow as tf
+
+    return str(keras.__version__), str(tf.__version__)
+
+
 def inner_optimizer(optimizer: Any) -> Any:
     """The optimizer that applies unscaled gradients (a ``LossScaleOptimizer``'s inner one)."""
     while hasattr(optimizer, "inner_optimizer"):

@@ -77,11 +77,11 @@ def untested(keras_version: str, tf_version: str) -> str | None:
 
 
 def installed() -> tuple[str, str]:
-    """The installed Keras and TensorFlow versions (imports both)."""
-    import keras
-    import tensorflow as tf
+    """The installed Keras and TensorFlow versions (imports both, in :mod:`gradtui.keras_compat`:
+    the one module that imports Keras)."""
+    from gradtui import keras_compat as kc
 
-    return str(keras.__version__), str(tf.__version__)
+    return kc.installed_versions()
 
 
 def warn_untested() -> bool:
