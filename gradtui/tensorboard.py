@@ -379,13 +379,8 @@ def export_run(run: Run, logdir: str | os.PathLike[str]) -> TensorBoardSink:
     Raises:
         GradtuiError: the folder cannot be written (read-only, full disk), in one line.
     """
-    from gradtui.errors import GradtuiError
-    from gradtui.text import plain
 
-    target = export_dir(run, logdir)
-    sink = None
-    try:
-        sink = TensorBoardSink(target, temporary=True)
+    def rows(sink: TensorBoardSink) -> None:
         names = run.layer_names()
         n = len(run.records)
         fields = {
@@ -401,6 +396,25 @@ def export_run(run: Run, logdir: str | os.PathLike[str]) -> TensorBoardSink:
             dtype=bool,
         ).reshape(n, 1 + len(SCALAR_KEYS) * len(names))
         sink.add_rows(run.steps(), run.losses(), names, fields, present)
+
+    return _export(run, logdir, rows)
+
+
+def _export(run: Any, logdir: str | os.PathLike[str], rows: Any) -> TensorBoardSink:
+    """The event file of a run: ``rows(sink)`` writes its recorded steps, then the final
+    metrics and the diagnoses; written whole (a temporary file renamed) or not at all.
+
+    Raises:
+        GradtuiError: the folder cannot be written (read-only, full disk), in one line.
+    """
+    from gradtui.errors import GradtuiError
+    from gradtui.text import plain
+
+    target = export_dir(run, logdir)
+    sink = None
+    try:
+        sink = TensorBoardSink(target, temporary=True)
+        rows(sink)
         final = run.summary.get("final") or {}
         sink.add_scalars(sink.last_step, {f"final/{k}": v for k, v in final.items()})
         sink.add_diagnoses(run.summary.get("diagnoses", []))
@@ -568,14 +582,9 @@ def framed_events(
 def export_index(run: Any, logdir: str | os.PathLike[str], progress: Any = None) -> TensorBoardSink:
     """:func:`export_run` for a run read through its index (:class:`gradtui.runindex.IndexedRun`):
     every recorded step streamed a chunk at a time, in constant memory."""
-    from gradtui.errors import GradtuiError
     from gradtui.runindex import LOSS
-    from gradtui.text import plain
 
-    target = export_dir(run, logdir)
-    sink = None
-    try:
-        sink = TensorBoardSink(target, temporary=True)
+    def rows(sink: TensorBoardSink) -> None:
         names = run.layer_names()
         idx = run.index
         prefixes = [_value_prefix("loss")] + [_value_prefix(tag(n, k)) for k in SCALAR_KEYS for n in names]
@@ -584,9 +593,9 @@ def export_index(run: Any, logdir: str | os.PathLike[str], progress: Any = None)
         per_chunk = max(1, EVENT_BYTES // max(1, sum(len(p) + 4 for p in prefixes) + 40))
         done = 0
         t0 = time.perf_counter()
-        for rows in idx.chunks():
-            for a in range(0, len(rows), per_chunk):
-                part = rows[a : a + per_chunk]
+        for chunk in idx.chunks():
+            for a in range(0, len(chunk), per_chunk):
+                part = chunk[a : a + per_chunk]
                 values = np.empty((len(part), width), np.float32)
                 values[:, 0] = part["loss"]
                 present = np.empty((len(part), width), bool)
@@ -597,22 +606,9 @@ def export_index(run: Any, logdir: str | os.PathLike[str], progress: Any = None)
                 sink._writer._file.write(data)
                 sink.rows += len(part)
                 sink.last_step = int(part["step"][-1])
-            done += len(rows)
+            done += len(chunk)
             if progress is not None:
                 progress(done, idx.count)
         sink.seconds += time.perf_counter() - t0
-        final = run.summary.get("final") or {}
-        sink.add_scalars(sink.last_step, {f"final/{k}": v for k, v in final.items()})
-        sink.add_diagnoses(run.summary.get("diagnoses", []))
-        sink.close()
-    except OSError as exc:
-        if sink is not None:
-            sink._writer.discard()
-        raise GradtuiError(
-            f"cannot write the event file: {exc.strerror or exc}", file=plain(target), key="--tensorboard"
-        ) from None
-    except BaseException:
-        if sink is not None:
-            sink._writer.discard()
-        raise
-    return sink
+
+    return _export(run, logdir, rows)
